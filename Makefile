@@ -1,0 +1,33 @@
+# Two entry points: `make demo` and `make test`. Each builds .venv from nothing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+export LENSLLM_NB_DATA ?= $(abspath ../shared/benchmarks)
+
+.PHONY: demo test venv kernel clean
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+	touch $@
+
+# torch first and pinned, so nothing later pulls a multi-GB CUDA build.
+$(VENV)/.installed-dev: $(VENV)/.created pyproject.toml
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+kernel: $(VENV)/.installed-dev
+	$(PY) -m ipykernel install --sys-prefix --name lensllm-nb --display-name "Python (lensllm-nb)" >/dev/null
+
+venv: $(VENV)/.installed-dev kernel
+
+demo: venv
+	$(VENV)/bin/lensllm-nb demo
+
+test: venv
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

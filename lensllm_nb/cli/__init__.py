@@ -1,0 +1,65 @@
+"""The ``lensllm-nb`` console script.
+
+Each command group lives in its own module with a ``register(subparsers)`` function
+that adds its sub-commands and sets ``func`` on them; ``main`` only dispatches and
+turns project errors into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main", "build_parser"]
+
+# Command groups, imported lazily by name so `lensllm-nb --help` stays fast.
+_GROUPS = ("core", "collect", "notebooks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every command group registered."""
+    parser = argparse.ArgumentParser(
+        prog="lensllm-nb",
+        description=(
+            "Pick the pretrained LLM to fine-tune from small-subset fine-tuning "
+            "curves (LensLLM / rectified scaling law)."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in _GROUPS:
+        try:
+            module = importlib.import_module(f"{__name__}.{group}")
+        except ModuleNotFoundError as exc:
+            # A group whose module is not written yet must not break the others.
+            if exc.name == f"{__name__}.{group}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the console script; return the process exit code."""
+    from ..errors import LensLLMError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LensLLMError as exc:
+        print(f"lensllm-nb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"lensllm-nb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lensllm-nb {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

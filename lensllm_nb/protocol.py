@@ -1,0 +1,148 @@
+"""The selection benchmark protocol of Lin et al. (2024).
+
+For a data-budget ratio r, only sizes ≤ target / r are visible (plus the zero-shot
+loss and the parameter counts); every method predicts each candidate's loss at
+``target`` (by default the largest size in the table); PearCorr is computed over all
+candidates between predicted and true loss, RelAcc for the candidate ranked first.
+``progressive`` may spend the FLOPs that the other methods spend at ratio r,
+distributed as it chooses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_RATIOS", "METHODS", "BenchmarkResult", "run_benchmark"]
+
+DEFAULT_RATIOS = (8, 16, 32, 64, 128, 256, 512)
+METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "progressive")
+
+
+@dataclass
+class BenchmarkResult:
+    """Output of :func:`run_benchmark`.
+
+    Attributes
+    ----------
+    results : pandas.DataFrame
+        One row per (dataset, method, ratio): max_train, pearson, relacc,
+        spearman, regret, cost_fraction, chosen.
+    predictions : pandas.DataFrame
+        One row per (dataset, method, ratio, model): predicted, true.
+    dataset : str
+    target : int
+    wall_seconds : float
+    """
+
+    results: pd.DataFrame
+    predictions: pd.DataFrame
+    dataset: str
+    target: int
+    wall_seconds: float
+
+    def to_json_dict(self) -> dict:
+        """The stable JSON contract of ``lensllm-nb benchmark --format json``."""
+        keys = ["method", "ratio", "max_train", "pearson", "relacc", "spearman", "cost_fraction", "chosen"]
+        rows = []
+        for rec in self.results[keys].to_dict("records"):
+            rows.append({k: (int(v) if k in ("ratio", "max_train") else
+                             str(v) if k in ("method", "chosen") else float(v)) for k, v in rec.items()})
+        return {"dataset": self.dataset, "target": int(self.target), "results": rows,
+                "wall_seconds": float(self.wall_seconds)}
+
+
+def _check_methods(methods):
+    if methods is None:
+        return list(METHODS)
+    methods = [str(m).strip().lower() for m in methods]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ConfigError(f"`methods` has unknown name(s) {unknown}; choose from {', '.join(METHODS)}.")
+    return methods
+
+
+def _check_ratios(ratios):
+    ratios = list(ratios)
+    bad = [r for r in ratios if not (isinstance(r, (int, np.integer)) and r > 1)]
+    if bad or not ratios:
+        raise ConfigError(f"`ratios` must be integers > 1, got {bad or ratios}; e.g. 8,16,32.")
+    return ratios
+
+
+def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, dataset=None) -> BenchmarkResult:
+    """Run the selection protocol on one dataset of a tidy curves table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tidy curves table; every model must have a loss at ``target``.
+    methods : list of str, optional
+        Subset of :data:`METHODS`; default all.
+    target : int, optional
+        Size whose loss is predicted; default the largest size in the table.
+    ratios : sequence of int
+        Data-budget ratios r: sizes ≤ target / r are visible.
+    dataset : str, optional
+        Needed when the table holds several datasets.
+
+    Returns
+    -------
+    BenchmarkResult
+    """
+    from .curves import validate_curves
+    from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+    from .progressive import ProgressiveSelector
+    from .select import make_selector, visible_curves
+
+    start = time.perf_counter()
+    methods = _check_methods(methods)
+    ratios = _check_ratios(ratios)
+    df = validate_curves(table, source=table.attrs.get("source", "<table>"))
+    datasets = sorted(df["dataset"].unique())
+    if dataset is None:
+        if len(datasets) > 1:
+            raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=`.")
+        dataset = datasets[0]
+    df = df[df["dataset"] == dataset]
+    target = int(df["n_train"].max()) if target is None else target
+    if not (isinstance(target, (int, np.integer)) and target > 0):
+        raise ConfigError(f"`target` must be a positive integer size, got {target!r}.")
+    truth = df[df["n_train"] == target].groupby("model")["test_loss"].mean()
+    missing = sorted(set(df["model"]) - set(truth.index))
+    if missing:
+        raise ConfigError(f"`target`={target}: no measured loss at that size for {missing[:3]}; "
+                          "the benchmark needs the true loss of every model at the target.")
+    rows, preds = [], []
+    for ratio in ratios:
+        max_train = target // ratio
+        # The protocol hides the target itself and everything above the budget;
+        # the visible curves are cut once and shared by every method.
+        visible_rows = df[df["n_train"] <= max_train]
+        visible = visible_curves(visible_rows, max_train=max_train, target=target)
+        costs = {kind: cost_fraction(visible_rows, max_train=max_train, target=target, sizes=kind)
+                 for kind in ("all", "largest", "none")}
+        for method in methods:
+            if method == "progressive":
+                selector = ProgressiveSelector().fit(df[df["n_train"] < target], target=target, budget=costs["all"])
+            else:
+                selector = make_selector(method)
+                selector.fit_visible(visible, cost_fraction=costs[selector._cost_sizes])
+            true = truth.reindex(selector.predictions_.index).to_numpy()
+            pred = selector.predictions_.to_numpy()
+            chosen_true = truth[selector.chosen_]
+            rows.append({
+                "dataset": dataset, "method": method, "ratio": int(ratio), "max_train": int(max_train),
+                "pearson": pearcorr(pred, true), "relacc": relacc(chosen_true, true),
+                "spearman": spearman(pred, true), "regret": top1_regret(chosen_true, true),
+                "cost_fraction": float(selector.cost_fraction_), "chosen": selector.chosen_,
+            })
+            preds.append(pd.DataFrame({"dataset": dataset, "method": method, "ratio": int(ratio),
+                                       "model": selector.predictions_.index, "predicted": pred, "true": true}))
+    return BenchmarkResult(results=pd.DataFrame(rows), predictions=pd.concat(preds, ignore_index=True),
+                           dataset=dataset, target=int(target), wall_seconds=time.perf_counter() - start)

@@ -1,0 +1,87 @@
+"""Run records: configuration hash, seed and library versions.
+
+Every run (a fine-tune, a fit, a benchmark, a notebook batch) leaves a record so a
+result can be traced back to what produced it, also when the run failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+
+__all__ = ["config_hash", "library_versions", "run_record"]
+
+_TRACKED = (
+    "lensllm-nb", "numpy", "scipy", "pandas", "torch", "transformers",
+    "datasets", "tokenizers", "peft", "accelerate", "papermill", "nbconvert",
+    "ipywidgets", "dask", "distributed", "seaborn", "matplotlib",
+)
+
+
+def config_hash(config: dict) -> str:
+    """Return a short, order-independent hash of a JSON-serialisable config.
+
+    Parameters
+    ----------
+    config : dict
+        Plain values only; keys are sorted so that equal configs hash equally.
+
+    Returns
+    -------
+    str
+        The first 16 hex digits of the SHA-256 of the canonical JSON.
+    """
+    canonical = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict:
+    """Return the installed versions of the libraries a result depends on.
+
+    Libraries that are not installed are left out rather than reported as errors,
+    because most runs need only part of the stack.
+    """
+    versions = {"python": platform.python_version()}
+    for name in _TRACKED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_record(kind: str, config: dict, *, seed=None, status="ok", error=None, **extra) -> dict:
+    """Build the record one run leaves behind.
+
+    Parameters
+    ----------
+    kind : str
+        What ran (``"finetune"``, ``"benchmark"``, ``"batch"``, ...).
+    config : dict
+        The settings of the run, stored unchanged.
+    seed : int, optional
+        The random seed, when the run has one.
+    status : {"ok", "failed"}
+        Whether the run finished.
+    error : str, optional
+        The error message of a failed run.
+    **extra
+        Anything else worth keeping (wall seconds, device, ...).
+    """
+    return {
+        "kind": kind,
+        "config": config,
+        "config_hash": config_hash(config),
+        "seed": seed,
+        "status": status,
+        "error": error,
+        "versions": library_versions(),
+        "platform": platform.platform(),
+        "argv": list(sys.argv),
+        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }

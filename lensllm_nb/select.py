@@ -1,0 +1,397 @@
+"""Model selectors: rank candidates by their predicted full-data fine-tuning loss.
+
+Every selector is an estimator: settings in ``__init__``, ``fit(table, max_train=,
+target=)`` reads the visible part of each candidate's curve (positive sizes ≤
+``max_train`` plus the zero-shot loss and parameter count when the table has them)
+and sets
+
+* ``predictions_`` — pandas Series, model -> predicted loss at ``target``
+  (``modelsize``: log parameter count, where higher is better, as published);
+* ``ranking_`` — models, best first; ``chosen_`` — the first of them;
+* ``cost_fraction_`` — training FLOPs spent, relative to fine-tuning every
+  candidate on the full target set;
+* ``failed_`` — models whose fit failed and which fell back to their last visible
+  loss (never a silent NaN).
+
+Methods: ``zeroshot``, ``subtuning``, ``modelsize`` (baselines of Lin et al. 2024),
+``vanilla`` and ``rectified`` (law fits), ``ats`` (Accept-then-Stop, Lin et al.
+2024) and ``lensllm`` (the project's default, :class:`LensLLMSelector`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+
+__all__ = [
+    "ZeroShotSelector",
+    "SubTuningSelector",
+    "ModelSizeSelector",
+    "LawFitSelector",
+    "AtSSelector",
+    "LensLLMSelector",
+    "SELECTORS",
+    "make_selector",
+    "visible_curves",
+    "VisibleCurves",
+    "pearcorr",
+    "relacc",
+    "spearman",
+    "top1_regret",
+    "cost_fraction",
+]
+
+
+@dataclass(frozen=True)
+class VisibleCurves:
+    """What a selector may look at: the visible part of every candidate's curve.
+
+    Attributes
+    ----------
+    models : list of str
+    sizes : list of ndarray
+        Positive visible sizes of each model, increasing.
+    losses : list of ndarray
+        Seed-averaged test losses at those sizes.
+    zero_shot : ndarray
+        Zero-shot loss per model (NaN when not measured).
+    params : ndarray
+        Parameter count per model (NaN when unknown).
+    target : int
+        Size whose loss is predicted.
+    """
+
+    models: list
+    sizes: list
+    losses: list
+    zero_shot: np.ndarray
+    params: np.ndarray
+    target: int
+
+    def grid(self):
+        """Return (sizes, loss matrix) when every model shares the same sizes, else None."""
+        first = self.sizes[0]
+        if all(s.shape == first.shape and np.array_equal(s, first) for s in self.sizes):
+            return first, np.vstack(self.losses)
+        return None
+
+
+def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
+    """Cut a tidy table down to what a selector may see.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tidy curves table (validated here).
+    max_train : int
+        Largest visible training size.
+    target : int
+        Size whose loss is predicted.
+    dataset : str, optional
+        Needed when the table holds several datasets.
+    """
+    from .curves import validate_curves
+
+    df = validate_curves(table, source=table.attrs.get("source", "<table>"))
+    datasets = sorted(df["dataset"].unique())
+    if dataset is None and len(datasets) > 1:
+        raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=` to choose one.")
+    if dataset is not None:
+        if dataset not in datasets:
+            raise ConfigError(f"`dataset` {dataset!r} is not in the table; choose from {datasets}.")
+        df = df[df["dataset"] == dataset]
+    for name, value in (("max_train", max_train), ("target", target)):
+        if not (isinstance(value, (int, np.integer)) and value > 0):
+            raise ConfigError(f"`{name}` must be a positive integer, got {value!r}.")
+    if max_train >= target:
+        raise ConfigError(f"`max_train` ({max_train}) must be smaller than `target` ({target}); "
+                          "selection predicts beyond what was measured.")
+    mean = df.groupby(["model", "n_train"], sort=True)["test_loss"].mean()
+    models = sorted(df["model"].unique())
+    sizes, losses = [], []
+    for model in models:
+        curve = mean.loc[model]
+        curve = curve[(curve.index > 0) & (curve.index <= max_train)]
+        sizes.append(curve.index.to_numpy(dtype=float))
+        losses.append(curve.to_numpy(dtype=float))
+    zero = np.array([mean.get((m, 0), np.nan) for m in models], dtype=float)
+    if "params" in df.columns:
+        params = df.groupby("model")["params"].first().reindex(models).to_numpy(dtype=float)
+    else:
+        params = np.full(len(models), np.nan)
+    return VisibleCurves(models=models, sizes=sizes, losses=losses, zero_shot=zero, params=params,
+                         target=int(target))
+
+
+class _Selector:
+    """Shared fit logic; subclasses implement ``_predict(visible)``."""
+
+    name = ""
+    higher_is_better = False
+    _cost_sizes = "all"
+    _min_points = 1
+
+    def get_params(self) -> dict:
+        import inspect
+        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    def fit(self, table, *, max_train, target, dataset=None):
+        """Predict every candidate's loss at ``target`` from sizes ≤ ``max_train``.
+
+        Parameters
+        ----------
+        table : pandas.DataFrame
+            Tidy curves table; not modified.
+        max_train : int
+            Largest visible training size.
+        target : int
+            Size whose loss is predicted (usually the full training set).
+        dataset : str, optional
+            Needed when the table holds several datasets.
+
+        Returns
+        -------
+        self
+        """
+        visible = visible_curves(table, max_train=max_train, target=target, dataset=dataset)
+        rows = table if dataset is None else table[table["dataset"] == dataset]
+        cost = cost_fraction(rows, max_train=max_train, target=target, sizes=self._cost_sizes)
+        return self.fit_visible(visible, cost_fraction=cost)
+
+    def fit_visible(self, visible, *, cost_fraction=float("nan")):
+        """Fit on curves already cut by :func:`visible_curves` (shared across methods).
+
+        Parameters
+        ----------
+        visible : VisibleCurves
+        cost_fraction : float
+            FLOPs of the visible runs relative to full data, stored as
+            ``cost_fraction_``.
+
+        Returns
+        -------
+        self
+        """
+        short = [m for m, s in zip(visible.models, visible.sizes) if s.size < self._min_points]
+        if short:
+            largest = max((s[-1] for s in visible.sizes if s.size), default=0)
+            raise ConfigError(
+                f"the visible sizes (largest {largest:g}) leave fewer than {self._min_points} point(s) for "
+                f"{short[:3]}; raise `max_train` or measure more small sizes."
+            )
+        pred, failed = self._predict(visible)
+        pred = np.asarray(pred, dtype=float)
+        if not np.all(np.isfinite(pred)):
+            bad = [m for m, p in zip(visible.models, pred) if not np.isfinite(p)]
+            raise ConfigError(f"{self.name} produced no finite prediction for {bad[:3]}.")
+        self.predictions_ = pd.Series(pred, index=pd.Index(visible.models, name="model"), name="predicted")
+        order = np.argsort(-pred if self.higher_is_better else pred, kind="stable")
+        self.ranking_ = [visible.models[i] for i in order]
+        self.chosen_ = self.ranking_[0]
+        self.failed_ = list(failed)
+        if failed:
+            warnings.warn(f"{self.name}: fit failed for {failed[:5]}; their last visible loss is used.",
+                          UserWarning, stacklevel=2)
+        self.cost_fraction_ = float(cost_fraction)
+        self.max_train_ = int(max((s[-1] for s in visible.sizes if s.size), default=0))
+        self.target_ = int(visible.target)
+        return self
+
+    def _predict(self, visible):
+        raise NotImplementedError
+
+
+class ZeroShotSelector(_Selector):
+    """Rank by the zero-shot loss (no fine-tuning)."""
+
+    name = "zeroshot"
+    _cost_sizes = "none"
+    _min_points = 0
+
+    def __init__(self):
+        pass
+
+    def _predict(self, visible):
+        if np.isnan(visible.zero_shot).any():
+            missing = [m for m, z in zip(visible.models, visible.zero_shot) if np.isnan(z)]
+            raise ConfigError(f"zeroshot needs the zero-shot loss (n_train = 0) of every model; missing for "
+                              f"{missing[:3]}.")
+        return visible.zero_shot, []
+
+
+class SubTuningSelector(_Selector):
+    """Rank by the loss after fine-tuning on the largest visible subset."""
+
+    name = "subtuning"
+    _cost_sizes = "largest"
+
+    def __init__(self):
+        pass
+
+    def _predict(self, visible):
+        return np.array([l[-1] for l in visible.losses]), []
+
+
+class ModelSizeSelector(_Selector):
+    """Rank by parameter count, larger first; the score is log(params) as published."""
+
+    name = "modelsize"
+    higher_is_better = True
+    _cost_sizes = "none"
+    _min_points = 0
+
+    def __init__(self):
+        pass
+
+    def _predict(self, visible):
+        if np.isnan(visible.params).any():
+            raise ConfigError("modelsize needs a `params` column with every model's parameter count.")
+        return np.log(visible.params), []
+
+
+class LawFitSelector(_Selector):
+    """Fit a scaling law to each visible curve and extrapolate it to the target.
+
+    Parameters
+    ----------
+    law : {"vanilla", "rectified", "lensllm"}
+        Which law (see :mod:`lensllm_nb.laws`).
+    law_params : dict, optional
+        Settings passed to the law.
+    """
+
+    _min_points = 3
+
+    def __init__(self, law="rectified", law_params=None):
+        self.law = law
+        self.law_params = law_params
+
+    @property
+    def name(self):
+        return self.law
+
+    def _predict(self, visible):
+        from .laws import make_law
+
+        law = make_law(self.law, **(self.law_params or {}))
+        fitted = law._fit_many(visible.sizes, visible.losses, names=visible.models)
+        pred, failed = [], []
+        for model, f, losses in zip(visible.models, fitted, visible.losses):
+            if f.success_:
+                pred.append(f.predict(visible.target))
+            else:
+                pred.append(losses[-1])
+                failed.append(model)
+        return np.array(pred), failed
+
+
+class AtSSelector(_Selector):
+    """Accept-then-Stop (Lin et al. 2024).
+
+    Walking back from the largest visible size, a log-log line is fitted to the
+    last points; the next smaller point is accepted into the power phase while
+    its standardized residual stays ≤ ``delta`` and the walk stops at the first
+    point above it. The line through the accepted points is extrapolated.
+
+    Parameters
+    ----------
+    k : int, default 3
+        Points in the first fit.
+    delta : float, default 5
+        Standardized-residual threshold of the phase transition.
+    """
+
+    name = "ats"
+    _min_points = 2
+
+    def __init__(self, k=3, delta=5.0):
+        self.k = k
+        self.delta = delta
+
+    def _predict(self, visible):
+        x_t = np.log(visible.target)
+        pred = []
+        for sizes, losses in zip(visible.sizes, visible.losses):
+            x, y = np.log(sizes), np.log(losses)
+            start = ats_transition(x, y, k=self.k, delta=self.delta) + 1
+            slope, intercept = np.polyfit(x[start:], y[start:], 1)
+            pred.append(np.exp(intercept + slope * x_t))
+        return np.array(pred), []
+
+
+def ats_transition(x, y, *, k=3, delta=5.0) -> int:
+    """Index of the last pre-power point found by Accept-then-Stop (−1: none).
+
+    Parameters
+    ----------
+    x, y : ndarray
+        Log sizes (increasing) and log losses of one curve.
+    k : int
+        Points in the first line fit.
+    delta : float
+        Threshold on the standardized residual of the next point back.
+
+    Notes
+    -----
+    Follows the published procedure exactly, including that the smallest size
+    is never accepted when the walk reaches it without stopping; this is what
+    reproduces the published figures.
+    """
+    n = x.size
+    if n <= k:
+        return -1
+    for used in range(k, n):
+        slope, intercept = np.polyfit(x[-used:], y[-used:], 1)
+        spread = np.std(y[-used:] - (slope * x[-used:] + intercept))
+        nxt = n - used - 1
+        residual = abs(y[nxt] - (slope * x[nxt] + intercept))
+        # A perfectly straight tail (spread 0) makes any deviation infinite.
+        if residual > delta * spread:
+            break
+    return n - used - 1
+
+
+class LensLLMSelector(_Selector):
+    """The project's default selector; see :mod:`lensllm_nb.lens` for the method."""
+
+    name = "lensllm"
+    _min_points = 3
+
+    def __init__(self):
+        pass
+
+    def _predict(self, visible):
+        from .lens import lens_predict
+        return lens_predict(visible), []
+
+
+SELECTORS = {
+    "zeroshot": ZeroShotSelector,
+    "subtuning": SubTuningSelector,
+    "modelsize": ModelSizeSelector,
+    "vanilla": lambda **kw: LawFitSelector(law="vanilla", **kw),
+    "rectified": lambda **kw: LawFitSelector(law="rectified", **kw),
+    "ats": AtSSelector,
+    "lensllm": LensLLMSelector,
+}
+
+
+def make_selector(name, **kwargs):
+    """Return a selector by its lowercase name (see :data:`SELECTORS`)."""
+    try:
+        factory = SELECTORS[str(name).lower()]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; choose from {', '.join(SELECTORS)}.") from None
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad setting for method {name!r}: {exc}.") from None
