@@ -1,0 +1,33 @@
+"""Shared test settings: offline, headless, benchmark data from ../shared."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("LENSLLM_NB_DATA", str(ROOT.parent / "shared" / "benchmarks"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """Folder of the benchmark curves (read-only)."""
+    path = Path(os.environ["LENSLLM_NB_DATA"])
+    if not (path / "flan.csv").exists():
+        pytest.fail(f"benchmark curves not found in {path}; set LENSLLM_NB_DATA to ../shared/benchmarks")
+    return path
+
+
+@pytest.fixture(scope="session")
+def flan(data_dir):
+    from lensllm_nb.benchmarks import load
+    return load("flan")
+
+
+@pytest.fixture(scope="session")
+def gigaword(data_dir):
+    from lensllm_nb.benchmarks import load
+    return load("gigaword")

@@ -1,0 +1,94 @@
+"""The benchmark protocol against the figures published by Lin et al. (2024)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lensllm_nb.benchmarks import published
+from lensllm_nb.protocol import METHODS, run_benchmark
+
+
+@pytest.fixture(scope="module")
+def results(flan, gigaword):
+    return {name: run_benchmark(table) for name, table in (("flan", flan), ("gigaword", gigaword))}
+
+
+def _table(result, method, metric):
+    res = result.results
+    return res[res["method"] == method].set_index("ratio")[metric]
+
+
+@pytest.mark.parametrize("name", ["flan", "gigaword"])
+def test_ats_reproduces_published_pearcorr(results, name):
+    pub = published(name)
+    pub = pub[(pub["method"] == "AtS") & (pub["metric"] == "PearCorr")].set_index("ratio")["value"]
+    ours = _table(results[name], "ats", "pearson")
+    assert len(pub) == 7
+    np.testing.assert_allclose(ours.reindex(pub.index), pub, atol=0.01)
+
+
+@pytest.mark.parametrize("name", ["flan", "gigaword"])
+def test_baselines_reproduce_published_pearcorr(results, name):
+    pub = published(name)
+    mapping = {"SubTuning": "subtuning", "ZeroShot": "zeroshot", "ModelSize": "modelsize"}
+    for theirs, ours in mapping.items():
+        rows = pub[(pub["method"] == theirs) & (pub["metric"] == "PearCorr")].set_index("ratio")["value"]
+        mine = _table(results[name], ours, "pearson").reindex(rows.index)
+        np.testing.assert_allclose(mine, rows, atol=0.01)
+
+
+@pytest.mark.parametrize("name", ["flan", "gigaword"])
+def test_lensllm_beats_ats(results, name):
+    lens_p, ats_p = _table(results[name], "lensllm", "pearson"), _table(results[name], "ats", "pearson")
+    lens_r, ats_r = _table(results[name], "lensllm", "relacc"), _table(results[name], "ats", "relacc")
+    assert lens_p.mean() > ats_p.mean()
+    assert lens_r.mean() >= ats_r.mean()
+
+
+def test_results_cover_every_method_and_ratio(results):
+    res = results["flan"].results
+    assert set(res["method"]) == set(METHODS)
+    assert sorted(res["ratio"].unique()) == [8, 16, 32, 64, 128, 256, 512]
+    assert (res["max_train"] * res["ratio"] <= 1638400).all()
+    prog = res[res["method"] == "progressive"].set_index("ratio")["cost_fraction"]
+    fixed = res[res["method"] == "ats"].set_index("ratio")["cost_fraction"]
+    assert (prog <= fixed + 1e-12).all()
+
+
+def test_json_contract(results):
+    doc = results["gigaword"].to_json_dict()
+    assert set(doc) == {"dataset", "target", "results", "wall_seconds"}
+    assert doc["target"] == 1638400 and doc["dataset"] == "gigaword"
+    row = doc["results"][0]
+    assert set(row) == {"method", "ratio", "max_train", "pearson", "relacc", "spearman", "cost_fraction", "chosen"}
+    json.dumps(doc)
+
+
+def test_cli_benchmark_json_and_errors(data_dir, tmp_path):
+    cmd = [sys.executable, "-m", "lensllm_nb.cli", "benchmark", str(data_dir / "gigaword.csv"),
+           "--methods", "ats,lensllm", "--ratios", "8,512", "--format", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    doc = json.loads(out.stdout)
+    assert [r["method"] for r in doc["results"]] == ["ats", "lensllm", "ats", "lensllm"]
+    assert doc["results"][0]["pearson"] == pytest.approx(0.989, abs=0.001)
+    bad = subprocess.run([sys.executable, "-m", "lensllm_nb.cli", "benchmark", str(tmp_path / "missing.csv")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "does not exist" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    bad = subprocess.run(cmd[:-2] + ["--methods", "oracle"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown name" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_fit_json(data_dir):
+    cmd = [sys.executable, "-m", "lensllm_nb.cli", "fit", str(data_dir / "flan.csv"), "--law", "rectified",
+           "--predict", "3000000", "--format", "json"]
+    doc = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    assert doc["law"] == "rectified" and len(doc["models"]) == 30
+    m = doc["models"][0]
+    assert set(m) >= {"model", "params", "rmse_log", "d_star", "prediction"}
+    p = m["prediction"]
+    assert p["n"] == 3000000 and p["low"] < p["loss"] < p["high"]

@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from lensllm_nb.errors import ConfigError
+from lensllm_nb.lens import pooled_curvature, theil_sen
+from lensllm_nb.metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from lensllm_nb.progressive import ProgressiveSelector
+from lensllm_nb.select import SELECTORS, ats_transition, make_selector
+
+TARGET = 1638400
+
+
+def test_metrics_definitions():
+    true = np.array([1.0, 2.0, 3.0])
+    assert pearcorr([1, 2, 3], true) == pytest.approx(1.0)
+    assert spearman([3, 2, 1], true) == pytest.approx(-1.0)
+    assert relacc(1.0, true) == 1.0 and relacc(3.0, true) == 0.0 and relacc(2.0, true) == 0.5
+    assert top1_regret(2.0, true) == 1.0
+    assert pearcorr([1, 1, 1], true) == 0.0
+    with pytest.raises(ConfigError, match="finite"):
+        pearcorr([1, np.nan, 2], true)
+
+
+def test_every_selector_ranks_all_models(flan):
+    for name in SELECTORS:
+        selector = make_selector(name).fit(flan[flan["n_train"] <= 25600], max_train=25600, target=TARGET)
+        assert len(selector.ranking_) == 30 and selector.chosen_ == selector.ranking_[0]
+        assert np.all(np.isfinite(selector.predictions_))
+        assert 0 <= selector.cost_fraction_ < 1
+
+
+def test_selectors_cannot_see_beyond_max_train(flan):
+    visible = flan[flan["n_train"] <= 3200]
+    a = make_selector("lensllm").fit(flan, max_train=3200, target=TARGET).predictions_
+    b = make_selector("lensllm").fit(visible, max_train=3200, target=TARGET).predictions_
+    pd.testing.assert_series_equal(a, b)
+
+
+def test_cost_fraction_counts_six_params_tokens(flan):
+    frac = cost_fraction(flan, max_train=3200, target=TARGET)
+    # sizes 200..3200 sum to 6200 examples per model, params weight cancels per model.
+    assert frac == pytest.approx(6200 / TARGET, rel=1e-9)
+    assert cost_fraction(flan, max_train=3200, target=TARGET, sizes="largest") == pytest.approx(3200 / TARGET)
+    assert cost_fraction(flan, max_train=3200, target=TARGET, sizes="none") == 0.0
+
+
+def test_ats_transition_follows_the_published_rule():
+    x = np.log(200.0 * 2.0 ** np.arange(8))
+    # flat start, then a straight line: the walk must stop at the bend
+    y = np.where(x < x[3], -0.01 * x, -0.01 * x[3] - 0.2 * (x - x[3]))
+    y = y + np.array([0, 1e-3, -1e-3, 0, 2e-4, -2e-4, 1e-4, -1e-4])
+    assert ats_transition(x, y) == 2
+    assert ats_transition(x[:3], y[:3]) == -1
+
+
+def test_theil_sen_ignores_one_outlier():
+    x = np.arange(8.0)
+    y = 2.0 - 0.1 * x
+    y[3] += 5.0
+    slope, intercept = theil_sen(x, y)
+    assert slope == pytest.approx(-0.1)
+    # Sen's intercept median(y) - slope * median(x) moves by at most one step of y.
+    assert intercept == pytest.approx(2.0, abs=0.1)
+
+
+def test_pooled_curvature_finds_shared_steepening_and_not_in_straight_lines():
+    x = np.log(200.0 * 2.0 ** np.arange(8))
+    rng = np.random.default_rng(0)
+    straight = [1.0 - s * (x - x[0]) + rng.normal(0, 0.003, x.size) for s in np.linspace(0.03, 0.1, 20)]
+    rate, se = pooled_curvature([x] * 20, straight)
+    assert rate / max(se, 1e-9) < 1.96 or rate == 0
+    # slopes growing in magnitude at rate 0.15 per unit log D
+    u = x - x[-1]
+    bent = [1.0 - s * np.expm1(0.15 * u) / 0.15 + rng.normal(0, 0.003, x.size) for s in np.linspace(0.05, 0.1, 20)]
+    rate, se = pooled_curvature([x] * 20, bent)
+    assert rate == pytest.approx(0.15, abs=0.05) and rate / se > 1.96
+
+
+def test_selector_errors_are_for_users(flan):
+    with pytest.raises(ConfigError, match="unknown method"):
+        make_selector("oracle")
+    with pytest.raises(ConfigError, match="`max_train`"):
+        make_selector("ats").fit(flan, max_train=TARGET, target=TARGET)
+    with pytest.raises(ConfigError, match="fewer than 3"):
+        make_selector("lensllm").fit(flan, max_train=400, target=TARGET)
+
+
+def test_progressive_selection_respects_budget(flan):
+    pool = flan[flan["n_train"] < TARGET]
+    sel = ProgressiveSelector(budget=0.01).fit(pool, target=TARGET)
+    assert sel.cost_fraction_ <= 0.01
+    assert len(sel.ranking_) == 30 and sel.chosen_ in sel.ranking_
+    history = sel.history_
+    assert history["active"].iloc[0] == 30
+    assert history["active"].is_monotonic_decreasing
+    assert history["size"].is_monotonic_increasing
+    with pytest.raises(ConfigError, match="`budget`"):
+        ProgressiveSelector().fit(pool, target=TARGET)
