@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, FitError
+from .errors import ConfigError
 
 __all__ = [
     "LawSpec",
@@ -411,9 +411,3 @@ def fit_curves(table, law="lensllm", *, max_train=None, dataset=None, models=Non
             rows.append(row)
     summary = pd.DataFrame(rows).sort_values(["dataset", "model"], kind="stable").reset_index(drop=True)
     return FitResult(laws=fitted, summary=summary)
-
-
-def _raise_if_failed(batch: BatchFit, names):
-    for ok, why, name in zip(batch.success, batch.reason, names):
-        if not ok:
-            raise FitError(f"the law could not be fitted to model {name!r}: {why}.")

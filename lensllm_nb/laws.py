@@ -57,7 +57,7 @@ class _Law:
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
-    def _spec(self) -> LawSpec:
+    def _spec(self, ntk_list=None) -> LawSpec:
         if self.loss not in ("huber", "l2"):
             raise ConfigError(f"`loss` must be 'huber' or 'l2', got {self.loss!r}.")
         if not (isinstance(self.huber_delta, (int, float)) and self.huber_delta > 0):
@@ -66,10 +66,11 @@ class _Law:
             raise ConfigError(f"`n_starts` must be a positive integer, got {self.n_starts!r}.")
         if self.interval not in _INTERVALS:
             raise ConfigError(f"`interval` must be one of {_INTERVALS}, got {self.interval!r}.")
-        return LawSpec(pre_learned=self._pre_learned(), loss=self.loss, huber_delta=float(self.huber_delta),
+        return LawSpec(pre_learned=self._pre_learned(ntk_list), loss=self.loss, huber_delta=float(self.huber_delta),
                        n_starts=int(self.n_starts))
 
-    def _pre_learned(self) -> str:
+    def _pre_learned(self, ntk_list) -> str:
+        """How D_l enters the engine: "none", "free", "bounded" or "fixed"."""
         raise NotImplementedError
 
     def _pre_learned_bounds(self, ntk_list):
@@ -121,7 +122,7 @@ class _Law:
         self._store(batch, 0, sizes[0], losses[0], names[0])
 
     def _run_batch(self, sizes, losses, ntk):
-        spec = self._spec()
+        spec = self._spec(ntk)
         dl_max, dl_fixed = self._pre_learned_bounds(ntk)
         return fit_batch(sizes, losses, spec, dl_max=dl_max, dl_fixed=dl_fixed)
 
@@ -260,7 +261,7 @@ class PowerLaw(_Law):
 
     name = "vanilla"
 
-    def _pre_learned(self):
+    def _pre_learned(self, ntk_list):
         return "none"
 
     def _named_params(self):
@@ -287,7 +288,7 @@ class RectifiedLaw(_Law):
 
     name = "rectified"
 
-    def _pre_learned(self):
+    def _pre_learned(self, ntk_list):
         return "free"
 
 
@@ -326,8 +327,8 @@ class LensLLMLaw(_Law):
         self.t = t
         self.eta = eta
 
-    def _pre_learned(self):
-        if self.ntk is None:
+    def _pre_learned(self, ntk_list):
+        if ntk_list is None or all(f is None for f in ntk_list):
             return "free"
         return "bounded" if self.t is None else "fixed"
 

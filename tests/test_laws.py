@@ -163,3 +163,19 @@ def test_random_noisy_curves_never_return_nan_silently(noise):
         assert np.isfinite(batch.rmse_log[0])
     else:
         assert batch.reason[0]
+
+
+def test_fit_curves_passes_ntk_features_per_model():
+    import pandas as pd
+
+    from lensllm_nb.ntk import NTKFeatures
+
+    features = NTKFeatures.from_gram(np.diag([1.0, 0.1, 0.01]), np.array([6.0, 4.0, 3.0]))
+    L = 30.0 / (20.0 + SIZES ** 0.3) + 1.0
+    table = pd.DataFrame({"model": "m", "dataset": "d", "n_train": SIZES.astype(int), "seed": 0, "test_loss": L})
+    fitted = fit_curves(table, "lensllm", ntk={"m": features.to_dict()})
+    row = fitted.summary.iloc[0]
+    assert row["F"] == pytest.approx(20.0, rel=1e-3)  # F(0) = 61 bounds it from above
+    assert features.F(row["t"]) == pytest.approx(row["F"], rel=1e-4)
+    fixed = fit_curves(table, "lensllm", ntk={"m": features}, t=0.5).summary.iloc[0]
+    assert fixed["F"] == pytest.approx(features.F(0.5)) and fixed["t"] == 0.5
