@@ -1,0 +1,269 @@
+"""Shareable HTML reports of executed notebooks.
+
+Each executed notebook becomes one self-contained HTML file rendered with the
+``lensllm_report`` nbconvert template (``templates/lensllm_report``, based on
+``lab``): a title block with the run's status and parameters, code input hidden,
+images embedded as ``data:`` URIs and the saved widget state included. A batch run
+also gets an ``index.html`` that links every report with its status.
+
+papermill's ``report_mode`` only sets notebook metadata that nbconvert ignores, so
+the input is hidden here with ``exclude_input`` (and by the template itself).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = [
+    "TEMPLATE_NAME",
+    "find_templates",
+    "notebook_status",
+    "render_report",
+    "render_reports",
+    "write_index",
+]
+
+TEMPLATE_NAME = "lensllm_report"
+
+# Cells with this tag are dropped from reports (setup cells, scratch work).
+_REMOVE_TAGS = ("remove-cell", "remove_cell")
+
+
+def find_templates(path=None) -> Path:
+    """Return the folder that holds the ``lensllm_report`` template.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A folder containing ``lensllm_report/conf.json``. Default: the environment
+        variable ``LENSLLM_NB_TEMPLATES``, else the ``templates/`` folder of this
+        repository.
+
+    Returns
+    -------
+    Path
+        The absolute template base folder.
+
+    Raises
+    ------
+    ConfigError
+        When the folder does not contain ``lensllm_report/conf.json``.
+    """
+    if path is None:
+        path = os.environ.get("LENSLLM_NB_TEMPLATES") or Path(__file__).resolve().parents[1] / "templates"
+    base = Path(path).expanduser().resolve()
+    if not (base / TEMPLATE_NAME / "conf.json").is_file():
+        raise ConfigError(
+            f"`templates` = {str(base)!r} holds no `{TEMPLATE_NAME}/conf.json`; pass the "
+            "`templates/` folder of a lensllm-nb checkout or set LENSLLM_NB_TEMPLATES to it"
+        )
+    return base
+
+
+def notebook_status(nb) -> tuple[str, str | None]:
+    """Return ``(status, error)`` of an executed notebook.
+
+    The batch runner records its verdict in ``nb.metadata.lensllm_nb``; for other
+    notebooks the first error output decides.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        An executed notebook.
+
+    Returns
+    -------
+    tuple of (str, str or None)
+        ``"ok"``, ``"failed"`` or ``"timeout"``, and the one-line error if any.
+    """
+    run = nb.metadata.get("lensllm_nb", {})
+    if run.get("status"):
+        return run["status"], run.get("error")
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return "failed", f"{output.get('ename')}: {output.get('evalue')}"
+    return "ok", None
+
+
+def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
+    """Render one executed notebook to a self-contained HTML report.
+
+    Parameters
+    ----------
+    notebook : str or Path
+        The executed ``.ipynb`` file (a failed one renders too, with its error).
+    output : str or Path, optional
+        The HTML file to write. Default: next to the notebook, suffix ``.html``.
+    title : str, optional
+        The report title. Default: ``nb.metadata.lensllm_nb.title`` or the file stem.
+    templates : str or Path, optional
+        The template base folder (see `find_templates`).
+
+    Returns
+    -------
+    Path
+        The written HTML file.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise ConfigError(
+            f"`notebook` = {str(notebook)!r} does not exist; pass the path of an executed .ipynb file"
+        )
+    output = Path(output) if output is not None else notebook.with_suffix(".html")
+    nb = nbformat.read(notebook, as_version=4)
+    if title is not None:
+        nb.metadata.setdefault("lensllm_nb", {})["title"] = title
+
+    exporter = HTMLExporter(
+        template_name=TEMPLATE_NAME,
+        extra_template_basedirs=[str(find_templates(templates))],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+    )
+    remover = TagRemovePreprocessor(remove_cell_tags=set(_REMOVE_TAGS), enabled=True)
+    exporter.register_preprocessor(remover, enabled=True)
+    body, _ = exporter.from_notebook_node(
+        nb, resources={"metadata": {"name": title or notebook.stem, "path": str(notebook.parent)}}
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(body, encoding="utf-8")
+    return output
+
+
+def render_reports(notebooks, out, *, templates=None, title="lensllm-nb reports") -> list[dict]:
+    """Render several executed notebooks into `out` and write its ``index.html``.
+
+    Parameters
+    ----------
+    notebooks : iterable of str or Path
+        Executed notebooks.
+    out : str or Path
+        The folder for ``<stem>.html`` files and ``index.html``.
+    templates : str or Path, optional
+        The template base folder (see `find_templates`).
+    title : str
+        The title of the index page.
+
+    Returns
+    -------
+    list of dict
+        One entry per notebook: ``name``, ``status``, ``error``, ``notebook``, ``report``.
+    """
+    import nbformat
+
+    out = Path(out).resolve()
+    entries = []
+    stems = [Path(nb).stem for nb in notebooks]
+    duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if duplicates:
+        raise ConfigError(
+            f"`notebooks` contains several files named {duplicates}; their reports would "
+            "overwrite each other in `out`: render them into separate folders"
+        )
+    for path in notebooks:
+        path = Path(path).resolve()
+        report = render_report(path, out / f"{path.stem}.html", templates=templates)
+        status, error = notebook_status(nbformat.read(path, as_version=4))
+        entries.append({"name": path.stem, "status": status, "error": error,
+                        "notebook": str(path), "report": str(report)})
+    write_index(entries, out / "index.html", title=title)
+    return entries
+
+
+def write_index(entries, path, *, title="lensllm-nb reports", note=None) -> Path:
+    """Write an ``index.html`` that links reports with their status.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Each with ``name``, ``status`` and optionally ``report``, ``notebook``,
+        ``seconds``, ``error`` and ``parameters`` (a dict shown under the name).
+    path : str or Path
+        The HTML file to write; links are relative to its folder.
+    title : str
+        The page title.
+    note : str, optional
+        A line shown under the title (for example where the run record is).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_failed = sum(entry["status"] != "ok" for entry in entries)
+    rows = "\n".join(_index_row(entry, path.parent) for entry in entries)
+    summary = f"{len(entries)} notebooks, {n_failed} failed" if n_failed else f"{len(entries)} notebooks, all ok"
+    note_html = f"<p>{html.escape(note)}</p>" if note else ""
+    path.write_text(
+        _INDEX_PAGE.format(title=html.escape(title), summary=summary, note=note_html, rows=rows),
+        encoding="utf-8",
+    )
+    return path
+
+
+def _relative_link(target, folder) -> str:
+    """Return an href for `target` relative to `folder` (URL-style separators)."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(folder).resolve())).as_posix()
+
+
+def _index_row(entry, folder) -> str:
+    """Return one table row of the index page."""
+    name = html.escape(entry["name"])
+    if entry.get("report"):
+        name = f'<a href="{html.escape(_relative_link(entry["report"], folder))}">{name}</a>'
+    parameters = entry.get("parameters") or {}
+    if parameters:
+        shown = ", ".join(f"{key}={value}" for key, value in parameters.items())
+        name += f'<div class="params">{html.escape(shown)}</div>'
+    notebook = ""
+    if entry.get("notebook"):
+        notebook = f'<a href="{html.escape(_relative_link(entry["notebook"], folder))}">ipynb</a>'
+    seconds = entry.get("seconds")
+    seconds = f"{seconds:.1f}" if isinstance(seconds, (int, float)) else ""
+    status = html.escape(entry["status"])
+    error = html.escape(entry.get("error") or "")
+    return (f'<tr><td>{name}</td><td><span class="status {status}">{status}</span></td>'
+            f"<td>{seconds}</td><td>{notebook}</td><td class=\"error\">{error}</td></tr>")
+
+
+_INDEX_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ddd; padding: 0.35em 0.7em; text-align: left; vertical-align: top; }}
+th {{ background: #f5f5f5; }}
+.status {{ padding: 0.1em 0.6em; border-radius: 0.8em; color: #fff; font-weight: 600; }}
+.status.ok {{ background: #2e7d32; }}
+.status.failed, .status.timeout {{ background: #c62828; }}
+.params {{ color: #666; font-size: 0.85em; font-family: monospace; }}
+.error {{ color: #c62828; font-family: monospace; font-size: 0.85em; max-width: 40em; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p>{summary}</p>
+{note}
+<table>
+<tr><th>notebook</th><th>status</th><th>seconds</th><th>executed</th><th>error</th></tr>
+{rows}
+</table>
+</body>
+</html>
+"""

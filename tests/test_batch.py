@@ -1,0 +1,229 @@
+"""Batch runs: grid expansion, failure isolation, timeouts, Dask parity, run records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from lensllm_nb import batch
+from lensllm_nb.batch import Job, expand_grid, load_grid, run_batch, run_job
+from lensllm_nb.cli import main
+from lensllm_nb.errors import BatchError, ConfigError
+
+# Writes `value * x` into {out}/x<x>.csv; raises when `fail` is set; draws a figure.
+_WRITER = [
+    "import csv, pathlib\nimport matplotlib.pyplot as plt",
+    "if fail:\n    raise ValueError(f'deliberate failure at x = {x}')\n"
+    "with open(pathlib.Path(out_dir) / f'x{x}.csv', 'w', newline='') as f:\n"
+    "    csv.writer(f).writerows([['x', 'value'], [x, value * x]])",
+    "%matplotlib inline\nfig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [0, x])\nplt.show()",
+]
+
+
+def _notebook(path, parameters, cells):
+    """Write a notebook with one `parameters` cell followed by `cells`."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test notebook"), params,
+                *(nbformat.v4.new_code_cell(source) for source in cells)]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def grid_file(tmp_path_factory):
+    """A grid of three working jobs and one deliberately failing job."""
+    root = tmp_path_factory.mktemp("grid")
+    _notebook(root / "writer.ipynb", "x = 0\nvalue = 1\nfail = False\nout_dir = '.'", _WRITER)
+    grid = {
+        "name": "tiny",
+        "timeout": 300,
+        "stagger": 0.2,
+        "parameters": {"out_dir": "{out}"},
+        "jobs": [
+            {"notebook": "writer.ipynb", "grid": {"x": [1, 2, 3]}, "parameters": {"value": 10}},
+            # gpu: one at a time locally; a Dask resource GPU=1 on the LocalCluster.
+            {"notebook": "writer.ipynb", "name": "broken", "gpu": True, "parameters": {"x": 4, "fail": True}},
+        ],
+    }
+    path = root / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_run(grid_file, tmp_path_factory):
+    """The grid run through the CLI with the local executor."""
+    out = tmp_path_factory.mktemp("local")
+    code = main(["run", str(grid_file), "--out", str(out), "--workers", "2"])
+    return code, out
+
+
+def _written(out) -> dict:
+    """What the notebooks of a run wrote: file name -> contents."""
+    return {path.name: path.read_text() for path in sorted(Path(out).glob("x*.csv"))}
+
+
+def test_grid_expands_into_deterministic_named_jobs(grid_file, tmp_path):
+    jobs = expand_grid(load_grid(grid_file), out=tmp_path)
+    assert [job.name for job in jobs] == ["writer__1", "writer__2", "writer__3", "broken"]
+    assert jobs[0].parameters == {"out_dir": str(tmp_path.resolve()), "value": 10, "x": 1}
+    assert jobs[3].parameters["fail"] is True and jobs[3].grid_values == {}
+    assert all(Path(job.notebook).is_absolute() and Path(job.output).is_absolute() for job in jobs)
+    assert jobs[0].kernel == "lensllm-nb"
+    assert [job.gpu for job in jobs] == [False, False, False, True]
+    again = expand_grid(load_grid(grid_file), out=tmp_path)
+    assert [job.name for job in again] == [job.name for job in jobs]
+
+
+def test_stages_order_jobs_and_repeated_notebooks_get_distinct_names(grid_file, tmp_path):
+    grid = {"root": str(grid_file.parent), "jobs": [
+        {"notebook": "writer.ipynb", "stage": 2, "grid": {"x": [1]}},
+        {"notebook": "writer.ipynb", "stage": 1, "grid": {"x": [1]}, "parameters": {"value": 5}},
+    ]}
+    jobs = expand_grid(grid, out=tmp_path)
+    assert [job.stage for job in jobs] == [1, 2]
+    assert len({job.name for job in jobs}) == 2
+    assert all(job.name.startswith("writer__1-") for job in jobs)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"jobs": [{"notebook": "missing.ipynb"}]}, "`notebook`"),
+    ({"jobs": [{"notebook": "writer.ipynb", "grid": {"x": 3}}]}, "grid.x"),
+    ({"jobs": [{"notebook": "writer.ipynb", "colour": "red"}]}, "unknown keys"),
+    ({"jobs": []}, "`jobs`"),
+    ({"timeout": -1}, "`timeout`"),
+    ({"timeout": 0}, "`timeout`"),
+    ({"workers": 0}, "`workers`"),
+])
+def test_bad_grids_raise_config_errors(grid_file, tmp_path, change, message):
+    grid = {**yaml.safe_load(grid_file.read_text()), "root": str(grid_file.parent), **change}
+    with pytest.raises(ConfigError, match=message):
+        expand_grid(grid, out=tmp_path)
+
+
+def test_missing_grid_file_is_one_clean_cli_error(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "`grid`" in err[0]
+
+
+@pytest.mark.slow
+def test_failing_notebook_does_not_stop_the_others(local_run, capsys):
+    code, out = local_run
+    assert code == 1
+    assert _written(out) == {f"x{x}.csv": f"x,value\n{x},{10 * x}\n" for x in (1, 2, 3)}
+
+    failed = nbformat.read(out / "notebooks" / "broken.ipynb", as_version=4)
+    errors = [o for cell in failed.cells for o in cell.get("outputs", []) if o["output_type"] == "error"]
+    assert errors and errors[0]["evalue"] == "deliberate failure at x = 4"
+    assert failed.metadata["lensllm_nb"]["status"] == "failed"
+
+    for name in ("writer__1", "writer__2", "writer__3", "broken"):
+        html = (out / "reports" / f"{name}.html").read_text()
+        assert "data:image/png;base64" in html or name == "broken"
+    index = (out / "index.html").read_text()
+    assert 'href="reports/broken.html"' in index and "4 notebooks, 1 failed" in index
+
+    record = json.loads((out / "run_record.json").read_text())
+    assert record["kind"] == "batch" and record["status"] == "failed"
+    assert {job["name"]: job["status"] for job in record["jobs"]} == {
+        "writer__1": "ok", "writer__2": "ok", "writer__3": "ok", "broken": "failed"}
+    assert "papermill" in record["versions"]
+
+
+@pytest.mark.slow
+def test_summary_table_names_the_failure(grid_file, tmp_path, capsys):
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["jobs"] = grid["jobs"][1:]
+    path = grid_file.parent / "only_broken.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    assert main(["run", str(path), "--out", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("broken "))
+    assert "failed" in row and "ValueError: deliberate failure at x = 4" in row
+    assert "1 jobs, 1 failed" in lines
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_results(grid_file, local_run, tmp_path):
+    result = run_batch(grid_file, out=tmp_path, executor="dask", workers=2, log=None)
+    assert result.to_frame()["status"].tolist() == ["ok", "ok", "ok", "failed"]
+    assert _written(tmp_path) == _written(local_run[1])
+    record = json.loads(result.record.read_text())
+    assert record["config"]["executor"] == "dask" and record["config"]["workers"] == 2
+
+
+@pytest.mark.slow
+def test_cell_past_its_timeout_is_stopped_and_kept(tmp_path):
+    _notebook(tmp_path / "slow.ipynb", "seconds = 60", ["import time\ntime.sleep(seconds)"])
+    grid = {"root": str(tmp_path), "timeout": 2, "jobs": [{"notebook": "slow.ipynb"}]}
+    result = run_batch(grid, out=tmp_path / "out", log=None)
+    (job,) = result.results
+    assert job["status"] == "timeout" and "`timeout`" in job["error"]
+    assert Path(job["output"]).is_file() and Path(job["report"]).is_file()
+
+
+@pytest.mark.slow
+def test_job_process_past_its_limit_is_killed(tmp_path, monkeypatch):
+    # Many short cells never hit the per-cell limit; the job's process limit stops them.
+    _notebook(tmp_path / "long.ipynb", "n = 100", ["import time"] + ["time.sleep(0.5)"] * 100)
+    monkeypatch.setattr(batch, "_RENDER_GRACE_S", 0)
+    grid = {"root": str(tmp_path), "timeout": 4, "start_timeout": 4, "jobs": [{"notebook": "long.ipynb"}]}
+    (job,) = expand_grid(grid, out=tmp_path / "out")
+    result = run_job(job)
+    assert result["status"] == "timeout"
+    nb = nbformat.read(result["output"], as_version=4)
+    assert nb.metadata["lensllm_nb"]["status"] == "timeout"
+    assert Path(result["report"]).is_file()
+
+
+def test_kernel_start_race_is_retried(tmp_path, monkeypatch):
+    import papermill
+    import zmq
+
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(kwargs["kernel_name"])
+        if len(calls) == 1:
+            raise zmq.ZMQError(98, "Address already in use")
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    monkeypatch.setattr(batch.time, "sleep", lambda seconds: None)
+    job = Job(name="j", stage=1, notebook="in.ipynb", parameters={}, grid_values={}, cwd=str(tmp_path),
+              output=str(tmp_path / "o.ipynb"), report="r.html", log="l", result="r.json")
+    result = batch._execute(job)
+    assert result["status"] == "ok" and result["attempts"] == 2
+    assert calls == ["lensllm-nb", "lensllm-nb"]
+
+
+def test_unregistered_kernel_fails_with_a_run_record(grid_file, tmp_path):
+    grid = {**yaml.safe_load(grid_file.read_text()), "root": str(grid_file.parent), "kernel": "no-such-kernel"}
+    with pytest.raises(BatchError, match="make kernel"):
+        run_batch(grid, out=tmp_path, log=None)
+    record = json.loads((tmp_path / "run_record.json").read_text())
+    assert record["status"] == "failed" and "no-such-kernel" in record["error"]
+
+
+def test_scheduler_needs_the_dask_executor(grid_file, tmp_path):
+    with pytest.raises(ConfigError, match="--executor dask"):
+        run_batch(grid_file, out=tmp_path, scheduler="tcp://127.0.0.1:8786")
+
+
+@pytest.mark.parametrize("name", ["grid.yaml", "grid_gpu_hub.yaml"])
+def test_example_grids_expand(name, tmp_path):
+    jobs = expand_grid(load_grid(Path(__file__).resolve().parents[1] / "templates" / name), out=tmp_path)
+    assert [job.stage for job in jobs] == sorted(job.stage for job in jobs)
+    assert {Path(job.notebook).name for job in jobs} == {
+        "01_finetune_subsets.ipynb", "02_fit_phase_law.ipynb", "03_select_models.ipynb", "04_benchmark.ipynb"}
+    assert all(job.parameters["store"] == str(tmp_path.resolve() / "results.db") for job in jobs)
+    if name == "grid_gpu_hub.yaml":
+        models = [job.parameters["model"] for job in jobs if job.stage == 1]
+        assert models == ["gpt2", "facebook/opt-350m", "t5-base"]
+        assert all(job.gpu for job in jobs if job.stage == 1)

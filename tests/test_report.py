@@ -1,0 +1,121 @@
+"""HTML reports: one self-contained file, code hidden, status and parameters shown."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import nbformat
+import pytest
+
+from lensllm_nb.cli import main
+from lensllm_nb.errors import ConfigError
+from lensllm_nb.report import find_templates, notebook_status, render_report, render_reports, write_index
+
+# A 1×1 PNG.
+_PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0000003010100c9fe92ef0000000049454e44ae426082"
+)).decode()
+_SECRET_CODE = "result_table = compute_the_thing()"
+
+
+def _executed(path, *, error=False, widgets=False):
+    """Write a notebook that looks executed by papermill (outputs, parameters)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"model": "zoo/tiny-gpt2", "sizes": [0, 16, 32]},
+                                "end_time": "2025-01-01T00:00:00"}
+    figure = nbformat.v4.new_code_cell(_SECRET_CODE, execution_count=1)
+    figure.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _PNG, "text/plain": "<Figure>"})]
+    table = nbformat.v4.new_code_cell("table", execution_count=2)
+    table.outputs = [nbformat.v4.new_output(
+        "execute_result", execution_count=2,
+        data={"text/html": "<table><tr><th>model</th><th>rmse_log</th></tr></table>", "text/plain": "t"})]
+    scratch = nbformat.v4.new_code_cell("print('scratch')", execution_count=3)
+    scratch.metadata["tags"] = ["remove-cell"]
+    scratch.outputs = [nbformat.v4.new_output("stream", name="stdout", text="scratch output\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Fit the phase law"), figure, table, scratch]
+    if error:
+        failing = nbformat.v4.new_code_cell("raise ValueError('bad')", execution_count=4)
+        failing.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=["ValueError: bad"])]
+        nb.cells.append(failing)
+    if widgets:
+        nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+            "version_major": 2, "version_minor": 0, "state": {}}}
+        bar = nbformat.v4.new_code_cell("bar", execution_count=5)
+        bar.outputs = [nbformat.v4.new_output("display_data", data={
+            "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+            "text/plain": "progress 8/8"})]
+        nb.cells.append(bar)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_report_is_one_html_file_with_embedded_images_and_no_code(tmp_path):
+    html = render_report(_executed(tmp_path / "fit.ipynb"), tmp_path / "out" / "fit.html").read_text()
+    assert "data:image/png;base64," + _PNG[:20] in html
+    assert _SECRET_CODE not in html and "compute_the_thing" not in html
+    assert "<th>rmse_log</th>" in html
+    assert "scratch output" not in html  # remove-cell tag
+    # Title block with the run's parameters.
+    assert '<h1>fit</h1>' in html and "zoo/tiny-gpt2" in html and "[0, 16, 32]" in html
+    # Images come from the file itself, not from links next to it.
+    assert not re.search(r'<img[^>]+src="(?!data:)', html)
+    assert "Interactive controls" not in html
+
+
+def test_failed_notebook_renders_with_its_error(tmp_path):
+    path = _executed(tmp_path / "bad.ipynb", error=True)
+    nb = nbformat.read(path, as_version=4)
+    assert notebook_status(nb) == ("failed", "ValueError: bad")
+    nb.metadata["lensllm_nb"] = {"status": "failed", "error": "ValueError: bad (cell In [4])", "seconds": 1.5}
+    nbformat.write(nb, path)
+    html = render_report(path).read_text()
+    assert "lensllm-status-failed" in html and "ValueError: bad (cell In [4])" in html
+
+
+def test_widget_state_is_kept_and_the_offline_limits_are_stated(tmp_path):
+    html = render_report(_executed(tmp_path / "w.ipynb", widgets=True), title="Selection").read_text()
+    assert "application/vnd.jupyter.widget-state+json" in html
+    assert "Interactive controls" in html and "work offline" in html
+    assert "<h1>Selection</h1>" in html
+
+
+def test_saved_state_without_a_displayed_widget_needs_no_note(tmp_path):
+    path = _executed(tmp_path / "s.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nbformat.write(nb, path)
+    assert "Interactive controls" not in render_report(path).read_text()
+
+
+def test_render_reports_writes_an_index_with_relative_links(tmp_path):
+    notebooks = [_executed(tmp_path / "a.ipynb"), _executed(tmp_path / "b.ipynb", error=True)]
+    entries = render_reports(notebooks, tmp_path / "site")
+    assert [entry["status"] for entry in entries] == ["ok", "failed"]
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert 'href="a.html"' in index and 'href="b.html"' in index
+    assert "2 notebooks, 1 failed" in index
+
+
+def test_index_escapes_names_and_errors(tmp_path):
+    page = write_index([{"name": "<x>", "status": "failed", "error": "<script>", "seconds": 2.0,
+                         "parameters": {"model": "a&b"}}], tmp_path / "index.html").read_text()
+    assert "&lt;x&gt;" in page and "&lt;script&gt;" in page and "a&amp;b" in page
+
+
+def test_report_cli_renders_and_lists(tmp_path, capsys):
+    path = _executed(tmp_path / "c.ipynb")
+    assert main(["report", str(path), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "c.html" in out and (tmp_path / "r" / "index.html").is_file()
+
+
+def test_missing_template_folder_and_notebook_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="`templates`"):
+        find_templates(tmp_path)
+    with pytest.raises(ConfigError, match="`notebook`"):
+        render_report(tmp_path / "missing.ipynb")
+    path = _executed(tmp_path / "d.ipynb")
+    with pytest.raises(ConfigError, match="several files named"):
+        render_reports([path, path], tmp_path / "r")
