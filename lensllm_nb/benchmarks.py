@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ConfigError, CurveDataError
+from .provenance import cache_dir
 
 __all__ = ["load", "published", "SHA256", "UPSTREAM_URL", "data_path"]
 
@@ -25,12 +26,6 @@ SHA256 = {
     "wmt19": "523b044495f87c1f954c359fb489cf4e38f739c7fca8161d70665853fb2d293a",
 }
 _ENV = "LENSLLM_NB_DATA"
-
-
-def _cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("LENSLLM_NB_CACHE") or user_cache_dir("lensllm-nb")) / "benchmarks"
 
 
 def data_path(name) -> Path:
@@ -53,7 +48,7 @@ def data_path(name) -> Path:
             raise ConfigError(f"`name` {name!r}: no file {path}; known sets are {sorted(SHA256)}.")
     if name not in SHA256:
         raise ConfigError(f"`name` must be one of {sorted(SHA256)} (or a file in ${_ENV}), got {name!r}.")
-    cached = _cache_dir() / f"{name}.csv"
+    cached = cache_dir() / "benchmarks" / f"{name}.csv"
     if cached.exists() and _sha256(cached) == SHA256[name]:
         return cached
     return _download(name, cached)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
-__all__ = ["config_hash", "library_versions", "run_record"]
+__all__ = ["cache_dir", "config_hash", "library_versions", "run_record", "write_record"]
 
 _TRACKED = (
     "lensllm-nb", "numpy", "scipy", "pandas", "torch", "transformers",
@@ -85,3 +87,33 @@ def run_record(kind: str, config: dict, *, seed=None, status="ok", error=None, *
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
+
+
+def cache_dir() -> Path:
+    """The lensllm-nb cache folder: ``$LENSLLM_NB_CACHE`` or the user cache directory."""
+    override = os.environ.get("LENSLLM_NB_CACHE")
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lensllm-nb"))
+
+
+def write_record(record: dict, folder=None) -> Path:
+    """Write a run record as JSON and return its path.
+
+    Parameters
+    ----------
+    record : dict
+        From :func:`run_record`.
+    folder : str or Path, optional
+        Where to write; default ``cache_dir() / "runs"``. The file name holds the
+        time, the kind of run and the config hash, so records never overwrite each
+        other.
+    """
+    folder = Path(folder) if folder is not None else cache_dir() / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / f"{stamp}-{record['kind']}-{record['config_hash']}.json"
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path

@@ -92,3 +92,19 @@ def test_cli_fit_json(data_dir):
     assert set(m) >= {"model", "params", "rmse_log", "d_star", "prediction"}
     p = m["prediction"]
     assert p["n"] == 3000000 and p["low"] < p["loss"] < p["high"]
+
+
+def test_cli_leaves_a_run_record_also_on_failure(data_dir, tmp_path):
+    import os
+
+    env = {**os.environ, "LENSLLM_NB_CACHE": str(tmp_path)}
+    ok = [sys.executable, "-m", "lensllm_nb.cli", "benchmark", str(data_dir / "flan.csv"), "--methods", "ats",
+          "--ratios", "8", "--format", "csv"]
+    subprocess.run(ok, capture_output=True, text=True, check=True, env=env)
+    bad = ok[:4] + [str(tmp_path / "missing.csv")]
+    assert subprocess.run(bad, capture_output=True, text=True, env=env).returncode == 2
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*.json"))]
+    assert sorted(r["status"] for r in records) == ["failed", "ok"]
+    failed = next(r for r in records if r["status"] == "failed")
+    assert "does not exist" in failed["error"] and failed["config"]["curves"].endswith("missing.csv")
+    assert "numpy" in failed["versions"] and failed["config_hash"]

@@ -48,17 +48,36 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    status, error = "failed", None
     try:
-        return int(args.func(args) or 0)
-    except LensLLMError as exc:
-        print(f"lensllm-nb {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
+        code = int(args.func(args) or 0)
+        status = "ok" if code == 0 else "failed"
+        return code
+    except (LensLLMError, FileNotFoundError) as exc:
+        error = str(exc)
         print(f"lensllm-nb {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        error = "interrupted"
         print(f"lensllm-nb {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        _leave_record(args, status, error)
+
+
+def _leave_record(args, status, error) -> None:
+    """Every command leaves a run record (config, versions, status), also on failure."""
+    from ..provenance import run_record, write_record
+
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    try:
+        write_record(run_record(f"cli-{args.command}", config, seed=config.get("seed"), status=status, error=error))
+    except OSError as exc:
+        # A read-only cache must not turn a finished command into a failure.
+        print(f"lensllm-nb: could not write the run record ({exc})", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
