@@ -1,0 +1,235 @@
+"""Commands that collect curves: ``finetune``, ``zoo build`` and ``export``.
+
+``lensllm-nb finetune`` runs a grid of subset sizes × seeds for one model into a
+results store (finished runs are skipped, so a killed grid resumes);
+``lensllm-nb zoo build`` builds the offline model zoo; ``lensllm-nb export``
+writes the store's tidy curves table to CSV or Parquet.
+
+Every input is validated before the store is opened, so bad input leaves no
+store file behind and an existing store unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..data import load_task
+from ..errors import ConfigError
+from ..finetune import PRECISIONS, SCHEDULERS, FineTuner
+
+__all__ = ["register"]
+
+# CLI flag -> FineTuner setting. Flags default to None so that "not given" can
+# fall back to the zoo's demo settings for `--dataset zoo`.
+_SETTINGS = {
+    "epochs": int,
+    "max_steps": int,
+    "lr": float,
+    "batch_size": int,
+    "grad_accum": int,
+    "weight_decay": float,
+    "warmup_ratio": float,
+    "scheduler": str,
+    "max_input_length": int,
+    "max_target_length": int,
+    "separator": str,
+    "precision": str,
+    "early_stopping_patience": int,
+    "eval_steps": int,
+    "lora_r": int,
+    "lora_alpha": float,
+    "lora_dropout": float,
+    "threads": int,
+}
+_CHOICES = {"scheduler": SCHEDULERS, "precision": PRECISIONS}
+
+
+def register(subparsers) -> None:
+    """Add the ``finetune``, ``zoo`` and ``export`` commands to `subparsers`."""
+    _register_finetune(subparsers)
+    _register_zoo(subparsers)
+    _register_export(subparsers)
+
+
+# ----------------------------------------------------------------- finetune
+def _register_finetune(subparsers):
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune one model on nested subsets and store its test losses",
+        description=(
+            "Fine-tune MODEL on training subsets of each size (0 = zero-shot) and seed, "
+            "and store the test loss of every run. Runs already in the store are skipped, "
+            "so a killed grid resumes where it stopped. With --dataset zoo, settings not "
+            "given take the zoo demo values (lensllm_nb.zoo.DEMO_SETTINGS). A failed run is "
+            "stored as failed with its error and the exit status is 1."
+        ),
+    )
+    parser.add_argument("--model", required=True,
+                        help="zoo/NAME, a local save_pretrained folder, or a Hugging Face Hub id")
+    parser.add_argument("--revision", default=None,
+                        help="branch, tag or commit of a hub model (default: the main branch)")
+    parser.add_argument("--dataset", required=True,
+                        help="'zoo', a json/jsonl/csv/parquet file, a folder with train.* "
+                             "(and test.*), or a hub id (ID or ID:CONFIG)")
+    parser.add_argument("--sizes", required=True, help="comma-separated subset sizes, e.g. 0,16,32,64")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    parser.add_argument("--store", required=True, help="results store file (SQLite), e.g. results.db")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where to train (default: auto = GPU when torch sees one)")
+    parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (peft)")
+    parser.add_argument("--ntk-probe", type=int, default=0, metavar="N",
+                        help="compute NTK features on N training examples (default: 0, off)")
+    parser.add_argument("--on-error", default="continue", choices=("continue", "raise"),
+                        help="after a failed run is recorded: go on (default) or stop")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    training = parser.add_argument_group(
+        "training settings (default: FineTuner's; with --dataset zoo: zoo.DEMO_SETTINGS)")
+    for name, kind in _SETTINGS.items():
+        training.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                              choices=_CHOICES.get(name))
+    data = parser.add_argument_group("dataset settings")
+    data.add_argument("--format", default="auto", choices=("auto", "text", "pairs"))
+    data.add_argument("--text-column", default="text")
+    data.add_argument("--input-column", default="input")
+    data.add_argument("--target-column", default="target")
+    data.add_argument("--test-size", default=None,
+                      help="rows carved for the test split when there is none: a count or a fraction")
+    data.add_argument("--val-size", default=None, help="rows carved for validation (early stopping)")
+    parser.set_defaults(func=_finetune)
+
+
+def _finetune(args) -> int:
+    sizes = _int_list("--sizes", args.sizes)
+    seeds = _int_list("--seeds", args.seeds)
+    settings = {name: getattr(args, name) for name in _SETTINGS if getattr(args, name) is not None}
+    if args.dataset == "zoo":
+        from .. import zoo
+
+        settings = {**zoo.DEMO_SETTINGS, **settings}
+    task = load_task(args.dataset, **_dataset_options(args))
+    tuner = FineTuner(
+        args.model, revision=args.revision, lora=args.lora, device=args.device, ntk_probe=args.ntk_probe,
+        progress=not args.no_progress, **settings,
+    )
+    table = tuner.grid(task, sizes, seeds, args.store, on_error=args.on_error)
+    summary = tuner.grid_summary_
+    for row in table.to_dict("records"):
+        loss = "failed: " + str(row["error"]) if row["status"] == "failed" else f"{row['test_loss']:.4f}"
+        print(f"{args.model}\t{task.name}\tn_train={row['n_train']}\tseed={row['seed']}\t{loss}")
+    print(
+        f"{summary['run']} run(s), {summary['skipped']} skipped (already stored), "
+        f"{summary['failed']} failed -> {args.store}",
+        file=sys.stderr,
+    )
+    return 1 if summary["failed"] else 0
+
+
+def _dataset_options(args):
+    if args.dataset == "zoo":
+        options = {}
+        for flag, value, default in (
+            ("--format", args.format, "auto"), ("--text-column", args.text_column, "text"),
+            ("--input-column", args.input_column, "input"),
+            ("--target-column", args.target_column, "target"),
+        ):
+            if value != default:
+                raise ConfigError(f"`{flag}` does not apply to --dataset zoo (fixed input/target columns).")
+    else:
+        options = {
+            "format": args.format,
+            "text_column": args.text_column,
+            "input_column": args.input_column,
+            "target_column": args.target_column,
+        }
+    if args.test_size is not None:
+        options["test_size"] = _count_or_fraction("--test-size", args.test_size)
+    if args.val_size is not None:
+        options["val_size"] = _count_or_fraction("--val-size", args.val_size)
+    return options
+
+
+# ---------------------------------------------------------------------- zoo
+def _register_zoo(subparsers):
+    parser = subparsers.add_parser(
+        "zoo", help="the offline model zoo",
+        description="The offline model zoo: small pretrained candidates and a task built on this machine.",
+    )
+    parser.set_defaults(func=lambda args: _print_help(parser))
+    commands = parser.add_subparsers(dest="zoo_command", metavar="COMMAND")
+    build = commands.add_parser(
+        "build", help="build (or reuse) the zoo and list its candidates",
+        description="Build the zoo task, tokenizer and candidates (cached), then print one line "
+                    "per candidate: name, path, parameter count.",
+    )
+    build.add_argument("--models", default=None, help="comma-separated candidates (default: all)")
+    build.add_argument("--force", action="store_true", help="rebuild even when cached")
+    build.set_defaults(func=_zoo_build)
+
+
+def _zoo_build(args) -> int:
+    from .. import zoo
+
+    names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
+    for model in zoo.build(names, force=args.force, progress=sys.stderr.isatty()):
+        print(f"{model.name}\t{model.path}\t{model.params}")
+    return 0
+
+
+def _print_help(parser):
+    parser.print_help()
+    return 2
+
+
+# ------------------------------------------------------------------- export
+def _register_export(subparsers):
+    parser = subparsers.add_parser(
+        "export", help="write a store's tidy curves table to CSV or Parquet",
+        description="Write the finished runs of a results store as the tidy curves table "
+                    "(model, dataset, n_train, seed, test_loss, ...).",
+    )
+    parser.add_argument("store", help="results store file (SQLite)")
+    parser.add_argument("--format", default="csv", choices=("csv", "parquet"))
+    parser.add_argument("--out", default=None, help="output file (default: STORE with .csv/.parquet)")
+    parser.set_defaults(func=_export)
+
+
+def _export(args) -> int:
+    from ..store import ResultsStore
+
+    path = Path(args.store)
+    # Opening a missing path would create an empty store; an export must not.
+    if not path.is_file():
+        raise ConfigError(f"`store` {args.store!r} does not exist; pass the file given to --store.")
+    out = Path(args.out) if args.out else path.with_suffix("." + args.format)
+    with ResultsStore(path) as store:
+        written = store.export(out, format=args.format)
+        rows = len(store.curves())
+    print(f"{written}\t{rows} rows")
+    return 0
+
+
+# ------------------------------------------------------------------ parsing
+def _int_list(flag, text):
+    items = [item.strip() for item in str(text).split(",")]
+    values = []
+    for item in items:
+        try:
+            values.append(int(item))
+        except ValueError:
+            raise ConfigError(
+                f"`{flag}` must be comma-separated whole numbers such as 0,16,32; got {item!r} in {text!r}."
+            ) from None
+    return values
+
+
+def _count_or_fraction(flag, text):
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"`{flag}` must be a count such as 256 or a fraction such as 0.1; got {text!r}.") from None
+
