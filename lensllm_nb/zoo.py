@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, FinetuneError
-from .provenance import config_hash
+from .provenance import cache_dir, config_hash
 
 __all__ = [
     "ZooModel",
@@ -53,7 +53,6 @@ __all__ = [
     "TASK_NAME",
     "PREFIX",
     "names",
-    "cache_dir",
     "zoo_dir",
     "build",
     "resolve",
@@ -178,16 +177,6 @@ def names() -> list:
 def is_zoo_name(model) -> bool:
     """Return True for a ``"zoo/NAME"`` string (known or not)."""
     return isinstance(model, str) and model.startswith(PREFIX)
-
-
-def cache_dir() -> Path:
-    """Return the lensllm-nb cache folder (``LENSLLM_NB_CACHE`` or the user cache)."""
-    override = os.environ.get("LENSLLM_NB_CACHE")
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("lensllm-nb"))
 
 
 def zoo_dir() -> Path:

@@ -97,7 +97,7 @@ def test_task_settings_are_checked():
 
 def test_cache_dir_and_spec_versioning(tmp_path, monkeypatch):
     monkeypatch.setenv("LENSLLM_NB_CACHE", str(tmp_path))
-    assert zoo.cache_dir() == tmp_path
+    assert zoo.zoo_dir().parents[1] == tmp_path
     before = zoo.zoo_dir()
     assert before.parent == tmp_path / "zoo"
     changed = {**zoo.CANDIDATES, "gpt2-tiny": {**zoo.CANDIDATES["gpt2-tiny"], "steps": 1}}
