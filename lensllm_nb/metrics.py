@@ -19,7 +19,7 @@ from scipy import stats
 
 from .errors import ConfigError
 
-__all__ = ["pearcorr", "spearman", "relacc", "top1_regret", "training_flops", "cost_fraction"]
+__all__ = ["pearcorr", "spearman", "relacc", "top1_regret", "training_flops", "cost_fraction", "full_data_flops"]
 
 
 def _pair(pred, true):
@@ -102,26 +102,30 @@ def cost_fraction(table, *, max_train, target, sizes="all") -> float:
     visible = per_model[(per_model["n_train"] > 0) & (per_model["n_train"] <= max_train)]
     if sizes == "largest":
         visible = visible[visible["n_train"] == visible.groupby("model")["n_train"].transform("max")]
-    spent = training_flops(visible).sum()
-    full = per_model.drop_duplicates("model").assign(n_train=target)
-    if "tokens" in full.columns or "flops" in full.columns:
-        # Scale the recorded tokens per example to the target size.
-        full = full.drop(columns=[c for c in ("tokens", "flops") if c in full.columns])
-        ratio = _tokens_per_example(per_model)
-        total = (6.0 * _params(full) * target * ratio.reindex(full["model"]).to_numpy()).sum()
+    return float(training_flops(visible).sum() / full_data_flops(table, target=target))
+
+
+def full_data_flops(table, *, target) -> float:
+    """FLOPs of fine-tuning every candidate of a tidy table on ``target`` examples.
+
+    Tokens per example come from the ``tokens`` (or ``flops``) column when the
+    table records them, else every example counts as one token-unit, like
+    :func:`training_flops`.
+    """
+    per_model = table.drop_duplicates(["model", "n_train"])
+    models = per_model.drop_duplicates("model")
+    params = _params(models)
+    rows = per_model[per_model["n_train"] > 0]
+    if "tokens" in rows.columns and rows["tokens"].notna().all():
+        per_example = (rows["tokens"] / rows["n_train"]).groupby(rows["model"]).mean()
+    elif "flops" in rows.columns and rows["flops"].notna().all():
+        per_example = (rows["flops"] / (6.0 * _params(rows)) / rows["n_train"]).groupby(rows["model"]).mean()
     else:
-        total = training_flops(full).sum()
-    return float(spent / total)
+        return float(6.0 * params.sum() * target)
+    return float(np.sum(6.0 * params * target * per_example.reindex(models["model"]).to_numpy()))
 
 
 def _params(frame):
-    return np.asarray(frame["params"], dtype=float) if "params" in frame.columns and frame["params"].notna().all() \
-        else np.ones(len(frame))
-
-
-def _tokens_per_example(table):
-    rows = table[table["n_train"] > 0]
-    if "tokens" in rows.columns and rows["tokens"].notna().all():
-        return (rows["tokens"] / rows["n_train"]).groupby(rows["model"]).mean()
-    flops = rows["flops"] / (6.0 * _params(rows))
-    return (flops / rows["n_train"]).groupby(rows["model"]).mean()
+    if "params" in frame.columns and frame["params"].notna().all():
+        return np.asarray(frame["params"], dtype=float)
+    return np.ones(len(frame))

@@ -81,7 +81,7 @@ class ProgressiveSelector:
         -------
         self
         """
-        from .metrics import training_flops
+        from .metrics import full_data_flops, training_flops
         from .select import VisibleCurves, make_selector, visible_curves
 
         budget = self.budget if budget is None else budget
@@ -94,10 +94,9 @@ class ProgressiveSelector:
         if min(s.size for s in pool.sizes) < self.start_points:
             raise ConfigError(f"every candidate needs at least `start_points`={self.start_points} sizes below "
                               "the target.")
-        params = np.where(np.isnan(pool.params), 1.0, pool.params)
         rows = table if dataset is None else table[table["dataset"] == dataset]
         cost_of = _cost_lookup(rows, training_flops)
-        total = float(np.sum(6.0 * params * target * _tokens_per_example(rows, pool.models)))
+        total = full_data_flops(rows, target=target)
         selector = make_selector(self.method)
 
         n_bought = np.full(len(pool.models), self.start_points)
@@ -159,14 +158,6 @@ def _backtest_scale(selector, view):
     err = np.log(back) - np.log([l[-1] for l in view.losses])
     # Median absolute deviation is not thrown off by one odd curve.
     return max(1.4826 * float(np.median(np.abs(err - np.median(err)))), 1e-3)
-
-
-def _tokens_per_example(rows, models):
-    pos = rows[rows["n_train"] > 0]
-    if "tokens" in pos.columns and pos["tokens"].notna().all():
-        ratio = (pos["tokens"] / pos["n_train"]).groupby(pos["model"]).mean()
-        return ratio.reindex(models).to_numpy(dtype=float)
-    return np.ones(len(models))
 
 
 def _cost_lookup(rows, training_flops):
