@@ -8,8 +8,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LENSLLM_NB_DATA", str(ROOT.parent / "shared" / "benchmarks"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The suite never touches the network: hub names must fail fast and cleanly.
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
+    os.environ[_var] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,10 @@ def flan(data_dir):
 def gigaword(data_dir):
     from lensllm_nb.benchmarks import load
     return load("gigaword")
+
+
+@pytest.fixture(scope="session")
+def zoo_models():
+    """The whole offline zoo, built once (about a minute on 2 cores) and cached on disk."""
+    from lensllm_nb import zoo
+    return zoo.build(progress=False)

@@ -13,30 +13,16 @@ from lensllm_nb import zoo
 from lensllm_nb.cli import main
 from lensllm_nb.store import ResultsStore
 
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-os.environ.update(OFFLINE)
 
 # Fixed steps per run keep each run about a second on 2 cores.
 QUICK = ["--model", "zoo/gpt2-tiny", "--dataset", "zoo", "--max-steps", "4", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    for key, value in OFFLINE.items():
-        monkeypatch.setenv(key, value)
-
-
-@pytest.fixture(scope="session")
-def zoo_models():
-    """The whole zoo, built once and cached on disk (see tests/test_zoo.py)."""
-    return zoo.build(progress=False)
 
 
 def _cli(args):
     """Run the console script in a fresh process, as a user would."""
     command = [sys.executable, "-c", "import sys; from lensllm_nb.cli import main; sys.exit(main())"]
     return subprocess.Popen(command + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **OFFLINE})
+                            text=True, env=dict(os.environ))
 
 
 def test_zoo_build_lists_every_candidate(zoo_models, capsys):

@@ -1,7 +1,6 @@
 """Task data: formats, fixed test split, nested subsets, tokenization and collation."""
 
 import copy
-import os
 
 import numpy as np
 import pandas as pd
@@ -11,15 +10,6 @@ from hypothesis import strategies as st
 
 from lensllm_nb.data import Collator, TaskData, check_sizes, load_task, tokenize
 from lensllm_nb.errors import ConfigError
-
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-os.environ.update(OFFLINE)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    for key, value in OFFLINE.items():
-        monkeypatch.setenv(key, value)
 
 
 def _pairs(n, prefix="x"):

@@ -1,7 +1,6 @@
 """Subset fine-tuning on the offline zoo: grid, resume, failures, settings, bad input."""
 
 import math
-import os
 
 import numpy as np
 import pandas as pd
@@ -13,25 +12,11 @@ from lensllm_nb.errors import ConfigError, FinetuneError
 from lensllm_nb.finetune import FineTuner, resolve_device, run_grid
 from lensllm_nb.store import ResultsStore
 
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-os.environ.update(OFFLINE)
 
 GRID_MODELS = ("zoo/t5-small", "zoo/neox-small")
 GRID_SIZES = (0, 16, 64, 256, 1024)
 # Few steps: these tests check mechanics, not learning.
 QUICK = {**zoo.DEMO_SETTINGS, "max_steps": 3, "progress": False}
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    for key, value in OFFLINE.items():
-        monkeypatch.setenv(key, value)
-
-
-@pytest.fixture(scope="session")
-def zoo_models():
-    """The whole zoo, built once and cached on disk (see tests/test_zoo.py)."""
-    return zoo.build(progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -5,27 +5,11 @@ cache dir) and reused by later sessions; see ``zoo_models``.
 """
 
 import json
-import os
 
 import pytest
 
 from lensllm_nb import zoo
 from lensllm_nb.errors import ConfigError
-
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-os.environ.update(OFFLINE)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    for key, value in OFFLINE.items():
-        monkeypatch.setenv(key, value)
-
-
-@pytest.fixture(scope="session")
-def zoo_models():
-    """The whole zoo, built once (about a minute on 2 cores) and cached on disk."""
-    return zoo.build(progress=False)
 
 
 def test_candidates_differ_in_architecture_size_and_knowledge(zoo_models):
