@@ -42,7 +42,6 @@ __all__ = ["lens_predict", "pooled_curvature", "theil_sen"]
 
 _RATE_GRID = np.linspace(0.0, 0.6, 121)
 _SLOPE_GRID = np.linspace(0.0, 0.6, 121)
-_SIGNIFICANCE = 1.96
 _MIN_POINTS_FOR_CURVATURE = 4
 
 
@@ -148,15 +147,16 @@ def pooled_curvature(log_sizes, log_losses):
     return rate, stderr
 
 
-def lens_predict(visible, *, significance=_SIGNIFICANCE) -> np.ndarray:
+def lens_predict(visible, *, significance) -> np.ndarray:
     """Predicted loss at ``visible.target`` for every candidate.
 
     Parameters
     ----------
     visible : lensllm_nb.select.VisibleCurves
         The visible part of each candidate's curve.
-    significance : float, default 1.96
-        |t| above which the pooled curvature is used.
+    significance : float
+        |t| above which the pooled curvature is used (the selector's default,
+        1.96, is the 5% level).
 
     Returns
     -------

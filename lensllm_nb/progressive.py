@@ -14,6 +14,8 @@ extrapolate, is the scale of the prediction error.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -105,7 +107,7 @@ class ProgressiveSelector:
         pred = np.full(len(pool.models), np.nan)
         history = []
         z = stats.norm.ppf(0.5 + self.confidence / 2)
-        for round_ in range(1, 64):
+        for round_ in itertools.count(1):
             idx = np.flatnonzero(active)
             view = VisibleCurves(
                 models=[pool.models[i] for i in idx],

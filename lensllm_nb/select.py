@@ -361,17 +361,27 @@ def ats_transition(x, y, *, k=3, delta=5.0) -> int:
 
 
 class LensLLMSelector(_Selector):
-    """The project's default selector; see :mod:`lensllm_nb.lens` for the method."""
+    """The project's default selector; see :mod:`lensllm_nb.lens` for the method.
+
+    Parameters
+    ----------
+    significance : float, default 1.96
+        |t| of the pooled curvature above which curves are bent (the 5% level).
+    """
 
     name = "lensllm"
     _min_points = 3
 
-    def __init__(self):
-        pass
+    def __init__(self, significance=1.96):
+        self.significance = significance
 
     def _predict(self, visible):
         from .lens import lens_predict
-        return lens_predict(visible), []
+
+        if not (isinstance(self.significance, (int, float)) and self.significance > 0):
+            raise ConfigError(f"`significance` must be a positive number, got {self.significance!r}; "
+                              "1.96 is the 5% level.")
+        return lens_predict(visible, significance=self.significance), []
 
 
 SELECTORS = {
