@@ -84,7 +84,7 @@ class ProgressiveSelector:
         self
         """
         from .metrics import full_data_flops, training_flops
-        from .select import VisibleCurves, make_selector, visible_curves
+        from .select import make_selector, visible_curves
 
         budget = self.budget if budget is None else budget
         if not (isinstance(budget, (int, float)) and budget > 0):
@@ -109,19 +109,12 @@ class ProgressiveSelector:
         z = stats.norm.ppf(0.5 + self.confidence / 2)
         for round_ in itertools.count(1):
             idx = np.flatnonzero(active)
-            view = VisibleCurves(
-                models=[pool.models[i] for i in idx],
-                sizes=[pool.sizes[i][: n_bought[i]] for i in idx],
-                losses=[pool.losses[i][: n_bought[i]] for i in idx],
-                zero_shot=pool.zero_shot[idx], params=pool.params[idx], target=pool.target)
+            view = _bought(pool, idx, n_bought)
             pred[idx], _ = selector._predict(view)
-            scale = _backtest_scale(selector, view)
             doublings = np.log2(target / np.array([s[-1] for s in view.sizes]))
-            half = z * scale * np.maximum(doublings, 1.0)
+            half = z * _backtest_scale(selector, view) * np.maximum(doublings, 1.0)
+            worse = _confidently_worse(np.log(pred[idx]), half, self.min_keep)
             leader = idx[np.argmin(pred[idx])]
-            worse = np.log(pred[idx]) - half > np.log(pred[leader]) + half[np.argmin(pred[idx])]
-            keep_order = np.argsort(pred[idx], kind="stable")
-            worse[keep_order[: self.min_keep]] = False
             active[idx[worse]] = False
             history.append({"round": round_, "size": int(max(s[-1] for s in view.sizes)), "active": int(idx.size),
                             "spent": spent / total, "leader": pool.models[leader],
@@ -143,6 +136,24 @@ class ProgressiveSelector:
         self.history_ = pd.DataFrame(history)
         self.budget_ = float(budget)
         return self
+
+
+def _bought(pool, idx, n_bought):
+    """The curves of candidates ``idx`` cut to the sizes bought so far."""
+    from .select import VisibleCurves
+
+    return VisibleCurves(models=[pool.models[i] for i in idx],
+                         sizes=[pool.sizes[i][: n_bought[i]] for i in idx],
+                         losses=[pool.losses[i][: n_bought[i]] for i in idx],
+                         zero_shot=pool.zero_shot[idx], params=pool.params[idx], target=pool.target)
+
+
+def _confidently_worse(log_pred, half, min_keep):
+    """Candidates whose interval lies wholly above the leader's; the best ``min_keep`` stay."""
+    best = np.argmin(log_pred)
+    worse = log_pred - half > log_pred[best] + half[best]
+    worse[np.argsort(log_pred, kind="stable")[:min_keep]] = False
+    return worse
 
 
 def _backtest_scale(selector, view):

@@ -74,13 +74,6 @@ class VisibleCurves:
     params: np.ndarray
     target: int
 
-    def grid(self):
-        """Return (sizes, loss matrix) when every model shares the same sizes, else None."""
-        first = self.sizes[0]
-        if all(s.shape == first.shape and np.array_equal(s, first) for s in self.sizes):
-            return first, np.vstack(self.losses)
-        return None
-
 
 def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
     """Cut a tidy table down to what a selector may see.
