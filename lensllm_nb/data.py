@@ -372,6 +372,12 @@ class TaskData:
     def _prepare(self):
         if self.format not in FORMATS:
             raise ConfigError(f"`format` must be one of {FORMATS}; got {self.format!r}.")
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, numbers.Integral) \
+                or self.split_seed < 0:
+            raise ConfigError(
+                f"`split_seed` must be a non-negative integer; got {self.split_seed!r}. "
+                "Use e.g. split_seed=0."
+            )
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"`name` must be a non-empty string; got {self.name!r}.")
         self.format_ = self._resolve_format(self.train, "train")
@@ -554,7 +560,6 @@ def tokenize(
             out.append({"input_ids": ids, "labels": list(ids)})
         return out
 
-    inputs = encode(_column(examples, input_column))
     targets = [t[: max_target_length - len(suffix)] + suffix for t in encode(_column(examples, target_column))]
     if encoder_decoder:
         # The tokenizer's own special tokens (e.g. T5's trailing </s>) belong to
@@ -574,7 +579,7 @@ def tokenize(
             f"the separator ({len(sep)} tokens); raise it."
         )
     out = []
-    for ids, target in zip(inputs, targets):
+    for ids, target in zip(encode(_column(examples, input_column)), targets):
         # Cut the input, not the separator, so the model always sees where the
         # target starts.
         prompt = prefix + ids[:budget] + sep

@@ -26,6 +26,7 @@ result, plus optional NTK features of the pretrained model (``ntk_probe``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import time
@@ -44,6 +45,11 @@ __all__ = [
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "bf16")
 _ON_ERROR = ("continue", "raise")
+# Files of a local model folder that identify its weights (see _model_revision).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+_TOKENIZER_PREFIXES = ("tokenizer", "vocab", "merges", "special_tokens_map", "spiece", "sentencepiece")
+_WHOLE_FILE_LIMIT = 64 << 20
+_SAMPLE_BYTES = 1 << 20
 
 # One loaded model per process: a notebook that calls run_grid for the same
 # model on several datasets must not reload it. The key covers everything that
@@ -201,9 +207,11 @@ class FineTuner:
     def check(self, task, sizes=None) -> "FineTuner":
         """Validate settings, device, model and task without loading weights.
 
-        Everything a grid needs is checked here, so bad input fails before a
-        single row is written. Sets `device_`, `precision_`, `family_` and
-        `encoder_decoder_`.
+        Everything a grid needs is checked here, except that sequences fit the
+        model's positions: that needs the tokenizer, so :meth:`grid` and
+        :meth:`run` check it right after :meth:`load`. Either way bad input fails
+        before a single row is written. Sets `device_`, `precision_`, `family_`
+        and `encoder_decoder_`.
 
         Parameters
         ----------
@@ -340,8 +348,9 @@ class FineTuner:
         (seed,) = _check_seeds([seed])
         config = self.config(task)
         self.load()
+        self._tokenized(task)  # a sequence too long for the model fails here, as a ConfigError
         with torch_threads(self.threads):
-            return self._run(task, config, n_train, seed, self._ntk(task))
+            return self._run(task, config, n_train, seed, self._ntk(task, config))
 
     def grid(self, task, sizes, seeds=(0,), store=None, *, on_error="continue"):
         """Run every size × seed, skipping runs the store already has.
@@ -389,8 +398,11 @@ class FineTuner:
             rows = []
             if pending:
                 self.load()
+                # Tokenized (and length-checked) before the store is opened or
+                # written: a task the model cannot take is bad input, not a failed run.
+                self._tokenized(task)
                 with torch_threads(self.threads):
-                    ntk = self._ntk(task)
+                    ntk = self._ntk(task, config)
                     if owned and opened is None:
                         opened = _open_store(store)
                     rows = self._grid_runs(task, config, pending, opened, on_error, ntk)
@@ -705,17 +717,47 @@ class FineTuner:
                 max_input_length=self.max_input_length,
                 max_target_length=self.max_target_length, separator=self.separator,
             )
+            self._check_lengths(tokenized, task)
             self._tokenized_cache = (key, tokenized)
         return self._tokenized_cache[1]
 
-    def _ntk(self, task):
-        """NTK features of the pretrained model on `ntk_probe` pool examples (cached per task)."""
+    def _check_lengths(self, tokenized, task):
+        """Refuse sequences longer than the model's position table (a bare IndexError otherwise)."""
+        limit = getattr(self._config, "max_position_embeddings", None)
+        if not isinstance(limit, numbers.Integral):
+            return  # relative positions (T5): no fixed limit
+        splits = [tokenized.pool, tokenized.test, tokenized.validation or []]
+        longest = max(
+            max(len(f["input_ids"]), len(f["labels"])) for split in splits for f in split
+        )
+        if longest > limit:
+            if self.encoder_decoder_:
+                budget = "`max_input_length` and `max_target_length` are each"
+            elif task.format_ == "text":
+                budget = "`max_input_length` is"
+            else:
+                budget = "`max_input_length` + `max_target_length` is"
+            raise ConfigError(
+                f"`model` {self.model!r} takes at most {limit} tokens per sequence, but "
+                f"{task.name!r} gives sequences of up to {longest} tokens with "
+                f"`max_input_length`={self.max_input_length} and "
+                f"`max_target_length`={self.max_target_length}; lower them so that "
+                f"{budget} at most {limit}."
+            )
+
+    def _ntk(self, task, config):
+        """NTK features of the pretrained model on `ntk_probe` pool examples.
+
+        Cached by the run config's hash, which covers the task, the model's
+        weights, the token budgets, LoRA and the sketch settings: everything the
+        features depend on.
+        """
         if not self.ntk_probe:
             return None
         from .ntk import compute_ntk
 
         cached = getattr(self, "_ntk_cache", None)
-        key = (task.fingerprint_, str(self.model), self.ntk_probe, self.ntk_sketch_dim, bool(self.lora))
+        key = config_hash(config)
         if cached is not None and cached[0] == key:
             return cached[1]
         tokenized = self._tokenized(task)
@@ -904,7 +946,12 @@ def _resolve_precision(precision, device):
 
 
 def _model_revision(path, config):
-    """Identify the weights: the hub commit, or the local folder's config and weight files."""
+    """Identify the weights: the hub commit, or a digest of the local folder's files.
+
+    The digest covers the config, the tokenizer files and the weight files'
+    contents, so a folder rebuilt or retrained in place (same names, same sizes,
+    new weights) gets a new config hash and is not skipped as already run.
+    """
     commit = getattr(config, "_commit_hash", None)
     if commit:
         return commit
@@ -912,11 +959,31 @@ def _model_revision(path, config):
     if not folder.is_dir():
         return None
     files = sorted(
-        (p.name, p.stat().st_size)
-        for p in folder.iterdir()
-        if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file()
+        p for p in folder.iterdir()
+        if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json"
+                            or p.name.startswith(_TOKENIZER_PREFIXES))
     )
-    return config_hash({"config": (folder / "config.json").read_text(encoding="utf-8"), "weights": files})
+    return config_hash({p.name: _file_digest(p) for p in files})
+
+
+def _file_digest(path):
+    """SHA-256 of a file; above 64 MiB, of its size and three 1 MiB samples.
+
+    Reading every byte of a multi-gigabyte checkpoint on each grid call costs
+    seconds to minutes; samples at the start, middle and end still change when
+    the weights do (the end of a safetensors file is tensor data).
+    """
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if size <= _WHOLE_FILE_LIMIT:
+            digest.update(handle.read())
+        else:
+            digest.update(str(size).encode())
+            for offset in (0, size // 2, size - _SAMPLE_BYTES):
+                handle.seek(offset)
+                digest.update(handle.read(_SAMPLE_BYTES))
+    return digest.hexdigest()
 
 
 def _is_store(store):

@@ -173,6 +173,8 @@ def test_check_sizes_sorts_and_deduplicates():
     ({"test_size": 1.5}, r"\(0, 1\)"),
     ({"test_size": 200}, "leaves none"),
     ({"format": "chat"}, "format"),
+    ({"split_seed": -1}, "split_seed"),
+    ({"split_seed": "0"}, "split_seed"),
 ])
 def test_bad_split_settings(kwargs, message):
     with pytest.raises(ConfigError, match=message):

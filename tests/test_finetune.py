@@ -136,6 +136,9 @@ def test_early_stopping_keeps_the_best_weights(task):
     assert row["best_step"] is not None and row["val_loss"] > 0
     assert row["steps"] < 40  # patience ran out before max_steps
     assert row["steps"] == row["best_step"] + 2
+    # The weights left in the model (and tested) are the best ones, not the last.
+    val, _ = tuner._evaluate(tuner._tokenized(task).validation)
+    assert val == pytest.approx(row["val_loss"], rel=1e-6)
 
 
 def test_early_stopping_needs_a_validation_split(zoo_models):
@@ -286,6 +289,36 @@ def test_model_that_cannot_load_writes_nothing(zoo_models, tmp_path, task):
     with pytest.raises(FinetuneError, match="could not be loaded"):
         run_grid(str(broken), task, [0], [0], tmp_path / "r.db", **QUICK)
     assert not (tmp_path / "r.db").exists()
+
+
+def test_sequences_longer_than_the_model_takes(zoo_models, tmp_path):
+    rows = [{"input": f"word{i} " * 200, "target": "summary " * 50} for i in range(30)]
+    task = TaskData.from_records(rows, name="long", test_size=5)
+    path = tmp_path / "r.db"
+    settings = {**QUICK, "max_input_length": 128, "max_target_length": 64}
+    with pytest.raises(ConfigError, match="at most 128 tokens"):
+        run_grid("zoo/gpt2-tiny", task, [0, 16], [0], path, **settings)
+    assert not path.exists()
+    # Within the budget the same task runs.
+    row = FineTuner("zoo/gpt2-tiny", **{**settings, "max_input_length": 64}).run(task, 0)
+    assert row["test_loss"] > 0
+
+
+def test_model_revision_follows_the_weights_not_only_their_size(zoo_models, tmp_path, task):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "copy"
+    shutil.copytree(zoo_models[0].path, folder)
+    before = FineTuner(str(folder), **QUICK).config(task)["model_revision"]
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    model.save_pretrained(folder)  # same files, same sizes, other weights
+    after = FineTuner(str(folder), **QUICK).config(task)["model_revision"]
+    assert after != before
 
 
 def test_lora_targets_that_do_not_exist(task, tmp_path):
