@@ -349,11 +349,13 @@ def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None,
         raise ConfigError(f"`workers` = {workers} must be at least 1")
     out = Path(out or Path("reports") / _slug(grid["name"])).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    jobs = expand_grid(grid, out=out)
     config = {"grid": _plain(grid), "executor": executor, "workers": workers,
-              "scheduler": scheduler, "out": str(out), "jobs": [job.name for job in jobs]}
-    results, error, started, closers = [], None, time.perf_counter(), []
+              "scheduler": scheduler, "out": str(out), "jobs": []}
+    jobs, results, error, started, closers = [], [], None, time.perf_counter(), []
     try:
+        # Inside the try: a grid naming a missing notebook still leaves a run record.
+        jobs = expand_grid(grid, out=out)
+        config["jobs"] = [job.name for job in jobs]
         if executor == "local" or not scheduler:
             _check_kernel(grid["kernel"])
         if executor == "dask":
@@ -366,7 +368,7 @@ def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None,
             stage_jobs = _staggered([job for job in jobs if job.stage == stage], slots, grid["stagger"])
             results.extend(run_stage(stage_jobs, workers=workers,
                                      log=_progress(log, len(results), len(jobs))))
-    except Exception as exc:
+    except BaseException as exc:  # Ctrl-C too: an interrupted run is recorded as failed
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:

@@ -141,9 +141,7 @@ class ComparisonWidget:
         try:
             self._refit()
         except LensLLMError as exc:
-            self.error_ = str(exc)
-            self.fit_, self.ranking_, self.chosen_, self.png_ = None, pd.DataFrame(), None, b""
-            self.cost_fraction_ = float("nan")
+            self._clear(exc)
         self._redraw()
 
     def _ipython_display_(self):
@@ -195,6 +193,11 @@ class ComparisonWidget:
         self._quiet = True
         try:
             self._set_dataset_options(change["new"])
+        except LensLLMError as exc:
+            # A dataset the comparison cannot use: say so instead of showing the old one's results.
+            self._clear(exc)
+            self._redraw()
+            return
         finally:
             self._quiet = False
         self.refresh()
@@ -204,6 +207,12 @@ class ComparisonWidget:
             self.refresh()
 
     # ------------------------------------------------------------ computing
+
+    def _clear(self, exc) -> None:
+        """Drop the last results and keep why in ``error_``."""
+        self.error_ = str(exc)
+        self.fit_, self.ranking_, self.chosen_, self.png_ = None, pd.DataFrame(), None, b""
+        self.cost_fraction_ = float("nan")
 
     def _refit(self) -> None:
         """Fit, rank, cost and draw for the current values (raises on bad settings)."""

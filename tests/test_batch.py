@@ -127,6 +127,8 @@ def test_failing_notebook_does_not_stop_the_others(local_run, capsys):
     for name in ("writer__1", "writer__2", "writer__3", "broken"):
         html = (out / "reports" / f"{name}.html").read_text()
         assert "data:image/png;base64" in html or name == "broken"
+    broken = (out / "reports" / "broken.html").read_text()
+    assert "lensllm-status-failed" in broken and "deliberate failure at x = 4" in broken
     index = (out / "index.html").read_text()
     assert 'href="reports/broken.html"' in index and "4 notebooks, 1 failed" in index
 
@@ -211,6 +213,14 @@ def test_unregistered_kernel_fails_with_a_run_record(grid_file, tmp_path):
     assert record["status"] == "failed" and "no-such-kernel" in record["error"]
 
 
+def test_grid_with_a_missing_notebook_fails_with_a_run_record(grid_file, tmp_path):
+    grid = {"root": str(grid_file.parent), "jobs": [{"notebook": "missing.ipynb"}]}
+    with pytest.raises(ConfigError, match="missing.ipynb"):
+        run_batch(grid, out=tmp_path, log=None)
+    record = json.loads((tmp_path / "run_record.json").read_text())
+    assert record["status"] == "failed" and "missing.ipynb" in record["error"]
+
+
 def test_scheduler_needs_the_dask_executor(grid_file, tmp_path):
     with pytest.raises(ConfigError, match="--executor dask"):
         run_batch(grid_file, out=tmp_path, scheduler="tcp://127.0.0.1:8786")
@@ -227,3 +237,18 @@ def test_example_grids_expand(name, tmp_path):
         models = [job.parameters["model"] for job in jobs if job.stage == 1]
         assert models == ["gpt2", "facebook/opt-350m", "t5-base"]
         assert all(job.gpu for job in jobs if job.stage == 1)
+
+
+def test_demo_fits_on_six_sizes_and_holds_the_largest_out(tmp_path):
+    # Four or five sizes leave a 4-parameter law a prediction band spanning orders of magnitude.
+    from lensllm_nb import zoo
+    from lensllm_nb.demo import demo_grid
+
+    jobs = expand_grid(demo_grid(candidates=["zoo/gpt2-tiny"], sets=[]), out=tmp_path)
+    budgets = {Path(job.notebook).stem: job.parameters["max_train"] for job in jobs if job.stage == 2
+               and "max_train" in job.parameters}
+    sizes = sorted(n for n in zoo.DEMO_SIZES if n > 0)
+    assert set(budgets) == {"02_fit_phase_law", "03_select_models"}
+    for budget in budgets.values():
+        visible = [n for n in sizes if n <= budget]
+        assert len(visible) >= 6 and visible[-1] < sizes[-1]

@@ -102,6 +102,17 @@ def test_dataset_dropdown_swaps_models_and_sizes():
     assert sorted(widget.ranking_["model"]) == ["b1", "b2"] and widget.error_ is None
 
 
+def test_dataset_without_enough_sizes_is_shown_not_raised():
+    short = _synthetic("short", ["s1"])
+    table = pd.concat([_synthetic("alpha", ["a1", "a2"]), short[short["n_train"] <= 64]])
+    widget = ComparisonWidget(table, dataset="alpha")
+    widget.dataset.value = "short"
+    assert "'short'" in widget.error_ and widget.ranking_.empty
+    assert _kinds(widget) == [["text/markdown", "text/plain"]]
+    widget.dataset.value = "alpha"
+    assert widget.error_ is None and sorted(widget.ranking_["model"]) == ["a1", "a2"]
+
+
 def test_unusable_settings_are_shown_not_raised(flan):
     widget = ComparisonWidget(flan)
     widget.models.value = ()
