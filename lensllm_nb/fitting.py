@@ -100,9 +100,10 @@ class BatchFit:
     cov : ndarray (n, 4, 4)
         Covariance of theta from the Gauss–Newton approximation (σ² (JᵀWJ)⁺).
     dof : ndarray (n,)
-        Residual degrees of freedom (points minus free parameters, at least 1).
+        Residual degrees of freedom: points minus free parameters (0 or less when
+        the law interpolates the points).
     sigma : ndarray (n,)
-        Residual standard deviation of the log loss, sqrt(SSE / dof).
+        Residual standard deviation of the log loss, sqrt(SSE / max(dof, 1)).
     """
 
     theta: np.ndarray
@@ -316,8 +317,8 @@ def fit_batch(sizes, losses, spec: LawSpec = LawSpec(), *, dl_max=None, dl_fixed
     n_points = mask.sum(axis=1)
     rmse = np.sqrt((mask * r * r).sum(axis=1) / n_points)
     n_free = free[pick].sum(axis=1)
-    dof = np.maximum(n_points - n_free, 1.0)
-    sigma2 = (mask * r * r).sum(axis=1) / dof
+    dof = n_points - n_free
+    sigma2 = (mask * r * r).sum(axis=1) / np.maximum(dof, 1.0)
     jf = jac * free[pick][:, None, :] * mask[..., None]
     cov = np.linalg.pinv(np.einsum("npi,npj->nij", jf, jf)) * sigma2[:, None, None]
     success = np.isfinite(cost.min(axis=1)) & np.all(np.isfinite(theta[:, [0, 1, 3]]), axis=1) & np.isfinite(rmse)

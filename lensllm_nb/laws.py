@@ -19,6 +19,8 @@ pre-learned term), the asymptote ``E_`` and the phase of any size (:meth:`phase`
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import stats
 
@@ -178,11 +180,21 @@ class _Law:
         Returns
         -------
         (low, high) : tuple of ndarray
+            ``(0, inf)`` with a warning when the law has as many free parameters
+            as points.
         """
         self._check_fitted()
         if not 0 < level < 1:
             raise ConfigError(f"`level` must be between 0 and 1, got {level!r}; e.g. 0.9 for a 90% interval.")
         D = np.atleast_1d(_check_sizes(D, "D"))
+        if self.dof_ <= 0:
+            # As many free parameters as points: the law passes through them and
+            # says nothing about its own error, so the interval is unbounded.
+            warnings.warn(
+                f"{type(self).__name__} for {self.model_ or 'this curve'!r} has {self.D_.size} points for "
+                f"{self.D_.size - int(self.dof_)} free parameters: its prediction interval is unbounded; "
+                "measure more sizes for a finite one.", UserWarning, stacklevel=2)
+            return np.zeros(D.shape), np.full(D.shape, np.inf)
         if self.interval == "bootstrap":
             low, high = self._bootstrap_interval(D, level)
         else:

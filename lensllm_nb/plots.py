@@ -364,7 +364,10 @@ def _draw_model(ax, points, law, color, *, max_train, x_max, interval, phase):
     ax.plot(grid, line, color=color, linewidth=1.5, zorder=2)
     if interval is not None:
         low, high = law.predict_interval(grid, level=interval)
-        ax.fill_between(grid, low, high, color=color, alpha=0.15, linewidth=0, zorder=1)
+        # An unbounded interval (as many parameters as points) is left undrawn.
+        bounded = np.isfinite(high)
+        ax.fill_between(grid, low, np.where(bounded, high, np.nan), where=bounded, color=color, alpha=0.15,
+                        linewidth=0, zorder=1)
     d_star = getattr(law, "d_star_", None)
     if d_star is not None and np.isfinite(d_star) and grid[0] <= d_star <= grid[-1]:
         ax.axvline(d_star, color=color, linestyle=":", linewidth=1.1, alpha=0.8, zorder=1)

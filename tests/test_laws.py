@@ -179,3 +179,14 @@ def test_fit_curves_passes_ntk_features_per_model():
     assert features.F(row["t"]) == pytest.approx(row["F"], rel=1e-4)
     fixed = fit_curves(table, "lensllm", ntk={"m": features}, t=0.5).summary.iloc[0]
     assert fixed["F"] == pytest.approx(features.F(0.5)) and fixed["t"] == 0.5
+
+
+def test_interval_is_unbounded_with_a_warning_when_parameters_equal_points():
+    D = np.array([100.0, 200.0, 400.0, 800.0])
+    law = RectifiedLaw().fit(D, 30.0 / (20.0 + D ** 0.3) + 1.0)
+    assert law.dof_ == 0
+    with pytest.warns(UserWarning, match="unbounded"):
+        low, high = law.predict_interval([1e5])
+    assert low[0] == 0 and np.isinf(high[0])
+    wider = RectifiedLaw().fit(SIZES[:6], 30.0 / (20.0 + SIZES[:6] ** 0.3) + 1.0)
+    assert np.all(np.isfinite(wider.predict_interval([1e5])[1]))

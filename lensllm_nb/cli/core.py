@@ -141,8 +141,9 @@ def _fit(args) -> int:
                  "d_star": law.d_star_ if law else None, "status": row["status"], "reason": row["reason"]}
         if law:
             low, high = law.predict_interval([target], level=args.level)
+            # JSON has no infinity: an unbounded side (too few points) is null.
             entry["prediction"] = {"n": int(target), "loss": float(law.predict(target)),
-                                   "low": float(low[0]), "high": float(high[0])}
+                                   "low": float(low[0]), "high": float(high[0]) if high[0] < float("inf") else None}
         models.append(entry)
     if args.format == "json":
         json.dump({"law": args.law, "models": models}, sys.stdout, indent=2)
