@@ -204,11 +204,12 @@ def plot_curves_grid(
     style = _style_handles(points, fits, max_train, target, interval, phase, pinned)
     if style:
         grid.figure.legend(
-            [h for h, _ in style], [lab for _, lab in style], loc="lower center",
-            ncol=min(len(style), 6), bbox_to_anchor=(0.5, 1.0), frameon=False,
+            [h for h, _ in style], [lab for _, lab in style], loc="upper center",
+            ncol=min(len(style), 6), bbox_to_anchor=(0.5, -0.03), frameon=False,
             fontsize="small",
         )
-    grid.figure.suptitle(_curve_title(table, laws), y=1.06)
+    # The key sits below the panels so that it never runs into the title above them.
+    grid.figure.suptitle(_curve_title(table, laws), y=1.02)
     return grid
 
 
