@@ -31,10 +31,8 @@ def _write_many(path, writer):
         store.close()
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
-    path = tmp_path / "results.db"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_write_many, args=(str(path), w)) for w in range(WRITERS)]
+def _run_all(procs):
+    """Start the processes, wait for them, and kill any still running."""
     try:
         for p in procs:
             p.start()
@@ -44,6 +42,13 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         for p in procs:
             if p.is_alive():
                 p.kill()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "results.db"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_many, args=(str(path), w)) for w in range(WRITERS)]
+    _run_all(procs)
     assert [p.exitcode for p in procs] == [0] * WRITERS
     with ResultsStore(path) as store:
         runs = store.runs()
@@ -65,15 +70,7 @@ def test_store_object_can_be_handed_to_worker_processes(tmp_path, method):
     with ResultsStore(tmp_path / "r.db") as store:
         store.upsert(_row(model="parent"))
         procs = [ctx.Process(target=_write_with, args=(store, w)) for w in range(2)]
-        try:
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join(timeout=600)
-        finally:
-            for p in procs:
-                if p.is_alive():
-                    p.kill()
+        _run_all(procs)
         assert [p.exitcode for p in procs] == [0, 0]
         store.upsert(_row(model="parent", seed=1))
         assert len(store) == 1 + 2 * 20 + 1
