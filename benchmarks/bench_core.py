@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from lensllm_nb.benchmarks import load
-from lensllm_nb.fitting import fit_curves
+from lensllm_nb.curve_fits import fit_curves
 from lensllm_nb.protocol import run_benchmark
 
 

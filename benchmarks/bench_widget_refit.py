@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("agg")
 
 from lensllm_nb import benchmarks  # noqa: E402
-from lensllm_nb.fitting import fit_curves  # noqa: E402
+from lensllm_nb.curve_fits import fit_curves  # noqa: E402
 from lensllm_nb.widgets import ComparisonWidget, _ranking  # noqa: E402
 
 GOAL_S = 0.3

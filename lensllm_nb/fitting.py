@@ -30,17 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-
-from .errors import ConfigError
 
 __all__ = [
     "LawSpec",
     "BatchFit",
     "fit_batch",
     "law_log_predict",
-    "fit_curves",
-    "FitResult",
     "PARAM_BOUNDS",
 ]
 
@@ -325,93 +320,3 @@ def fit_batch(sizes, losses, spec: LawSpec = LawSpec(), *, dl_max=None, dl_fixed
     reason = ["" if s else "no grid cell gave a positive amplitude B; the curve may be rising or flat" for s in success]
     return BatchFit(theta=theta, rmse_log=rmse, success=success, reason=reason, cov=cov, dof=dof,
                     sigma=np.sqrt(sigma2))
-
-
-@dataclass
-class FitResult:
-    """Laws fitted to every curve of a table.
-
-    Attributes
-    ----------
-    laws : dict
-        Model name -> fitted law (only successful fits).
-    summary : pandas.DataFrame
-        One row per (model, dataset): law, fitted parameters, rmse_log, d_star,
-        n_points, status ('ok' or 'failed') and reason.
-    """
-
-    laws: dict
-    summary: pd.DataFrame
-
-
-def fit_curves(table, law="lensllm", *, max_train=None, dataset=None, models=None, **law_kwargs) -> FitResult:
-    """Fit one law to every curve of a tidy table in a single vectorized pass.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Tidy curves table (:mod:`lensllm_nb.curves`). Seeds are averaged.
-    law : {"lensllm", "rectified", "vanilla"}
-        The law to fit.
-    max_train : int, optional
-        Fit only sizes ≤ ``max_train`` (the visible part of each curve).
-    dataset : str, optional
-        Restrict to one dataset.
-    models : list of str, optional
-        Restrict to these models.
-    **law_kwargs
-        Settings of the law (see :mod:`lensllm_nb.laws`). ``ntk`` may be a dict
-        model -> NTK features for the LensLLM law.
-
-    Returns
-    -------
-    FitResult
-        A curve with fewer than 3 visible positive sizes is reported as failed,
-        not dropped.
-    """
-    from .curves import MIN_POSITIVE_SIZES, validate_curves
-    from .laws import make_law
-
-    df = validate_curves(table, source=table.attrs.get("source", "<table>"))
-    if dataset is not None:
-        df = df[df["dataset"] == dataset]
-    if models is not None:
-        unknown = sorted(set(models) - set(df["model"]))
-        if unknown:
-            raise ConfigError(f"`models` contains names not in the table: {unknown[:5]}; "
-                              f"choose from {sorted(df['model'].unique())[:10]}.")
-        df = df[df["model"].isin(models)]
-    if df.empty:
-        raise ConfigError(f"no curves to fit for `dataset`={dataset!r}, `models`={models!r}.")
-    visible = df[df["n_train"] > 0]
-    if max_train is not None:
-        visible = visible[visible["n_train"] <= max_train]
-    ntk = law_kwargs.pop("ntk", None)
-    template = make_law(law, **law_kwargs)
-    curves = visible.groupby(["model", "dataset"], sort=True)
-    keys, sizes, losses = [], [], []
-    rows = []
-    for (model, ds), group in curves:
-        mean = group.groupby("n_train")["test_loss"].mean()
-        if len(mean) < MIN_POSITIVE_SIZES:
-            rows.append({"model": model, "dataset": ds, "law": law, "n_points": len(mean), "status": "failed",
-                         "reason": f"only {len(mean)} visible positive size(s); at least {MIN_POSITIVE_SIZES} needed"})
-            continue
-        keys.append((model, ds))
-        sizes.append(mean.index.to_numpy(dtype=float))
-        losses.append(mean.to_numpy(dtype=float))
-    fitted = {}
-    if keys:
-        ntk_list = None if ntk is None else [ntk.get(m) if isinstance(ntk, dict) else ntk for m, _ in keys]
-        laws = template._fit_many(sizes, losses, names=[m for m, _ in keys], ntk=ntk_list)
-        for (model, ds), fitted_law, d in zip(keys, laws, sizes):
-            row = {"model": model, "dataset": ds, "law": law, "n_points": len(d)}
-            if fitted_law.success_:
-                fitted[model] = fitted_law
-                row.update(fitted_law.params_)
-                row.update(rmse_log=fitted_law.rmse_log_, d_star=fitted_law.d_star_, status="ok", reason="")
-            else:
-                row.update(status="failed", reason=fitted_law.reason_)
-            rows.append(row)
-    summary = pd.DataFrame(rows).sort_values(["dataset", "model"], kind="stable").reset_index(drop=True)
-    return FitResult(laws=fitted, summary=summary)

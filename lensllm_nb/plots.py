@@ -1,7 +1,7 @@
 """Seaborn figures for fine-tuning curves, fitted laws and benchmark results.
 
 Every function takes the package's own data structures (the tidy curves table,
-a :class:`~lensllm_nb.fitting.FitResult` or a dict of fitted laws, the
+a :class:`~lensllm_nb.curve_fits.FitResult` or a dict of fitted laws, the
 ``run_benchmark`` results and predictions), never modifies them, and returns the
 matplotlib Axes it drew on, or a seaborn FacetGrid when it draws one panel per
 model or per dataset. matplotlib and seaborn are imported here only, so
@@ -77,7 +77,7 @@ def plot_curves(
         ``test_loss``; seeds are averaged). Zero-shot rows (``n_train == 0``) are
         drawn as stars on the left spine, since 0 has no place on a log axis.
     fits : FitResult or dict, optional
-        The result of :func:`lensllm_nb.fitting.fit_curves` (its ``laws`` are
+        The result of :func:`lensllm_nb.curve_fits.fit_curves` (its ``laws`` are
         used) or a dict ``model -> fitted law``. Each law is drawn as a line over
         a dense grid from the smallest positive size to ``target`` (or the largest
         size), with its prediction interval as a band and its phase-transition
@@ -296,20 +296,20 @@ def _resolve_laws(fits, phase):
         if phase:
             raise ConfigError(
                 "`phase=True` needs `fits`, got fits=None; pass the result of "
-                "fitting.fit_curves or set phase=False."
+                "curve_fits.fit_curves or set phase=False."
             )
         return {}
     laws = getattr(fits, "laws", fits)
     if not isinstance(laws, dict):
         raise ConfigError(
             f"`fits` must be a FitResult or a dict model -> fitted law, got "
-            f"{type(fits).__name__}; pass fitting.fit_curves(table) or its .laws."
+            f"{type(fits).__name__}; pass curve_fits.fit_curves(table) or its .laws."
         )
     for model, law in laws.items():
         if not callable(getattr(law, "predict", None)):
             raise ConfigError(
                 f"`fits[{model!r}]` must be a fitted law with .predict, got "
-                f"{type(law).__name__}; pass laws from fitting.fit_curves."
+                f"{type(law).__name__}; pass laws from curve_fits.fit_curves."
             )
     return laws
 

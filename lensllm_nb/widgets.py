@@ -3,7 +3,7 @@
 `ComparisonWidget` wires a dataset dropdown, a model multi-select, a law dropdown,
 a budget slider (the largest visible training size) and a target-size dropdown to
 one refit: every change fits the chosen law to the visible part of every selected
-curve in one vectorized pass (`lensllm_nb.fitting.fit_curves`), then redraws the
+curve in one vectorized pass (`lensllm_nb.curve_fits.fit_curves`), then redraws the
 curves, the ranking table and the cost fraction.
 
 Results are written with ``Output.append_display_data()``, so ``widget.out.outputs``
@@ -216,7 +216,7 @@ class ComparisonWidget:
 
     def _refit(self) -> None:
         """Fit, rank, cost and draw for the current values (raises on bad settings)."""
-        from .fitting import fit_curves
+        from .curve_fits import fit_curves
         from .metrics import cost_fraction
 
         models = list(self.models.value)

@@ -4,7 +4,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lensllm_nb.errors import ConfigError, FitError
-from lensllm_nb.fitting import LawSpec, fit_batch, fit_curves
+from lensllm_nb.curve_fits import fit_curves
+from lensllm_nb.fitting import LawSpec, fit_batch
 from lensllm_nb.laws import LensLLMLaw, PowerLaw, RectifiedLaw, make_law
 
 SIZES = 200.0 * 2.0 ** np.arange(14)

@@ -22,7 +22,7 @@ from matplotlib.collections import PolyCollection, QuadMesh  # noqa: E402
 from lensllm_nb import plots  # noqa: E402
 from lensllm_nb.curves import read_curves  # noqa: E402
 from lensllm_nb.errors import ConfigError  # noqa: E402
-from lensllm_nb.fitting import fit_curves  # noqa: E402
+from lensllm_nb.curve_fits import fit_curves  # noqa: E402
 from lensllm_nb.metrics import pearcorr  # noqa: E402
 
 DATA = Path(os.environ.get("LENSLLM_NB_DATA", Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
