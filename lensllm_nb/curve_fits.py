@@ -159,11 +159,14 @@ def _seed_means(visible, all_models):
 def _fit_chunk(template, law, dataset, names, sizes, losses, ntk, fitted) -> list:
     """Fit one chunk of curves; add successful laws to `fitted`; return summary rows."""
     rows = [None] * len(names)
-    usable = [i for i, d in enumerate(sizes) if len(d) >= MIN_POSITIVE_SIZES]
-    for i in set(range(len(names))) - set(usable):
-        rows[i] = {"model": names[i], "dataset": dataset, "law": law, "n_points": len(sizes[i]),
-                   "status": "failed",
-                   "reason": f"only {len(sizes[i])} visible positive size(s); at least {MIN_POSITIVE_SIZES} needed"}
+    usable = []
+    for i, (d, loss) in enumerate(zip(sizes, losses)):
+        reason = _unfittable(d, loss)
+        if reason:
+            rows[i] = {"model": names[i], "dataset": dataset, "law": law, "n_points": len(d),
+                       "status": "failed", "reason": reason}
+        else:
+            usable.append(i)
     if usable:
         ntk_list = None if ntk is None else [ntk.get(names[i]) if isinstance(ntk, dict) else ntk for i in usable]
         laws = template._fit_many([sizes[i] for i in usable], [losses[i] for i in usable],
@@ -171,6 +174,18 @@ def _fit_chunk(template, law, dataset, names, sizes, losses, ntk, fitted) -> lis
         for i, fitted_law in zip(usable, laws):
             rows[i] = _summary_row(fitted_law, names[i], dataset, law, len(sizes[i]), fitted)
     return rows
+
+
+def _unfittable(sizes, losses) -> str:
+    """Why a curve cannot be fitted ('' when it can): too few sizes, or a rising loss."""
+    if len(sizes) < MIN_POSITIVE_SIZES:
+        return f"only {len(sizes)} visible positive size(s); at least {MIN_POSITIVE_SIZES} needed"
+    if losses[-1] > losses[0]:
+        # Every law of the family falls with D: a rising curve would be fitted as a
+        # flat line and reported "ok" with a meaningless prediction.
+        return (f"the loss rises with size ({losses[0]:.4g} at {sizes[0]:.0f}, {losses[-1]:.4g} at "
+                f"{sizes[-1]:.0f}); a scaling law needs a falling curve, check the data")
+    return ""
 
 
 def _summary_row(fitted_law, model, dataset, law, n_points, fitted) -> dict:

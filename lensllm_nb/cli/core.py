@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -32,6 +31,8 @@ def register(subparsers) -> None:
     bench.add_argument("--dataset", default=None, help="dataset to use when the file holds several")
     bench.add_argument("--format", choices=("table", "json", "csv"), default="table")
     bench.add_argument("--out", default=None, help="also write tables and plots into this folder")
+    bench.add_argument("--drop-invalid", action="store_true",
+                       help="drop invalid rows and too-short curves (they are listed on stderr) instead of refusing")
     bench.set_defaults(func=_benchmark)
 
     fit = subparsers.add_parser(
@@ -48,49 +49,100 @@ def register(subparsers) -> None:
     fit.add_argument("--level", type=float, default=0.9, help="prediction-interval level (default: 0.9)")
     fit.add_argument("--dataset", default=None)
     fit.add_argument("--format", choices=("table", "json"), default="table")
+    fit.add_argument("--drop-invalid", action="store_true",
+                     help="drop invalid rows and too-short curves (they are listed on stderr) instead of refusing")
     fit.set_defaults(func=_fit)
 
 
-def _read(spec, dataset=None):
-    """A file path, or the name of a benchmark set."""
+def _read(spec, dataset=None, *, drop_invalid=False):
+    """A file path, or the name of a benchmark set; one dataset when `dataset` is given."""
     from ..benchmarks import SHA256, load
     from ..curves import read_curves
 
     path = Path(spec)
     if not path.exists() and spec.lower() in SHA256:
-        return load(spec)
-    table = read_curves(path)
+        table = load(spec)
+    else:
+        table = read_curves(path, drop_invalid=drop_invalid)
     if dataset is not None:
         if dataset not in set(table["dataset"]):
-            raise ConfigError(f"`--dataset` {dataset!r} is not in {spec}; it has {sorted(table['dataset'].unique())}.")
+            raise ConfigError(f"`--dataset` {dataset!r} is not in {spec}; it has {sorted(map(str, table['dataset'].unique()))}.")
         table = table[table["dataset"] == dataset]
     return table
 
 
+def _one_dataset(table, spec) -> str:
+    """The dataset of `table`, or a `ConfigError` asking for ``--dataset``."""
+    datasets = sorted(map(str, table["dataset"].unique()))
+    if len(datasets) > 1:
+        raise ConfigError(f"{spec} holds several datasets {datasets}; pass `--dataset` NAME to choose one.")
+    return datasets[0]
+
+
 def _int_list(text, name):
+    """Comma-separated positive integers, duplicates removed (first occurrence kept)."""
     try:
         values = [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"`{name}` must be comma-separated integers, got {text!r}; e.g. 8,16,32.") from None
-    return values
+    return list(dict.fromkeys(values))
+
+
+def _name_list(text):
+    """Comma-separated names, stripped, lower-cased, duplicates removed."""
+    return list(dict.fromkeys(m.strip().lower() for m in str(text).split(",") if m.strip()))
+
+
+def _check_ratios(table, ratios, target) -> None:
+    """Refuse a ratio that leaves fewer than 3 positive sizes visible, naming the largest usable one."""
+    from ..curves import MIN_POSITIVE_SIZES
+
+    target = int(table["n_train"].max()) if target is None else target
+    if not isinstance(target, int) or target <= 0:
+        raise ConfigError(f"`--target` must be a positive size, got {target}.")
+    sizes = sorted(n for n in set(table["n_train"].tolist()) if 0 < n < target)
+    usable = target // sizes[MIN_POSITIVE_SIZES - 1] if len(sizes) >= MIN_POSITIVE_SIZES else 1
+    bad = [r for r in ratios if r > usable]
+    if bad:
+        raise ConfigError(
+            f"`--ratios` {bad[0]} leaves only sizes <= {target // bad[0]} visible for target {target}, fewer than "
+            f"{MIN_POSITIVE_SIZES} measured sizes; use ratios up to {usable}"
+            + ("." if usable > 1 else " (the file has too few sizes below the target)."))
 
 
 def _benchmark(args) -> int:
     from ..protocol import run_benchmark
+    from ..safe_output import strict_json
 
-    table = _read(args.curves, args.dataset)
-    methods = None if args.methods is None else [m for m in args.methods.split(",") if m.strip()]
-    result = run_benchmark(table, methods=methods, target=args.target, ratios=_int_list(args.ratios, "--ratios"))
+    table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
+    dataset = _one_dataset(table, args.curves)
+    methods = None if args.methods is None else _name_list(args.methods)
+    ratios = _int_list(args.ratios, "--ratios")
+    _check_ratios(table, ratios, args.target)
+    out = None if args.out is None else _prepare_out(args.out)
+    result = run_benchmark(table, methods=methods, target=args.target, ratios=ratios, dataset=dataset)
     if args.format == "json":
-        json.dump(result.to_json_dict(), sys.stdout, indent=2)
-        print()
+        print(strict_json(result.to_json_dict(), indent=2))
     elif args.format == "csv":
         result.results.to_csv(sys.stdout, index=False)
     else:
         _print_benchmark(result)
-    if args.out:
-        _write_benchmark(result, Path(args.out))
+    if out is not None:
+        _write_benchmark(result, out)
     return 0
+
+
+def _prepare_out(out) -> Path:
+    """Create the output folder up front, so an unwritable one fails before any work."""
+    out = Path(out).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".lensllm-nb-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"`--out` {str(out)!r} is not a writable folder ({exc.strerror}); pick another folder.") from None
+    return out.resolve()
 
 
 def _print_benchmark(result) -> None:
@@ -111,46 +163,60 @@ def _write_benchmark(result, out: Path) -> None:
     from ..benchmarks import published
     from ..provenance import run_record
 
-    out.mkdir(parents=True, exist_ok=True)
-    stem = result.dataset
-    result.results.to_csv(out / f"{stem}_results.csv", index=False)
-    result.predictions.to_csv(out / f"{stem}_predictions.csv", index=False)
-    (out / f"{stem}_results.json").write_text(json.dumps(result.to_json_dict(), indent=2))
+    from ..safe_output import path_inside, safe_filename, strict_json
+
+    # The dataset name comes from the data: it names files only once sanitized.
+    stem = safe_filename(result.dataset, fallback="dataset")
+    def inside(suffix):
+        return path_inside(out, f"{stem}_{suffix}")
+
+    result.results.to_csv(inside("results.csv"), index=False)
+    result.predictions.to_csv(inside("predictions.csv"), index=False)
+    inside("results.json").write_text(strict_json(result.to_json_dict(), indent=2))
     for metric in ("pearson", "relacc"):
-        ax = plots.plot_benchmark_heatmap(result.results, metric=metric, published=published(stem))
-        plots.save_figure(ax, out / f"{stem}_{metric}_heatmap.png")
-    plots.save_figure(plots.plot_pareto(result.results), out / f"{stem}_pareto.png")
-    record = run_record("benchmark", {"dataset": stem, "target": result.target}, wall_seconds=result.wall_seconds)
-    (out / f"{stem}_record.json").write_text(json.dumps(record, indent=2, default=str))
+        ax = plots.plot_benchmark_heatmap(result.results, metric=metric, published=published(result.dataset))
+        plots.save_figure(ax, inside(f"{metric}_heatmap.png"))
+    plots.save_figure(plots.plot_pareto(result.results), inside("pareto.png"))
+    record = run_record("benchmark", {"dataset": result.dataset, "target": result.target},
+                        wall_seconds=result.wall_seconds)
+    inside("record.json").write_text(strict_json(record, indent=2))
     print(f"wrote tables and plots to {out}", file=sys.stderr)
 
 
 def _fit(args) -> int:
-    from ..fitting import fit_curves
+    from ..curve_fits import fit_curves
+    from ..safe_output import strict_json
 
-    table = _read(args.curves, args.dataset)
+    table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
     target = args.predict if args.predict is not None else int(table["n_train"].max())
     if target <= 0:
         raise ConfigError(f"`--predict` must be a positive size, got {target}.")
-    result = fit_curves(table, law=args.law, max_train=args.max_train)
+    if args.max_train is not None and args.max_train <= 0:
+        raise ConfigError(f"`--max-train` must be a positive size, got {args.max_train}.")
     models = []
-    for row in result.summary.to_dict("records"):
-        law = result.laws.get(row["model"])
-        entry = {"model": row["model"], "params": law.params_ if law else {},
-                 "rmse_log": float(row["rmse_log"]) if law else None,
-                 "d_star": law.d_star_ if law else None, "status": row["status"], "reason": row["reason"]}
-        if law:
-            low, high = law.predict_interval([target], level=args.level)
-            # JSON has no infinity: an unbounded side (too few points) is null.
-            entry["prediction"] = {"n": int(target), "loss": float(law.predict(target)),
-                                   "low": float(low[0]), "high": float(high[0]) if high[0] < float("inf") else None}
-        models.append(entry)
+    # One fit per dataset: the same model has a different law on each.
+    for dataset in sorted(map(str, table["dataset"].unique())):
+        result = fit_curves(table, law=args.law, max_train=args.max_train, dataset=dataset)
+        models.extend(_fit_entry(row, result.laws.get(row["model"]), target, args.level)
+                      for row in result.summary.to_dict("records"))
+    code = 0 if all(m["status"] == "ok" for m in models) else 1
     if args.format == "json":
-        json.dump({"law": args.law, "models": models}, sys.stdout, indent=2)
-        print()
-        return 0 if all(m["status"] == "ok" for m in models) else 1
-    _print_fit(args.law, models, target, args.level)
-    return 0 if all(m["status"] == "ok" for m in models) else 1
+        print(strict_json({"law": args.law, "models": models}, indent=2))
+    else:
+        _print_fit(args.law, models, target, args.level)
+    return code
+
+
+def _fit_entry(row, law, target, level) -> dict:
+    """The JSON entry of one (dataset, model) fit; non-finite values become null."""
+    entry = {"model": row["model"], "dataset": row["dataset"], "params": law.params_ if law else {},
+             "rmse_log": float(row["rmse_log"]) if law else None,
+             "d_star": law.d_star_ if law else None, "status": row["status"], "reason": row["reason"]}
+    if law:
+        low, high = law.predict_interval([target], level=level)
+        entry["prediction"] = {"n": int(target), "loss": law.predict(int(target)),
+                               "low": float(low[0]), "high": float(high[0])}
+    return entry
 
 
 def _print_fit(law, models, target, level) -> None:
@@ -158,7 +224,7 @@ def _print_fit(law, models, target, level) -> None:
 
     rows = []
     for m in models:
-        row = {"model": m["model"], **{k: v for k, v in m["params"].items()}, "rmse_log": m["rmse_log"],
+        row = {"model": m["model"], "dataset": m["dataset"], **{k: v for k, v in m["params"].items()}, "rmse_log": m["rmse_log"],
                "d_star": m["d_star"]}
         if "prediction" in m:
             p = m["prediction"]
