@@ -15,6 +15,7 @@ which case the dropped rows are reported through a warning and stored in
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def read_curves(path, *, dataset=None, drop_invalid=False) -> pd.DataFrame:
     CurveDataError
         When the file is missing, empty or malformed.
     """
-    path = Path(path)
+    path = _as_path(path)
     raw = _read_raw(path)
     if _WIDE_MODEL_COLUMN in raw.columns:
         return _wide_to_tidy(raw, source=str(path), dataset=dataset or path.stem,
@@ -99,12 +100,24 @@ def read_wide(path, *, dataset=None, drop_invalid=False) -> pd.DataFrame:
     drop_invalid : bool, default False
         See :func:`read_curves`.
     """
-    path = Path(path)
+    path = _as_path(path)
     raw = _read_raw(path)
     if _WIDE_MODEL_COLUMN not in raw.columns:
         raw = raw.rename(columns={raw.columns[0]: _WIDE_MODEL_COLUMN})
     return _wide_to_tidy(raw, source=str(path), dataset=dataset or path.stem,
                          drop_invalid=drop_invalid)
+
+
+def _as_path(path) -> Path:
+    """`path` as a Path, or a `CurveDataError` for None and other non-paths."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise CurveDataError(f"`path` must be the path of a curves CSV or Parquet file, got {path!r}.")
+    return Path(path)
+
+
+def _plain(value):
+    """numpy scalars as plain Python, so messages read 0.5 and not np.float64(0.5)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
@@ -198,7 +211,7 @@ def validate_curves(table, *, source="<table>", drop_invalid=False) -> pd.DataFr
             more = f" ({len(problems) - 1} more problem(s) after this one)" if len(problems) > 1 else ""
             raise CurveDataError(
                 f"{source}: row {row}, column {column!r}: {message}{more}. Fix the file, "
-                "or pass drop_invalid=True to drop invalid rows (they are reported)."
+                "or pass drop_invalid=True (CLI: --drop-invalid) to drop invalid rows (they are reported)."
             )
         bad_rows = {row for row, _, _ in problems}
         dropped = [f"row {row}, column {column!r}: {message}" for row, column, message in problems]
@@ -240,20 +253,20 @@ def _row_problems(df: pd.DataFrame) -> list:
          None, lambda i: "the dataset name is empty", "dataset"),
         (np.isnan(loss) & pd.isna(raw_loss), loss_col, lambda i: "test loss is missing (NaN)", None),
         (np.isnan(loss) & ~pd.isna(raw_loss), loss_col,
-         lambda i: f"test loss is not a number ({raw_loss[i]!r})", None),
+         lambda i: f"test loss is not a number ({_plain(raw_loss[i])!r})", None),
         (np.isinf(loss), loss_col, lambda i: f"test loss is infinite ({loss[i]})", None),
         (np.isfinite(loss) & (loss <= 0), loss_col, lambda i: f"test loss must be positive, got {loss[i]}", None),
-        (~np.isfinite(size), size_col, lambda i: f"n_train is not a number ({raw_size[i]!r})", None),
+        (~np.isfinite(size), size_col, lambda i: f"n_train is not a number ({_plain(raw_size[i])!r})", None),
         (np.isfinite(size) & (size < 0), size_col, lambda i: f"n_train must be ≥ 0, got {size[i]:g}", None),
         (np.isfinite(size) & (size >= 0) & (size != np.floor(size)), size_col,
          lambda i: f"n_train must be an integer, got {size[i]:g}", None),
         (~np.isfinite(seed) | (seed != np.floor(seed)), None,
-         lambda i: f"seed must be an integer, got {raw_seed[i]!r}", "seed"),
+         lambda i: f"seed must be an integer, got {_plain(raw_seed[i])!r}", "seed"),
     ]
     problems = []
     for bad, columns, message, fixed_column in checks:
         for i in np.flatnonzero(bad):
-            problems.append((int(rows[i]), fixed_column or columns[i], message(i)))
+            problems.append((int(rows[i]), str(fixed_column or columns[i]), message(i)))
     return sorted(problems, key=lambda p: p[0])
 
 
@@ -289,7 +302,7 @@ def _check_sizes(df: pd.DataFrame, source: str, drop_invalid: bool):
         raise CurveDataError(
             f"{source}: rows {rows}, column 'n_train': model {model!r} on dataset {dataset!r} has only "
             f"{count} positive training size(s); a curve needs at least {MIN_POSITIVE_SIZES} to fit a law. "
-            "Add sizes or pass drop_invalid=True to drop the model."
+            "Add sizes or pass drop_invalid=True (CLI: --drop-invalid) to drop the model."
         )
     keep = ~df.set_index(["model", "dataset"]).index.isin(short.index)
     return df[keep], messages

@@ -60,7 +60,9 @@ class BenchmarkResult:
 def _check_methods(methods):
     if methods is None:
         return list(METHODS)
-    methods = [str(m).strip().lower() for m in methods]
+    # One name is one method, not its letters; a repeated name is run once.
+    methods = [methods] if isinstance(methods, str) else methods
+    methods = list(dict.fromkeys(str(m).strip().lower() for m in methods))
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(f"`methods` has unknown name(s) {unknown}; choose from {', '.join(METHODS)}.")
@@ -68,7 +70,7 @@ def _check_methods(methods):
 
 
 def _check_ratios(ratios):
-    ratios = list(ratios)
+    ratios = list(dict.fromkeys([ratios] if isinstance(ratios, (int, np.integer)) else ratios))
     bad = [r for r in ratios if not (isinstance(r, (int, np.integer)) and r > 1)]
     if bad or not ratios:
         raise ConfigError(f"`ratios` must be integers > 1, got {bad or ratios}; e.g. 8,16,32.")
