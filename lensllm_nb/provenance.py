@@ -15,7 +15,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["cache_dir", "config_hash", "library_versions", "run_record", "write_record"]
+from .safe_output import safe_filename, strict_json
+
+__all__ = ["cache_dir", "config_hash", "library_versions", "run_record", "write_record", "MAX_CACHED_RECORDS"]
 
 _TRACKED = (
     "lensllm-nb", "numpy", "scipy", "pandas", "torch", "transformers",
@@ -99,6 +101,11 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("lensllm-nb"))
 
 
+# Records kept in the default cache folder; older ones are deleted so that every
+# CLI call leaving a record does not fill the disk over months of use.
+MAX_CACHED_RECORDS = 1000
+
+
 def write_record(record: dict, folder=None) -> Path:
     """Write a run record as JSON and return its path.
 
@@ -109,11 +116,21 @@ def write_record(record: dict, folder=None) -> Path:
     folder : str or Path, optional
         Where to write; default ``cache_dir() / "runs"``. The file name holds the
         time, the kind of run and the config hash, so records never overwrite each
-        other.
+        other. In the default folder only the newest `MAX_CACHED_RECORDS` are kept.
     """
+    bounded = folder is None
     folder = Path(folder) if folder is not None else cache_dir() / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    path = folder / f"{stamp}-{record['kind']}-{record['config_hash']}.json"
-    path.write_text(json.dumps(record, indent=2, default=str))
+    path = folder / f"{stamp}-{safe_filename(record['kind'])}-{record['config_hash']}.json"
+    path.write_text(strict_json(record, indent=2))
+    if bounded:
+        _prune(folder, MAX_CACHED_RECORDS)
     return path
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Delete all but the `keep` newest records (names start with a UTC time stamp)."""
+    records = sorted(folder.glob("*.json"))
+    for old in records[:-keep]:
+        old.unlink(missing_ok=True)

@@ -57,6 +57,11 @@ def main(argv=None) -> int:
         error = str(exc)
         print(f"lensllm-nb {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # An unreadable input or unwritable output is the user's to fix: one line.
+        error = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        print(f"lensllm-nb {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         error = "interrupted"
         print(f"lensllm-nb {args.command}: interrupted", file=sys.stderr)
