@@ -32,7 +32,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .batch_control import RunControl, die_with_parent, lock_folder, sleep_unless_stopped, wait_or_kill
 from .errors import BatchError, ConfigError
+from .safe_output import path_inside, safe_filename, strict_json
 
 __all__ = [
     "DEFAULT_KERNEL",
@@ -131,10 +133,12 @@ class BatchResult:
         ``out/run_record.json``.
     results : list of dict
         Per job: ``name``, ``stage``, ``notebook``, ``parameters``, ``status``
-        (``ok``, ``failed`` or ``timeout``), ``seconds``, ``error``, ``attempts``,
+        (``ok``, ``failed``, ``timeout``, ``interrupted`` or ``cancelled``), ``seconds``, ``error``, ``attempts``,
         ``output``, ``report``, ``report_error``.
     wall_seconds : float
         Wall time of the whole run.
+    interrupted : str or None
+        The signal that stopped the run (``"SIGINT"``, ``"SIGTERM"``), else None.
     """
 
     out: Path
@@ -142,6 +146,7 @@ class BatchResult:
     record: Path
     results: list
     wall_seconds: float
+    interrupted: str | None = None
 
     @property
     def n_failed(self) -> int:
@@ -190,8 +195,11 @@ def load_grid(path) -> dict:
         raise ConfigError(f"`grid` = {str(path)!r} does not exist; pass a grid YAML such as templates/grid.yaml")
     try:
         grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"`grid` = {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"`grid` = {str(path)!r} is not valid YAML ({exc}); fix the file") from exc
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"`grid` = {str(path)!r} is not valid YAML ({detail}); fix the file") from exc
     if not isinstance(grid, dict):
         raise ConfigError(f"`grid` = {str(path)!r} holds {type(grid).__name__}; it must be a mapping with a `jobs` list")
     grid = dict(grid)
@@ -236,10 +244,12 @@ def expand_grid(grid, *, out) -> list[Job]:
                 "fix the path in the grid (paths are relative to `root`)"
             )
         sweeps = spec.get("grid") or {}
+        _check_parameter_names(notebook, spec)
         for values in product(*sweeps.values()):
             grid_values = dict(zip(sweeps, values))
             parameters = {**grid.get("parameters", {}), **spec.get("parameters", {}), **grid_values}
-            prefix = spec.get("name") or notebook.stem
+            # A `name:` from the grid names files: sanitized, so '../x' cannot climb out of `out`.
+            prefix = safe_filename(spec.get("name") or notebook.stem, fallback="job")
             drafts.append({
                 "base": "__".join([prefix, *(_slug(value) for value in values)]),
                 "stage": int(spec.get("stage", 1)),
@@ -256,8 +266,8 @@ def expand_grid(grid, *, out) -> list[Job]:
         jobs.append(Job(
             name=name, stage=draft["stage"], notebook=draft["notebook"],
             parameters=draft["parameters"], grid_values=draft["grid_values"], cwd=str(root),
-            output=str(out / "notebooks" / f"{name}.ipynb"), report=str(out / "reports" / f"{name}.html"),
-            log=str(out / "logs" / f"{name}.log"), result=str(out / "logs" / f"{name}.result.json"),
+            output=str(path_inside(out, f"notebooks/{name}.ipynb")), report=str(path_inside(out, f"reports/{name}.html")),
+            log=str(path_inside(out, f"logs/{name}.log")), result=str(path_inside(out, f"logs/{name}.result.json")),
             kernel=grid["kernel"], timeout=draft["timeout"], start_timeout=float(grid["start_timeout"]),
             retries=int(grid["retries"]), gpu=draft["gpu"],
             env={str(k): str(v) for k, v in draft["env"].items()}, templates=templates,
@@ -265,7 +275,7 @@ def expand_grid(grid, *, out) -> list[Job]:
     return sorted(jobs, key=lambda job: job.stage)
 
 
-def run_job(job: Job) -> dict:
+def run_job(job: Job, control=None) -> dict:
     """Execute one job in a fresh Python process and render its report.
 
     Never raises for a failing notebook: the failure is the returned status.
@@ -274,6 +284,9 @@ def run_job(job: Job) -> dict:
     ----------
     job : Job
         The job (see `expand_grid`).
+    control : RunControl, optional
+        The run's process control (stop flag, running processes); a fresh one
+        when the job runs alone (for example on a Dask worker).
 
     Returns
     -------
@@ -281,7 +294,8 @@ def run_job(job: Job) -> dict:
         ``name``, ``stage``, ``notebook``, ``parameters``, ``status``, ``seconds``,
         ``error``, ``attempts``, ``output``, ``report``, ``report_error``.
     """
-    time.sleep(job.start_delay)
+    control = control or RunControl()
+    sleep_unless_stopped(control, job.start_delay)
     log = Path(job.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     Path(job.output).parent.mkdir(parents=True, exist_ok=True)
@@ -289,19 +303,24 @@ def run_job(job: Job) -> dict:
     env = {**os.environ, "LENSLLM_NB_STATIC": "1", "PYTHONUNBUFFERED": "1", **job.env}
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as stream:
+        proc = control.popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, text=True,
+                             stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=job.cwd)
+        if proc is None:
+            return _result(job, "cancelled", 0.0, f"not started: the run was stopped by {control.stopped}")
         try:
-            subprocess.run(
-                [sys.executable, "-m", __name__], input=json.dumps(asdict(job)), text=True,
-                stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=job.cwd,
-                timeout=job.timeout + job.start_timeout + _RENDER_GRACE_S, check=False,
-            )
-        except subprocess.TimeoutExpired:
-            # The kernel polls its parent process and exits when it is killed.
-            result = _result(job, "timeout", time.perf_counter() - started,
-                             f"notebook ran past `timeout` = {job.timeout:g} s; raise `timeout` "
-                             "in the grid or give the notebook smaller parameters")
-            return _finish(job, result)
+            proc.stdin.write(json.dumps(asdict(job)))
+            proc.stdin.close()
+        except BrokenPipeError:  # the process died at once; its log says why
+            pass
+        timed_out = wait_or_kill(proc, job.timeout + job.start_timeout + _RENDER_GRACE_S)
+        control.release(proc)
     seconds = time.perf_counter() - started
+    if timed_out:
+        return _finish(job, _result(job, "timeout", seconds,
+                                    f"notebook ran past `timeout` = {job.timeout:g} s; raise `timeout` "
+                                    "in the grid or give the notebook smaller parameters"))
+    if control.stopped:
+        return _finish(job, _result(job, "interrupted", seconds, f"stopped by {control.stopped} while running"))
     try:
         result = json.loads(Path(job.result).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -348,7 +367,16 @@ def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None,
     if workers < 1:
         raise ConfigError(f"`workers` = {workers} must be at least 1")
     out = Path(out or Path("reports") / _slug(grid["name"])).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"`out` = {str(out)!r} cannot be created ({exc.strerror}); choose another --out") from None
+    with lock_folder(out), RunControl().signals() as control:
+        return _run_locked(grid, out, executor, workers, scheduler, log, control)
+
+
+def _run_locked(grid, out, executor, workers, scheduler, log, control) -> BatchResult:
+    """`run_batch` once `out` is locked and signals stop the run instead of killing it."""
     config = {"grid": _plain(grid), "executor": executor, "workers": workers,
               "scheduler": scheduler, "out": str(out), "jobs": []}
     jobs, results, error, started, closers = [], [], None, time.perf_counter(), []
@@ -365,21 +393,32 @@ def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None,
         else:
             slots, run_stage = workers, _local_stage
         for stage in sorted({job.stage for job in jobs}):
+            if control.stopped:
+                break
             stage_jobs = _staggered([job for job in jobs if job.stage == stage], slots, grid["stagger"])
-            results.extend(run_stage(stage_jobs, workers=workers,
+            results.extend(run_stage(stage_jobs, workers=workers, control=control,
                                      log=_progress(log, len(results), len(jobs))))
-    except BaseException as exc:  # Ctrl-C too: an interrupted run is recorded as failed
+    except BaseException as exc:  # a crash of the runner itself is recorded as failed
         error = f"{type(exc).__name__}: {exc}"
+        control.stop("error", force=True)
         raise
     finally:
         for close in closers:
             close()
-        order = {job.name: i for i, job in enumerate(jobs)}
-        results.sort(key=lambda item: order.get(item["name"], len(order)))
-        result = BatchResult(out=out, index=out / "index.html", record=out / "run_record.json",
-                             results=results, wall_seconds=time.perf_counter() - started)
+        result = _batch_result(out, jobs, results, started, control)
         _write_outputs(result, grid, config, error)
     return result
+
+
+def _batch_result(out, jobs, results, started, control) -> BatchResult:
+    """Every job's result in grid order; jobs never reached are `cancelled`."""
+    done = {item["name"] for item in results}
+    reason = f"not started: the run was stopped by {control.stopped or 'an error'}"
+    results = results + [_result(job, "cancelled", 0.0, reason) for job in jobs if job.name not in done]
+    order = {job.name: i for i, job in enumerate(jobs)}
+    results.sort(key=lambda item: order.get(item["name"], len(order)))
+    return BatchResult(out=out, index=out / "index.html", record=out / "run_record.json",
+                       results=results, wall_seconds=time.perf_counter() - started, interrupted=control.interrupted)
 
 
 def format_summary(results) -> str:
@@ -457,6 +496,45 @@ def _validate_job_spec(i, spec) -> None:
         raise ConfigError(f"{where}.timeout = {spec['timeout']!r} must be a positive number of seconds")
 
 
+def _check_parameter_names(notebook, spec) -> None:
+    """Refuse job parameters the notebook's ``parameters`` cell does not declare.
+
+    papermill injects any name, so a misspelt one (``max_trian``) would be ignored
+    silently while the job reports ok.
+    """
+    given = sorted({*(spec.get("parameters") or {}), *(spec.get("grid") or {})})
+    declared = _declared_parameters(notebook)
+    unknown = [name for name in given if declared is not None and name not in declared]
+    if unknown:
+        raise ConfigError(f"grid job {spec['notebook']!r} sets parameter(s) {unknown} that the notebook does not "
+                          f"declare; its `parameters` cell has {sorted(declared)}: fix the spelling")
+
+
+def _declared_parameters(notebook) -> set | None:
+    """Names assigned in the notebook's ``parameters``-tagged cell (None when it cannot be read)."""
+    import ast
+
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # nbformat raises several types for a broken file
+        raise ConfigError(f"`notebook` = {str(notebook)!r} is not a readable notebook ({type(exc).__name__}); "
+                          "fix the path in the grid") from None
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:  # IPython magics: let papermill decide
+                return None
+            names = set()
+            for node in tree.body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+            return names
+    return set()
+
+
 def _slug(value) -> str:
     """Return a file-name safe rendering of a parameter value."""
     if isinstance(value, (list, tuple)):
@@ -528,7 +606,7 @@ def _staggered(jobs, slots, stagger) -> list[Job]:
 
 # ---------------------------------------------------------------- executors
 
-def _local_stage(jobs, *, workers, log) -> list[dict]:
+def _local_stage(jobs, *, workers, log, control) -> list[dict]:
     """Run jobs on this machine, `workers` at a time; GPU jobs one at a time."""
     import threading
     from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -537,9 +615,9 @@ def _local_stage(jobs, *, workers, log) -> list[dict]:
 
     def call(job):
         if not job.gpu:
-            return run_job(job)
+            return run_job(job, control)
         with gpu_slot:
-            return run_job(job)
+            return run_job(job, control)
 
     results = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -575,7 +653,7 @@ def _dask_stage(client):
     """Return a stage runner that submits jobs to `client`."""
     from uuid import uuid4
 
-    def run(jobs, *, workers, log):
+    def run(jobs, *, workers, log, control):
         from dask.distributed import as_completed
 
         futures = {}
@@ -585,6 +663,10 @@ def _dask_stage(client):
             futures[future] = job
         results = []
         for future in as_completed(list(futures)):
+            if control.stopped:
+                # Jobs on workers are cancelled; closing the cluster ends their processes.
+                client.cancel(list(futures))
+                break
             results.append(_collect(future, futures[future]))
             log(results[-1])
         return results
@@ -619,10 +701,10 @@ def _write_outputs(result: BatchResult, grid, config, error) -> None:
     from .provenance import run_record
     from .report import write_index
 
-    status = "failed" if error or not result.ok else "ok"
+    status = "interrupted" if result.interrupted else "failed" if error or not result.ok else "ok"
     record = run_record("batch", config, status=status, error=error,
                         jobs=result.results, wall_seconds=round(result.wall_seconds, 3))
-    result.record.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    result.record.write_text(strict_json(record, indent=2), encoding="utf-8")
     entries = [{**item, "notebook": item["output"]} for item in result.results]
     write_index(entries, result.index, title=f"lensllm-nb batch: {grid['name']}",
                 note=f"Run record: {result.record.name} · {result.wall_seconds:.0f} s in all")
@@ -724,9 +806,10 @@ def _execute(job: Job) -> dict:
 
 def _child_main() -> None:
     """Entry point of a job's process: read the job from stdin, write its result."""
+    die_with_parent()
     job = Job(**json.loads(sys.stdin.read()))
     result = _finish(job, _execute(job))
-    Path(job.result).write_text(json.dumps(result, default=str), encoding="utf-8")
+    Path(job.result).write_text(strict_json(result), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -109,7 +109,6 @@ def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
     Path
         The written HTML file.
     """
-    import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
@@ -119,7 +118,7 @@ def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
             f"`notebook` = {str(notebook)!r} does not exist; pass the path of an executed .ipynb file"
         )
     output = Path(output) if output is not None else notebook.with_suffix(".html")
-    nb = nbformat.read(notebook, as_version=4)
+    nb = _read_notebook(notebook)
     if title is not None:
         nb.metadata.setdefault("lensllm_nb", {})["title"] = title
 
@@ -141,6 +140,18 @@ def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
     return output
 
 
+def _read_notebook(path):
+    """Read a notebook, or raise `ConfigError` for a file that is not one."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # nbformat raises NotJSONError, ValidationError, TypeError, ...
+        detail = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"`notebook` = {str(path)!r} is not a valid .ipynb file ({type(exc).__name__}: "
+                          f"{detail}); pass an executed Jupyter notebook") from None
+
+
 def render_reports(notebooks, out, *, templates=None, title="lensllm-nb reports") -> list[dict]:
     """Render several executed notebooks into `out` and write its ``index.html``.
 
@@ -160,8 +171,6 @@ def render_reports(notebooks, out, *, templates=None, title="lensllm-nb reports"
     list of dict
         One entry per notebook: ``name``, ``status``, ``error``, ``notebook``, ``report``.
     """
-    import nbformat
-
     out = Path(out).resolve()
     entries = []
     stems = [Path(nb).stem for nb in notebooks]
@@ -174,7 +183,7 @@ def render_reports(notebooks, out, *, templates=None, title="lensllm-nb reports"
     for path in notebooks:
         path = Path(path).resolve()
         report = render_report(path, out / f"{path.stem}.html", templates=templates)
-        status, error = notebook_status(nbformat.read(path, as_version=4))
+        status, error = notebook_status(_read_notebook(path))
         entries.append({"name": path.stem, "status": status, "error": error,
                         "notebook": str(path), "report": str(report)})
     write_index(entries, out / "index.html", title=title)
@@ -252,6 +261,7 @@ th {{ background: #f5f5f5; }}
 .status {{ padding: 0.1em 0.6em; border-radius: 0.8em; color: #fff; font-weight: 600; }}
 .status.ok {{ background: #2e7d32; }}
 .status.failed, .status.timeout {{ background: #c62828; }}
+.status.interrupted, .status.cancelled {{ background: #ef6c00; }}
 .params {{ color: #666; font-size: 0.85em; font-family: monospace; }}
 .error {{ color: #c62828; font-family: monospace; font-size: 0.85em; max-width: 40em; }}
 </style>

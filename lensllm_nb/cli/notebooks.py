@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 __all__ = ["register"]
@@ -58,6 +60,10 @@ def _run(args) -> int:
     result = run_batch(args.grid, out=args.out, executor=args.executor,
                        workers=args.workers, scheduler=args.scheduler)
     _print_result(result)
+    if result.interrupted:
+        print(f"lensllm-nb run: interrupted by {result.interrupted}; the record lists every job's status",
+              file=sys.stderr)
+        return 128 + getattr(signal, result.interrupted, signal.SIGINT)
     return 0 if result.ok else 1
 
 

@@ -1,0 +1,175 @@
+"""Process control of a batch run: stop on a signal, kill job trees, one runner per folder.
+
+A batch run starts one process per notebook (see :mod:`lensllm_nb.batch`), and
+each starts a Jupyter kernel. This module keeps them from outliving the run:
+
+* every job process runs in its own process group and asks the kernel (Linux
+  ``prctl(PR_SET_PDEATHSIG)``) to send it SIGTERM when its parent dies, so a runner
+  killed with ``kill -9`` takes its jobs along; their kernels then exit through
+  their parent poller (``JPY_PARENT_PID``);
+* `RunControl` turns SIGINT/SIGTERM of the runner into "stop launching, terminate
+  the running job groups", and lets the runner write its record and index with
+  every job's true status;
+* `lock_folder` holds an exclusive ``flock`` on ``out/.lensllm-nb.lock`` so two
+  runners never write one folder (the lock dies with its process, never stale).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import BatchError, ConfigError
+
+__all__ = ["RunControl", "lock_folder", "die_with_parent", "kill_group", "wait_or_kill", "sleep_unless_stopped",
+           "RUNNER_PID_ENV"]
+
+# The job process learns its runner's pid from this variable, so it can tell a
+# runner that died before `die_with_parent` ran.
+RUNNER_PID_ENV = "LENSLLM_NB_RUNNER_PID"
+_PR_SET_PDEATHSIG = 1
+# Seconds a job group gets between SIGTERM and SIGKILL.
+_KILL_GRACE_S = 5.0
+
+
+class RunControl:
+    """Running job processes of one batch run, and whether the run was told to stop.
+
+    Attributes
+    ----------
+    stopped : str or None
+        Why the run stopped: a signal name (``"SIGINT"``, ``"SIGTERM"``), ``"error"``
+        when the runner itself failed, or None.
+    """
+
+    def __init__(self):
+        self.stopped = None
+        self._running = set()
+        self._lock = threading.Lock()
+
+    def popen(self, args, **kwargs) -> subprocess.Popen | None:
+        """Start a job process in its own process group; None when the run is stopping."""
+        with self._lock:
+            if self.stopped:
+                return None
+            env = {**kwargs.pop("env", os.environ), RUNNER_PID_ENV: str(os.getpid())}
+            proc = subprocess.Popen(args, start_new_session=True, env=env, **kwargs)
+            self._running.add(proc)
+            return proc
+
+    @property
+    def interrupted(self) -> str | None:
+        """The signal that stopped the run, or None (also when an error stopped it)."""
+        return self.stopped if self.stopped and self.stopped.startswith("SIG") else None
+
+    def release(self, proc) -> None:
+        """Forget a finished job process."""
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop(self, reason="SIGINT", *, force=False) -> None:
+        """Stop launching jobs and terminate the running job groups (SIGKILL when `force`)."""
+        with self._lock:
+            self.stopped = self.stopped or reason
+            running = list(self._running)
+        for proc in running:
+            kill_group(proc, signal.SIGKILL if force else signal.SIGTERM)
+
+    @contextmanager
+    def signals(self):
+        """While inside: SIGINT/SIGTERM stop the run; a second one kills the job groups."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handle(signum, frame):
+            self.stop(signal.Signals(signum).name, force=self.stopped is not None)
+
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def kill_group(proc, sig=signal.SIGTERM) -> None:
+    """Send `sig` to the process group of `proc` (its own, see `RunControl.popen`)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def wait_or_kill(proc, timeout) -> bool:
+    """Wait for `proc`; past `timeout` seconds, kill its group. Return whether it timed out."""
+    try:
+        proc.wait(timeout=timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        kill_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=_KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            kill_group(proc, signal.SIGKILL)
+            proc.wait()
+        return True
+
+
+def die_with_parent() -> None:
+    """Make this process receive SIGTERM when its parent (the runner) dies; exit if it already has."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the runner's stop() still kills the group
+        pass
+    runner = os.environ.get(RUNNER_PID_ENV)
+    if runner and os.getppid() != int(runner):
+        raise SystemExit("the batch runner that started this job has exited")
+    # SIGTERM becomes SystemExit, so papermill's clean-up shuts the kernel down.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def lock_folder(out: Path):
+    """Hold an exclusive lock on `out` for a run; refuse when another runner holds it."""
+    import fcntl
+
+    path = Path(out) / ".lensllm-nb.lock"
+    try:
+        handle = path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"`out` = {str(out)!r} is not writable ({exc.strerror}); choose another --out") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            raise BatchError(f"`out` = {str(out)!r} is in use by another run (pid {owner}); wait for it to "
+                             "finish or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()
+
+
+def sleep_unless_stopped(control, seconds) -> None:
+    """Sleep up to `seconds`, waking early when the run is stopped."""
+    deadline = time.monotonic() + seconds
+    while not control.stopped and time.monotonic() < deadline:
+        time.sleep(min(0.1, deadline - time.monotonic()))
