@@ -252,3 +252,127 @@ def test_demo_fits_on_six_sizes_and_holds_the_largest_out(tmp_path):
     for budget in budgets.values():
         visible = [n for n in sizes if n <= budget]
         assert len(visible) >= 6 and visible[-1] < sizes[-1]
+
+
+# ---------------------------------------------------------------- hardening (issue 9)
+
+def test_misspelt_grid_parameter_is_refused(tmp_path):
+    _notebook(tmp_path / "nb.ipynb", "x = 0\nvalue = 1", ["print(x)"])
+    grid = {"root": str(tmp_path), "jobs": [{"notebook": "nb.ipynb", "parameters": {"valeu": 3}}]}
+    with pytest.raises(ConfigError, match=r"\['valeu'\].*does not declare"):
+        expand_grid(grid, out=tmp_path / "out")
+    grid["jobs"][0] = {"notebook": "nb.ipynb", "grid": {"xx": [1, 2]}}
+    with pytest.raises(ConfigError, match="xx"):
+        expand_grid(grid, out=tmp_path / "out")
+
+
+def test_job_name_cannot_climb_out_of_out(tmp_path):
+    _notebook(tmp_path / "nb.ipynb", "x = 0", ["print(x)"])
+    out = (tmp_path / "out").resolve()
+    for name in ("../../evil", "/abs/evil", "org/name", ".."):
+        grid = {"root": str(tmp_path), "jobs": [{"notebook": "nb.ipynb", "name": name}]}
+        (job,) = expand_grid(grid, out=out)
+        for path in (job.output, job.report, job.log, job.result):
+            assert out in Path(path).resolve().parents, (name, path)
+
+
+def test_non_utf8_grid_is_one_clean_cli_error(tmp_path, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_bytes(b"jobs:\n  - notebook: \xff\xfe.ipynb\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "UTF-8" in err[0]
+
+
+def test_second_runner_on_the_same_out_is_refused(grid_file, tmp_path):
+    from lensllm_nb.batch_control import lock_folder
+
+    with lock_folder(tmp_path):
+        with pytest.raises(BatchError, match="in use by another run"):
+            run_batch(grid_file, out=tmp_path, log=None)
+    assert not (tmp_path / "run_record.json").exists()  # the first runner's record is not overwritten
+
+
+def test_unwritable_out_is_one_clean_cli_error(grid_file, tmp_path, capsys):
+    # Under a regular file no folder can be made, even for root (the sandbox runs tests as root).
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", str(grid_file), "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0]
+
+
+def _processes_with(marker) -> list[int]:
+    """Pids of live processes whose environment holds `marker` (the run's jobs and kernels)."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _start_sleepy_run(tmp_path, marker):
+    """Start `lensllm-nb run` on two 60 s notebooks, one at a time; wait until the first runs."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    _notebook(tmp_path / "sleepy.ipynb", "seconds = 60\nflag = 'started'",
+              ["import pathlib, time\npathlib.Path(flag).write_text('x')\ntime.sleep(seconds)"])
+    flag = tmp_path / "started"
+    grid = {"root": str(tmp_path), "workers": 1, "stagger": 0, "env": {"LENSLLM_TEST_MARK": marker},
+            "jobs": [{"notebook": "sleepy.ipynb", "grid": {"seconds": [60, 61]}, "parameters": {"flag": str(flag)}}]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid), encoding="utf-8")
+    runner = subprocess.Popen([sys.executable, "-m", "lensllm_nb.cli", "run", str(tmp_path / "grid.yaml"),
+                               "--out", str(tmp_path / "out")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ})
+    deadline = time.monotonic() + 120
+    while not flag.exists() and time.monotonic() < deadline and runner.poll() is None:
+        time.sleep(0.2)
+    assert flag.exists(), "the first notebook never started"
+    return runner
+
+
+def _wait_gone(marker, seconds=20) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _processes_with(marker)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupted_run_stops_jobs_and_records_every_status(tmp_path, sig, code):
+    import signal
+    import uuid
+
+    marker = f"stop-{uuid.uuid4().hex}"
+    runner = _start_sleepy_run(tmp_path, marker)
+    runner.send_signal(getattr(signal, sig))
+    _, err = runner.communicate(timeout=90)
+    assert runner.returncode == code, err
+    assert _wait_gone(marker) == []  # job processes and their kernels are gone
+    record = json.loads((tmp_path / "out" / "run_record.json").read_text())
+    assert record["status"] == "interrupted"
+    assert [job["status"] for job in record["jobs"]] == ["interrupted", "cancelled"]
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "2 notebooks, 2 failed" in index and "cancelled" in index
+
+
+@pytest.mark.slow
+def test_job_processes_die_with_a_killed_runner(tmp_path):
+    import signal
+    import uuid
+
+    marker = f"kill-{uuid.uuid4().hex}"
+    runner = _start_sleepy_run(tmp_path, marker)
+    assert len(_processes_with(marker)) >= 2  # the job's process and its kernel
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    assert _wait_gone(marker) == []
