@@ -25,6 +25,7 @@ from matplotlib.ticker import LogFormatter
 
 from .errors import ConfigError
 from .metrics import pearcorr
+from .safe_output import escape_mathtext
 
 __all__ = [
     "plot_curves",
@@ -234,7 +235,9 @@ def _model_label(model, fits, laws, pinned):
     notes = [] if fits is None or model in laws else ["no fit"]
     if model in pinned:
         notes.append(f"zero-shot {pinned[model]:.3g} off range")
-    return f"{model} ({', '.join(notes)})" if notes else model
+    # Model names come from the data: `$` must not switch matplotlib into mathtext.
+    name = escape_mathtext(model)
+    return f"{name} ({', '.join(notes)})" if notes else name
 
 
 def _curve_points(table, models):
@@ -485,7 +488,7 @@ def _curve_title(table, laws):
     """Title naming the dataset and the law drawn."""
     title = "Fine-tuning curves"
     if "dataset" in table.columns and table["dataset"].nunique() == 1:
-        title += f": {table['dataset'].iloc[0]}"
+        title += f": {escape_mathtext(table['dataset'].iloc[0])}"
     if laws:
         kinds = sorted({type(law).__name__ for law in laws.values()})
         title += f" ({', '.join(kinds)} fit)"
@@ -539,7 +542,7 @@ def plot_predicted_vs_true(predictions, *, ax=None, hue="method"):
     ]
     colors = sns.color_palette("tab10" if len(groups) <= 10 else "husl", len(groups))
     for (level, sel), color in zip(groups, colors):
-        label = None if level is None else f"{level} (r={_format_r(pred[sel], true[sel])})"
+        label = None if level is None else f"{escape_mathtext(level)} (r={_format_r(pred[sel], true[sel])})"
         ax.scatter(pred[sel], true[sel], s=30, color=color, alpha=0.8,
                    edgecolors="white", linewidths=0.5, label=label, zorder=3)
     low = min(pred.min(), true.min())
@@ -641,7 +644,7 @@ def plot_benchmark_heatmap(results, metric="pearson", *, ax=None, published=None
         ax.set_xlabel("ratio r (visible sizes ≤ target / r)")
         ax.set_ylabel("method")
         ax.tick_params(axis="y", rotation=0)
-        ax.set_title(f"{_METRICS[metric]}: {dataset}")
+        ax.set_title(f"{_METRICS[metric]}: {escape_mathtext(dataset)}")
 
     n_rows = results["method"].nunique() + (paper["method"].nunique() if paper is not None else 0)
     size = (0.9 * results["ratio"].nunique() + 3.0, 0.42 * n_rows + 1.6)
@@ -777,7 +780,7 @@ def plot_pareto(results, *, metric="pearson", ax=None):
             ax.set_xscale("log")
         ax.set_xlabel("cost fraction of fine-tuning all on target (log)")
         ax.set_ylabel(f"{_METRICS[metric]} (higher is better)")
-        ax.set_title(f"Cost vs {_METRICS[metric]}: {dataset}")
+        ax.set_title(f"Cost vs {_METRICS[metric]}: {escape_mathtext(dataset)}")
         if last:
             ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
                       frameon=False)

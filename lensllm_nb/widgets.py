@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, LensLLMError
+from .safe_output import escape_markdown
 
 __all__ = ["ComparisonWidget", "comparison_widget", "LAW_LABELS"]
 
@@ -239,7 +240,7 @@ class ComparisonWidget:
         from IPython.display import HTML, Image, Markdown
 
         if self.error_:
-            return [Markdown(f"**Cannot compare:** {self.error_}")]
+            return [Markdown(f"**Cannot compare:** {escape_markdown(self.error_)}")]
         return [
             Image(data=self.png_, format="png"),
             HTML(self.ranking_.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–",
@@ -250,7 +251,8 @@ class ComparisonWidget:
     def _summary_line(self) -> str:
         law = LAW_LABELS[self.law.value]
         n = len(self.models.value)
-        chosen = f"**{self.chosen_}**" if self.chosen_ else "no model (every fit failed)"
+        # Model names come from the data and this line is rendered as Markdown in mailed reports.
+        chosen = f"**{escape_markdown(self.chosen_)}**" if self.chosen_ else "no model (every fit failed)"
         return (f"{law} law fitted on sizes ≤ {self.budget.value:,} predicts {chosen} best at "
                 f"{self.target.value:,} examples. Cost: {self.cost_fraction_:.2%} of the FLOPs of "
                 f"fine-tuning all {n} selected models on {self.target.value:,} examples.")
