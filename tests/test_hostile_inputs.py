@@ -220,10 +220,10 @@ def test_live_script_detector_sees_the_attacks():
 
 @pytest.fixture(scope="module")
 def hostile_curves(flan, tmp_path_factory):
-    """Six FLAN curves; the best model at the target is renamed to a script injection."""
+    """Six FLAN curves, every model renamed to a script injection (so the chosen one is one)."""
     target = flan["n_train"].max()
     best = flan[flan["n_train"] == target].groupby("model")["test_loss"].mean().sort_values().index[:6]
-    rename = dict(zip(best, [IMG, LINK, MATH]))
+    rename = dict(zip(best, [IMG, LINK, MATH, f"{IMG} 2", f"{LINK} 2", f"{MATH} 2"]))
     table = flan[flan["model"].isin(best)].assign(model=lambda t: t["model"].replace(rename),
                                                   dataset="flan-hostile")
     path = tmp_path_factory.mktemp("hostile-curves") / "curves.csv"
@@ -261,5 +261,7 @@ def test_hostile_names_never_become_live_script(hostile_curves, tmp_path):
     executed = [nbformat.read(p, as_version=4) for p in sorted((out / "notebooks").glob("*.ipynb"))]
     markdown = [o["data"]["text/markdown"] for nb in executed for c in nb.cells for o in c.get("outputs", [])
                 if "text/markdown" in o.get("data", {})]
-    assert any("&lt;img src=x onerror=alert" in text for text in markdown), markdown
+    summary = [text for text in markdown if "predicts" in text]
+    assert summary and all("<img" not in text and "](javascript" not in text for text in summary), summary
+    assert any(shown in summary[0] for shown in ("&lt;img src=x onerror=alert", r"\[clickme\]", r"tex\$")), summary
     assert all(p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
