@@ -223,7 +223,7 @@ def hostile_curves(flan, tmp_path_factory):
     """Six FLAN curves, every model renamed to a script injection (so the chosen one is one)."""
     target = flan["n_train"].max()
     best = flan[flan["n_train"] == target].groupby("model")["test_loss"].mean().sort_values().index[:6]
-    rename = dict(zip(best, [IMG, LINK, MATH, f"{IMG} 2", f"{LINK} 2", f"{MATH} 2"]))
+    rename = {model: f"{IMG} {LINK} {MATH} {i}" for i, model in enumerate(best)}
     table = flan[flan["model"].isin(best)].assign(model=lambda t: t["model"].replace(rename),
                                                   dataset="flan-hostile")
     path = tmp_path_factory.mktemp("hostile-curves") / "curves.csv"
@@ -239,7 +239,8 @@ def test_hostile_names_never_become_live_script(hostile_curves, tmp_path):
         "name": "hostile", "root": str(ROOT), "workers": 2, "timeout": 900,
         "jobs": [
             {"notebook": "notebooks/02_fit_phase_law.ipynb", "name": IMG,
-             "grid": {"models": [[IMG, LINK, MATH]]}, "parameters": {"curves": curves, "law": "rectified"}},
+             "grid": {"models": [[f"{IMG} {LINK} {MATH} {i}" for i in range(4)]]},
+             "parameters": {"curves": curves, "law": "rectified"}},
             {"notebook": "notebooks/03_select_models.ipynb", "name": LINK,
              "parameters": {"curves": curves, "methods": ["zeroshot", "subtuning", "rectified"],
                             "widget_mode": "static", "law": "rectified"}},
@@ -263,5 +264,5 @@ def test_hostile_names_never_become_live_script(hostile_curves, tmp_path):
                 if "text/markdown" in o.get("data", {})]
     summary = [text for text in markdown if "predicts" in text]
     assert summary and all("<img" not in text and "](javascript" not in text for text in summary), summary
-    assert any(shown in summary[0] for shown in ("&lt;img src=x onerror=alert", r"\[clickme\]", r"tex\$")), summary
+    assert "&lt;img src=x onerror=alert" in summary[0] and r"\[clickme\]" in summary[0], summary
     assert all(p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
