@@ -266,3 +266,16 @@ def test_hostile_names_never_become_live_script(hostile_curves, tmp_path):
     assert summary and all("<img" not in text and "](javascript" not in text for text in summary), summary
     assert "&lt;img src=x onerror=alert" in summary[0] and r"\[clickme\]" in summary[0], summary
     assert all(p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
+
+
+def test_run_record_cache_is_bounded(tmp_path, monkeypatch):
+    from lensllm_nb import provenance
+    from lensllm_nb.cli import main
+
+    monkeypatch.setenv("LENSLLM_NB_CACHE", str(tmp_path))
+    monkeypatch.setattr(provenance, "MAX_CACHED_RECORDS", 3)
+    for _ in range(5):
+        assert main(["fit", str(tmp_path / "missing.csv")]) == 2
+    records = sorted((tmp_path / "runs").glob("*.json"))
+    assert len(records) == 3
+    assert all(json.loads(p.read_text())["status"] == "failed" for p in records)
