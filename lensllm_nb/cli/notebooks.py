@@ -60,9 +60,14 @@ def _run(args) -> int:
     result = run_batch(args.grid, out=args.out, executor=args.executor,
                        workers=args.workers, scheduler=args.scheduler)
     _print_result(result)
+    return _exit_code(result, "run")
+
+
+def _exit_code(result, command) -> int:
+    """0 when every job is ok, 1 when one failed, 128 + signal number when the run was stopped."""
     if result.interrupted:
-        print(f"lensllm-nb run: interrupted by {result.interrupted}; the record lists every job's status",
-              file=sys.stderr)
+        print(f"lensllm-nb {command}: interrupted by {result.interrupted}; the run record lists every job's "
+              "status", file=sys.stderr)
         return 128 + getattr(signal, result.interrupted, signal.SIGINT)
     return 0 if result.ok else 1
 
@@ -84,7 +89,7 @@ def _demo(args) -> int:
 
     result = run_demo(out=args.out, workers=args.workers, executor=args.executor)
     _print_result(result)
-    return 0 if result.ok else 1
+    return _exit_code(result, "demo")
 
 
 def _print_result(result) -> None:
