@@ -100,7 +100,10 @@ def _check_ratios(table, ratios, target) -> None:
     target = int(table["n_train"].max()) if target is None else target
     if not isinstance(target, int) or target <= 0:
         raise ConfigError(f"`--target` must be a positive size, got {target}.")
-    sizes = sorted(n for n in set(table["n_train"].tolist()) if 0 < n < target)
+    measured = set(table["n_train"].tolist())
+    if target not in measured:
+        return  # run_benchmark says that the target has no measured loss
+    sizes = sorted(n for n in measured if 0 < n < target)
     usable = target // sizes[MIN_POSITIVE_SIZES - 1] if len(sizes) >= MIN_POSITIVE_SIZES else 1
     bad = [r for r in ratios if r > usable]
     if bad:
