@@ -98,6 +98,10 @@ CASES = [
     ("report non-notebook JSON", ["report", "{in}/notebook_list.ipynb", "--out", "{out}"], 2),
     ("finetune bad size", ["finetune", "--model", "zoo/gpt2-tiny", "--dataset", "zoo", "--sizes", "-5",
                            "--store", "{out}/r.db"], 2),
+    ("fit unknown law", ["fit", "{in}/rising.csv", "--law", "<script>"], 2),
+    ("fit non-integer --predict", ["fit", "{in}/rising.csv", "--predict", "1e9x"], 2),
+    ("unknown command", ["frobnicate"], 2),
+    ("report missing notebook", ["report", "{in}/nope.ipynb", "--out", "{out}"], 2),
     ("export missing store", ["export", "{in}/nope.db", "--out", "{out}/x.csv"], 2),
 ]
 

@@ -17,9 +17,16 @@ __all__ = ["main", "build_parser"]
 _GROUPS = ("core", "collect", "notebooks")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every command group registered."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="lensllm-nb",
         description=(
             "Pick the pretrained LLM to fine-tune from small-subset fine-tuning "
