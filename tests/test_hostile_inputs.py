@@ -129,7 +129,7 @@ def test_hostile_cli_input_is_one_clean_line(files, tmp_path, name, argv, code):
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     if code == 2:
         assert len(errors) == 1, proc.stderr
-        assert errors[0].startswith("lensllm-nb ") and "np.str_" not in errors[0] and "np.float64" not in errors[0]
+        assert errors[0].startswith("lensllm-nb") and "np.str_" not in errors[0] and "np.float64" not in errors[0]
     assert _snapshot(files) == before, "an input file was modified or a file was written next to the inputs"
     written = {p.relative_to(work) for p in work.rglob("*")}
     assert all(p.parts[0] == "out" for p in written), written
