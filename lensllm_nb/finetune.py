@@ -387,7 +387,9 @@ class FineTuner:
         owned = store is not None and not _is_store(store)
         # A new store file is created only once the model has loaded, so a model
         # that cannot load leaves no empty store behind.
-        opened = None if owned and not Path(store).exists() else _open_store(store)
+        from .store import is_url  # a database URL names no file: open it to skip stored runs
+
+        opened = None if owned and not is_url(store) and not Path(store).exists() else _open_store(store)
         try:
             plan = [(seed, n) for seed in seeds for n in sizes]
             pending = [

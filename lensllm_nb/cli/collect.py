@@ -1,9 +1,9 @@
-"""Commands that collect curves: ``finetune``, ``zoo build`` and ``export``.
+"""Commands that collect curves: ``finetune`` and ``zoo build``.
 
 ``lensllm-nb finetune`` runs a grid of subset sizes × seeds for one model into a
 results store (finished runs are skipped, so a killed grid resumes);
-``lensllm-nb zoo build`` builds the offline model zoo; ``lensllm-nb export``
-writes the store's tidy curves table to CSV or Parquet.
+``lensllm-nb zoo build`` builds the offline model zoo (``export`` is in
+:mod:`.store`).
 
 Every input is validated before the store is opened, so bad input leaves no
 store file behind and an existing store unchanged.
@@ -12,7 +12,6 @@ store file behind and an existing store unchanged.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..data import load_task
 from ..errors import ConfigError
@@ -46,10 +45,9 @@ _CHOICES = {"scheduler": SCHEDULERS, "precision": PRECISIONS}
 
 
 def register(subparsers) -> None:
-    """Add the ``finetune``, ``zoo`` and ``export`` commands to `subparsers`."""
+    """Add the ``finetune`` and ``zoo`` commands to `subparsers`."""
     _register_finetune(subparsers)
     _register_zoo(subparsers)
-    _register_export(subparsers)
 
 
 # ----------------------------------------------------------------- finetune
@@ -74,7 +72,7 @@ def _register_finetune(subparsers):
                              "(and test.*), or a hub id (ID or ID:CONFIG)")
     parser.add_argument("--sizes", required=True, help="comma-separated subset sizes, e.g. 0,16,32,64")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    parser.add_argument("--store", required=True, help="results store file (SQLite), e.g. results.db")
+    parser.add_argument("--store", required=True, help="results store: a SQLite file (results.db) or a database URL")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where to train (default: auto = GPU when torch sees one)")
     parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (peft)")
@@ -179,34 +177,6 @@ def _zoo_build(args) -> int:
 def _print_help(parser):
     parser.print_help()
     return 2
-
-
-# ------------------------------------------------------------------- export
-def _register_export(subparsers):
-    parser = subparsers.add_parser(
-        "export", help="write a store's tidy curves table to CSV or Parquet",
-        description="Write the finished runs of a results store as the tidy curves table "
-                    "(model, dataset, n_train, seed, test_loss, ...).",
-    )
-    parser.add_argument("store", help="results store file (SQLite)")
-    parser.add_argument("--format", default="csv", choices=("csv", "parquet"))
-    parser.add_argument("--out", default=None, help="output file (default: STORE with .csv/.parquet)")
-    parser.set_defaults(func=_export)
-
-
-def _export(args) -> int:
-    from ..store import ResultsStore
-
-    path = Path(args.store)
-    # Opening a missing path would create an empty store; an export must not.
-    if not path.is_file():
-        raise ConfigError(f"`store` {args.store!r} does not exist; pass the file given to --store.")
-    out = Path(args.out) if args.out else path.with_suffix("." + args.format)
-    with ResultsStore(path) as store:
-        written = store.export(out, format=args.format)
-        rows = len(store.curves())
-    print(f"{written}\t{rows} rows")
-    return 0
 
 
 # ------------------------------------------------------------------ parsing
