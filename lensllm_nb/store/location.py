@@ -20,6 +20,9 @@ from ..errors import ConfigError, StoreError
 __all__ = ["is_url", "mask_url", "mask_text", "sqlite_path", "filesystem_type",
            "check_local_filesystem", "check_dask_store", "NETWORK_FILESYSTEMS"]
 
+# The mount table read by check_local_filesystem (a module setting so tests can
+# show it a network mount).
+MOUNTINFO = "/proc/self/mountinfo"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 # fstype (or its part before the dot: "fuse.sshfs" -> "fuse") of mounts whose
 # files other hosts can also write, or whose locking SQLite cannot trust.
@@ -85,18 +88,18 @@ def sqlite_path(target) -> Path:
     return Path(target)
 
 
-def filesystem_type(path, mountinfo="/proc/self/mountinfo"):
+def filesystem_type(path, mountinfo=None):
     """Return the filesystem type of the mount holding `path`, or None when unknown.
 
     Parameters
     ----------
     path : str or os.PathLike
         A file or folder; need not exist yet (its nearest existing parent counts).
-    mountinfo : str or os.PathLike
-        The mount table (Linux ``/proc/self/mountinfo`` format).
+    mountinfo : str or os.PathLike, optional
+        The mount table (Linux ``/proc/self/mountinfo`` format); default :data:`MOUNTINFO`.
     """
     try:
-        lines = Path(mountinfo).read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = Path(mountinfo or MOUNTINFO).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return None  # not Linux: no mount table to consult
     target = Path(os.path.abspath(path))
@@ -117,7 +120,7 @@ def filesystem_type(path, mountinfo="/proc/self/mountinfo"):
     return best_type
 
 
-def check_local_filesystem(path, mountinfo="/proc/self/mountinfo") -> None:
+def check_local_filesystem(path, mountinfo=None) -> None:
     """Raise StoreError when the SQLite file `path` would sit on a network filesystem."""
     fstype = filesystem_type(path, mountinfo)
     if fstype is None or fstype.lower() in _LOCAL_FUSE:
