@@ -1,19 +1,15 @@
 """The results store on a real PostgreSQL server, started by the test session (issue 14).
 
-The session fixture runs ``initdb`` and ``pg_ctl`` from Debian's ``postgresql``
-package into a temporary folder, on a free port of 127.0.0.1, as the unprivileged
-``postgres`` user when the tests run as root (initdb refuses root), and stops the
-server at the end, also when a test fails. ``make test`` installs the package when
-it is missing.
+The session fixture starts :class:`~lensllm_nb.store.tempserver.TemporaryPostgres`
+(``initdb`` + ``pg_ctl`` of Debian's ``postgresql`` package into a temporary folder,
+on a free port of 127.0.0.1, as the ``postgres`` user when the tests run as root)
+and stops it at the end, also when a test fails. ``make test`` installs the package
+when it is missing.
 """
 
-import glob
 import os
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -23,100 +19,35 @@ import pytest
 from lensllm_nb.cli import main
 from lensllm_nb.errors import StoreError
 from lensllm_nb.store import ResultsStore
+from lensllm_nb.store.tempserver import INSTALL_HINT, TemporaryPostgres, postgres_bindir
 
 pytest.importorskip("psycopg")
 sa = pytest.importorskip("sqlalchemy")
 
 PASSWORD = "s3cret-pw"
-INSTALL = "apt-get install -y postgresql"
-
-
-class PostgresServer:
-    """A throw-away PostgreSQL cluster in `folder` (data, socket and log)."""
-
-    def __init__(self, bindir, folder):
-        self.bindir, self.folder = Path(bindir), Path(folder)
-        self.data = self.folder / "data"
-        self.port = _free_port()
-        # initdb and the server refuse to run as root.
-        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    def _run(self, *command, timeout=120):
-        done = subprocess.run([*self.prefix, *command], capture_output=True, text=True, timeout=timeout)
-        if done.returncode:
-            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr or done.stdout}")
-
-    def init(self):
-        if self.prefix:
-            shutil.chown(self.folder, "postgres", "postgres")
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "lensllm",
-                  "--auth=trust", "-E", "UTF8", "--no-sync")
-
-    def start(self):
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options,
-                  "-l", str(self.folder / "server.log"), "-w", "-t", "120", "start")
-
-    def stop(self):
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def url(self, database="postgres"):
-        # Trust authentication ignores the password; it is there to prove it is masked.
-        return f"postgresql://lensllm:{PASSWORD}@127.0.0.1:{self.port}/{database}"
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _bindir():
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
 
 
 @pytest.fixture(scope="session")
 def postgres():
     """A running PostgreSQL server for the session; stopped at the end, also on failure."""
-    bindir = _bindir()
-    if bindir is None:
-        pytest.skip(f"PostgreSQL server not installed; run `{INSTALL}` (make test does it as root)")
-    if os.geteuid() == 0 and not shutil.which("runuser"):
-        pytest.skip("running as root without `runuser` to start PostgreSQL as the postgres user")
-    folder = Path(tempfile.mkdtemp(prefix="lensllm-pg-"))
-    server = PostgresServer(bindir, folder)
+    if postgres_bindir() is None:
+        pytest.skip(f"PostgreSQL server not installed; run `{INSTALL_HINT}` (make test does it as root)")
+    server = TemporaryPostgres(password=PASSWORD)
     try:
-        server.init()
-        server.start()
-        yield server
+        yield server.start()
     finally:
-        try:
-            server.stop()
-        except (RuntimeError, subprocess.TimeoutExpired):
-            pass  # never started, or already stopped by a failing test
-        shutil.rmtree(folder, ignore_errors=True)
+        server.stop(remove=True)
 
 
 @pytest.fixture
 def pg_url(postgres):
     """The URL of a fresh, empty database on the session's server (dropped afterwards)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url().replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = postgres.create_database(name)
     try:
-        yield postgres.url(name)
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        postgres.drop_database(name)
 
 
 @pytest.fixture(scope="module")
@@ -203,17 +134,9 @@ def test_server_restart_mid_grid_fails_writes_clearly_and_a_rerun_completes(post
         assert _grid(store, plan) == (3, [])
         assert sorted(store.runs()["n_train"]) == plan
     finally:
-        if not _accepting(postgres):
+        if not (postgres.folder / "data" / "postmaster.pid").exists():
             postgres.start()  # later tests need the server
         store.close()
-
-
-def _accepting(server):
-    try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_url_store_keeps_the_sqlite_semantics(pg_url):
@@ -242,7 +165,13 @@ def test_url_store_opened_readonly_needs_the_table(pg_url):
     engine.dispose()
 
 
-def test_unreachable_server_fails_with_a_masked_url(postgres):
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_server_fails_with_a_masked_url():
     url = f"postgresql://lensllm:{PASSWORD}@127.0.0.1:{_free_port()}/postgres"
     with pytest.raises(StoreError, match="did not answer") as error:
         ResultsStore(url, timeout=0.5)
