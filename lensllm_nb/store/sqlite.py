@@ -155,25 +155,16 @@ class SQLiteBackend:
                 raise StoreError(f"`store` {self.location!r} is not a SQLite file, so not a "
                                  "lensllm-nb results store; pass the file given to --store.")
         uri = "file:" + quote(str(self.path.resolve()))
-        # Without a -wal file the main file is complete: check the schema immutably, so
-        # a foreign file is refused without SQLite creating even its -shm next to it.
+        # No -wal file means no connection has the store open and the main file holds
+        # every committed row: read it immutably, so SQLite creates nothing next to it
+        # (not even the -shm) and a read-only file or folder works. With a -wal file a
+        # writer may be active: read through the WAL like any reader.
         wal = self.path.with_name(self.path.name + "-wal").exists()
-        modes = ["mode=ro"] if wal else ["mode=ro&immutable=1", "mode=ro"]
-        conn = sqlite3.connect(f"{uri}?{modes[0]}", uri=True, timeout=self.timeout,
+        mode = "mode=ro" if wal else "mode=ro&immutable=1"
+        conn = sqlite3.connect(f"{uri}?{mode}", uri=True, timeout=self.timeout,
                                isolation_level=None, check_same_thread=False)
         try:
             _check_columns(conn, self.location)
-            if not wal:
-                # Reading through the normal path sees other writers' commits; a
-                # read-only folder without the WAL companions keeps the immutable view.
-                try:
-                    fresh = sqlite3.connect(f"{uri}?{modes[1]}", uri=True, timeout=self.timeout,
-                                            isolation_level=None, check_same_thread=False)
-                    fresh.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
-                except sqlite3.OperationalError:
-                    return conn
-                conn.close()
-                conn = fresh
         except BaseException:
             conn.close()
             raise
@@ -182,7 +173,12 @@ class SQLiteBackend:
     def _setup(self, conn) -> None:
         # A damaged file must not take more writes: they would land on broken pages
         # and could make the whole table unreadable.
-        problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        try:
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        except sqlite3.OperationalError:
+            raise  # locked: retried by _retrying
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
         if problems != ["ok"]:
             raise StoreError(
                 f"the results store `store` {self.location!r} is damaged (PRAGMA quick_check: "
