@@ -107,10 +107,9 @@ def test_killed_worker_job_is_retried_without_duplicates_or_losses(pg_url, dask_
 
 def _grid(store, plan, after_write=None):
     """A grid runner as FineTuner.grid uses the store: skip stored runs, write, report failures."""
+    pending = [n for n in plan if not store.is_done("gpt2", "zoo", n, 0, "abc123")]
     written, failures = 0, []
-    for i, n in enumerate(plan):
-        if store.is_done("gpt2", "zoo", n, 0, "abc123"):
-            continue
+    for i, n in enumerate(pending):
         try:
             store.upsert(_row(n_train=n, test_loss=1.0 + 1.0 / (1 + n)))
             written += 1

@@ -82,7 +82,9 @@ def runs_frame(records):
     """Return stored records (tuples in :data:`COLUMNS` order) as the typed runs table."""
     import pandas as pd
 
-    table = pd.DataFrame.from_records(list(records), columns=list(COLUMNS))
+    # dtype=object: text columns keep None for a missing value (never NaN, whatever
+    # string dtype pandas would infer), so both backends give identical tables.
+    table = pd.DataFrame(list(records), columns=list(COLUMNS), dtype=object)
     for column in _JSON_COLUMNS:
         table[column] = [None if v is None else json.loads(v) for v in table[column]]
     for column in _INTEGER_COLUMNS:
