@@ -105,8 +105,10 @@ class ServerBackend:
                               f"is not supported; use {' or '.join(SUPPORTED_DIALECTS)} "
                               "(postgresql://...) or a SQLite file path.")
         try:
-            # pre_ping: a connection the server dropped (restart) is replaced, not used.
-            self._engine = sa.create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=1,
+            # No pre-ping round trip per write: a connection the server dropped (restart)
+            # fails its statement, is discarded by the pool and the write is retried,
+            # which the idempotent upsert makes safe even when a COMMIT's fate is unknown.
+            self._engine = sa.create_engine(url, pool_size=1, max_overflow=1,
                                             connect_args={"connect_timeout": max(1, int(self.timeout))})
         except ImportError as exc:
             raise ConfigError(f"`store` {self.location!r} needs the database driver ({exc}); run "
