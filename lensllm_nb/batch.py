@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import BatchError, ConfigError
-from .store import check_dask_store
+from .store import check_dask_store, mask_urls
 
 __all__ = [
     "DEFAULT_KERNEL",
@@ -504,8 +504,8 @@ def _substitute(value, places):
 
 
 def _plain(grid) -> dict:
-    """Return the grid as JSON-safe plain values (for the run record)."""
-    return json.loads(json.dumps(grid, default=str))
+    """Return the grid as JSON-safe plain values (for the run record), URL passwords masked."""
+    return mask_urls(json.loads(json.dumps(grid, default=str)))
 
 
 def _check_kernel(name) -> None:

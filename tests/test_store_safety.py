@@ -15,7 +15,7 @@ import yaml
 from lensllm_nb.cli import main
 from lensllm_nb.curves import read_curves
 from lensllm_nb.errors import ConfigError, CurveDataError, StoreError
-from lensllm_nb.store import ResultsStore, check_dask_store, mask_url
+from lensllm_nb.store import ResultsStore, check_dask_store, mask_url, mask_urls
 from lensllm_nb.store import location
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,6 +257,15 @@ def test_local_cluster_with_sqlite_store_is_allowed():
 ])
 def test_mask_url_hides_the_password(url, masked):
     assert mask_url(url) == masked
+
+
+def test_mask_urls_masks_nested_parameters():
+    grid = {"parameters": {"store": ["postgresql://lens:pw1@db/a", "results.db"], "lr": 1e-4},
+            "jobs": [{"store": "postgresql://u:pw2@db/b"}]}
+    masked = mask_urls(grid)
+    assert "pw1" not in str(masked) and "pw2" not in str(masked)
+    assert masked["parameters"]["store"] == ["postgresql://lens:***@db/a", "results.db"]
+    assert grid["jobs"][0]["store"] == "postgresql://u:pw2@db/b"  # input not mutated
 
 
 def test_bad_store_arguments_are_refused(tmp_path):

@@ -72,10 +72,10 @@ def _leave_record(args, status, error) -> None:
     """Every command leaves a run record (config, versions, status), also on failure."""
     from ..provenance import run_record, write_record
 
-    from ..store import mask_url
+    from ..store import mask_urls
 
     # A database URL's password never reaches a record.
-    config = {k: mask_url(v) if isinstance(v, str) else v for k, v in vars(args).items() if k != "func"}
+    config = mask_urls({k: v for k, v in vars(args).items() if k != "func"})
     try:
         write_record(run_record(f"cli-{args.command}", config, seed=config.get("seed"), status=status, error=error))
     except OSError as exc:

@@ -27,9 +27,9 @@ Example
 >>> ResultsStore("postgresql://lensllm@dbhost/lensllm")      # doctest: +SKIP
 """
 
-from .location import check_dask_store, is_url, mask_url
+from .location import check_dask_store, is_url, mask_url, mask_urls
 from .results import ResultsStore
 from .schema import COLUMNS, CURVE_COLUMNS, KEY_COLUMNS
 
 __all__ = ["ResultsStore", "KEY_COLUMNS", "COLUMNS", "CURVE_COLUMNS",
-           "is_url", "mask_url", "check_dask_store"]
+           "is_url", "mask_url", "mask_urls", "check_dask_store"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, StoreError
 
-__all__ = ["is_url", "mask_url", "mask_text", "sqlite_path", "filesystem_type",
+__all__ = ["is_url", "mask_url", "mask_urls", "mask_text", "sqlite_path", "filesystem_type",
            "check_local_filesystem", "check_dask_store", "NETWORK_FILESYSTEMS"]
 
 # The mount table read by check_local_filesystem (a module setting so tests can
@@ -50,6 +50,15 @@ def mask_url(target) -> str:
         return text
     scheme, user, _, host = parts
     return f"{scheme}://{user}:***@{host}"
+
+
+def mask_urls(value):
+    """Return a copy of plain data (dicts, lists, strings) with every URL password masked."""
+    if isinstance(value, dict):
+        return {k: mask_urls(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_urls(v) for v in value]
+    return mask_url(value) if isinstance(value, str) else value
 
 
 def mask_text(text, url) -> str:
