@@ -16,6 +16,7 @@ import sys
 from ..data import load_task
 from ..errors import ConfigError
 from ..finetune import PRECISIONS, SCHEDULERS, FineTuner
+from ..store import mask_url
 
 __all__ = ["register"]
 
@@ -117,7 +118,7 @@ def _finetune(args) -> int:
         print(f"{args.model}\t{task.name}\tn_train={row['n_train']}\tseed={row['seed']}\t{loss}")
     print(
         f"{summary['run']} run(s), {summary['skipped']} skipped (already stored), "
-        f"{summary['failed']} failed -> {args.store}",
+        f"{summary['failed']} failed -> {mask_url(args.store)}",
         file=sys.stderr,
     )
     return 1 if summary["failed"] else 0
