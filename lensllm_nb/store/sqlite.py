@@ -125,6 +125,8 @@ class SQLiteBackend:
                 self._conn = self._open_readonly()
             else:
                 check_local_filesystem(self.path)
+                if self.path.is_file() and self.path.stat().st_size:
+                    _check_header(self.path, self.location)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 # Autocommit mode: transactions are opened explicitly with BEGIN
                 # IMMEDIATE so the write lock is taken up front and never upgraded
@@ -150,10 +152,7 @@ class SQLiteBackend:
         if not self.path.is_file():
             raise StoreError(f"`store` {self.location!r} does not exist; pass the file given to "
                              "--store (or a database URL).")
-        with open(self.path, "rb") as handle:
-            if handle.read(len(_HEADER)) != _HEADER:
-                raise StoreError(f"`store` {self.location!r} is not a SQLite file, so not a "
-                                 "lensllm-nb results store; pass the file given to --store.")
+        _check_header(self.path, self.location)
         uri = "file:" + quote(str(self.path.resolve()))
         # No -wal file means no connection has the store open and the main file holds
         # every committed row: read it immutably, so SQLite creates nothing next to it
@@ -257,6 +256,13 @@ class SQLiteBackend:
                     delay = min(delay * 2, 0.5)
                 except sqlite3.Error as exc:
                     raise StoreError(f"results store {self.location!r}: {exc}") from exc
+
+
+def _check_header(path, location) -> None:
+    with open(path, "rb") as handle:
+        if handle.read(len(_HEADER)) != _HEADER:
+            raise StoreError(f"`store` {location!r} is not a SQLite file, so not a lensllm-nb "
+                             "results store (nothing was changed); pass the file given to --store.")
 
 
 def _check_columns(conn, location) -> None:
