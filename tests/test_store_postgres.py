@@ -213,3 +213,16 @@ def test_export_run_record_masks_the_password(pg_url, tmp_path, monkeypatch):
     for record in records:
         text = record.read_text(encoding="utf-8", errors="replace")
         assert PASSWORD not in text
+
+
+@pytest.mark.slow
+def test_finetune_grid_writes_and_resumes_through_a_url(zoo_models, pg_url, capsys):
+    quick = ["--model", "zoo/gpt2-tiny", "--dataset", "zoo", "--max-steps", "4", "--no-progress",
+             "--seeds", "0", "--store", pg_url]
+    assert main(["finetune", *quick, "--sizes", "0,16"]) == 0
+    assert main(["finetune", *quick, "--sizes", "0,16,32"]) == 0
+    captured = capsys.readouterr()
+    assert "1 run(s), 2 skipped" in captured.err  # resumed from the server's rows
+    assert PASSWORD not in captured.out + captured.err and "lensllm:***@" in captured.err
+    with ResultsStore(pg_url) as store:
+        assert sorted(store.curves()["n_train"]) == [0, 16, 32]
