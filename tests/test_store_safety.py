@@ -275,6 +275,9 @@ def test_bad_store_arguments_are_refused(tmp_path):
         ResultsStore("sqlite://")
     with pytest.raises(ConfigError, match="'mysql' database is not supported"):
         ResultsStore("mysql://u:pw@localhost/x")
+    with pytest.raises(ConfigError, match=r"not a valid database URL") as error:
+        ResultsStore("postgresql://u:pw@localhost:notaport/x")
+    assert "pw" not in str(error.value)
     with ResultsStore(f"sqlite:///{tmp_path / 'u.db'}") as store:
         assert store.path == tmp_path / "u.db"
 

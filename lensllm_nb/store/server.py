@@ -96,8 +96,8 @@ class ServerBackend:
         self._pid = os.getpid()
         try:
             url = sa.engine.make_url(self.url)
-        except sa.exc.ArgumentError:
-            raise ConfigError(f"`store` {self.location!r} is not a database URL; pass e.g. "
+        except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
+            raise ConfigError(f"`store` {self.location!r} is not a valid database URL; pass e.g. "
                               "postgresql://user@dbhost:5432/lensllm or a file path.") from None
         url = url.set(drivername=_DEFAULT_DRIVERS.get(url.drivername, url.drivername))
         if url.get_backend_name() not in SUPPORTED_DIALECTS:
