@@ -34,6 +34,7 @@ from .errors import ConfigError
 from .extrapolate import ats_transition, robust_curvature_predict
 from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from .statespace import fit_slope_drift
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -44,6 +45,7 @@ __all__ = [
     "AtSSelector",
     "LensLLMSelector",
     "RobustCurvatureSelector",
+    "SlopeDriftSelector",
     "SELECTORS",
     "make_selector",
     "visible_curves",
@@ -377,6 +379,46 @@ class RobustCurvatureSelector(_Selector):
         return robust_curvature_predict(visible, significance=self.significance), []
 
 
+class SlopeDriftSelector(_Selector):
+    """State-space slope-drift extrapolator (see :mod:`lensllm_nb.statespace`).
+
+    A local linear trend on log loss over log size whose slope drifts, run on each
+    candidate's visible points; the slope growth ρ and drift q are shared
+    by the candidates and fitted by maximum likelihood, each candidate's noise is
+    profiled.
+
+    Parameters
+    ----------
+    window : {"all", "ats"}, default "all"
+        Filter every visible point (the pre-power bend is slope growth the
+        filter sees) or only the Accept-then-Stop power-phase window.
+    """
+
+    name = "slope_drift"
+    _min_points = 3
+
+    def __init__(self, window="all"):
+        self.window = window
+
+    def _predict(self, visible):
+        mean, _ = self.forecast(visible)
+        return np.exp(mean), []
+
+    def forecast(self, visible):
+        """Mean and Kalman variance of every candidate's log loss at the target."""
+        if self.window not in ("ats", "all"):
+            raise ConfigError(f"`window` must be 'ats' or 'all', got {self.window!r}.")
+        xs = [np.log(s) for s in visible.sizes]
+        ys = [np.log(l) for l in visible.losses]
+        if self.window == "ats":
+            # The filter needs 3 points; a shorter window keeps its last 3.
+            starts = [min(ats_transition(x, y) + 1, x.size - 3) for x, y in zip(xs, ys)]
+            xs = [x[w:] for x, w in zip(xs, starts)]
+            ys = [y[w:] for y, w in zip(ys, starts)]
+        self.fit_ = fit_slope_drift(xs, ys)
+        return self.fit_.forecast(np.log(visible.target))
+
+
 class LensLLMSelector(LawFitSelector):
     """The method of the LensLLM paper (Zeng et al. 2025): its law fitted per candidate.
 
@@ -418,6 +460,7 @@ SELECTORS = {
     "ats": AtSSelector,
     "lensllm": LensLLMSelector,
     "robust_curvature": RobustCurvatureSelector,
+    "slope_drift": SlopeDriftSelector,
 }
 
 
