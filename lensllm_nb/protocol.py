@@ -25,8 +25,8 @@ from .select import DEFAULT_METHOD, make_selector, visible_curves
 __all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark"]
 
 DEFAULT_RATIOS = (8, 16, 32, 64, 128, 256, 512)
-METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "robust_curvature", "slope_drift",
-           "progressive")
+METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "robust_curvature",
+           "slope_drift", "curvature_drift", "progressive")
 
 
 @dataclass

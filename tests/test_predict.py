@@ -50,13 +50,31 @@ def test_predict_candidates_rejects_bad_input(flan):
 
 
 def test_p_best_and_regret_agree_with_simulation():
+    from scipy import stats
+
+    from lensllm_nb.predict import DOF
+
     center = np.array([0.0, 0.05, 0.3])
     scale = np.array([0.1, 0.2, 0.05])
     pb = p_best(center, scale)
     assert pb.sum() == pytest.approx(1.0)
-    draws = np.random.default_rng(0).normal(center, scale, size=(200_000, 3))
+    # Seeded draws from the same (central 99.9%) Student-t distributions.
+    u = np.random.default_rng(0).uniform(0.0005, 0.9995, size=(200_000, 3))
+    draws = center + scale * stats.t.ppf(u, DOF)
     best = np.argmin(draws, axis=1)
     assert pb == pytest.approx(np.bincount(best, minlength=3) / len(best), abs=0.01)
     loss = np.exp(draws)
     regret = (loss - loss.min(axis=1, keepdims=True)).mean(axis=0)
-    assert expected_regret(center, scale) == pytest.approx(regret, abs=0.005)
+    # Heavy tails make the simulated mean noisy (standard error about 2% here).
+    assert expected_regret(center, scale) == pytest.approx(regret, rel=0.08, abs=0.01)
+
+
+def test_closed_form_t2_matches_scipy():
+    from scipy import stats
+
+    from lensllm_nb.predict import _t2_ppf, _t2_sf
+
+    t = np.array([-50.0, -3.0, -0.1, 0.0, 0.7, 4.0, 1e3])
+    np.testing.assert_allclose(_t2_sf(t), stats.t.sf(t, 2), rtol=1e-10)
+    u = np.array([0.0005, 0.1, 0.5, 0.95, 0.9995])
+    np.testing.assert_allclose(_t2_ppf(u), stats.t.ppf(u, 2), rtol=1e-10, atol=1e-12)

@@ -97,3 +97,13 @@ def test_progressive_selection_respects_budget(flan):
     assert history["size"].is_monotonic_increasing
     with pytest.raises(ConfigError, match="`budget`"):
         ProgressiveSelector().fit(pool, target=TARGET)
+
+
+def test_theil_sen_equals_scipy_theilslopes():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    x = np.log(200.0 * 2.0 ** np.arange(9))
+    y = 1.0 - 0.07 * x + rng.normal(0, 0.01, x.size)
+    slope, intercept, _, _ = stats.theilslopes(y, x, method="separate")
+    assert theil_sen(x, y) == pytest.approx((slope, intercept), rel=1e-12)
