@@ -78,3 +78,46 @@ def test_closed_form_t2_matches_scipy():
     np.testing.assert_allclose(_t2_sf(t), stats.t.sf(t, 2), rtol=1e-10)
     u = np.array([0.0005, 0.1, 0.5, 0.95, 0.9995])
     np.testing.assert_allclose(_t2_ppf(u), stats.t.ppf(u, 2), rtol=1e-10, atol=1e-12)
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "lensllm_nb.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_select_json_is_strict_and_ignores_sizes_above_max_train(data_dir, tmp_path, flan):
+    out = _cli("select", str(data_dir / "flan.csv"), "--max-train", "6400", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    doc = _strict_loads(out.stdout)
+    assert set(doc) == {"dataset", "method", "max_train", "target", "level", "chosen", "cost_fraction", "models"}
+    assert doc["method"] == DEFAULT_METHOD and doc["max_train"] == 6400 and doc["target"] == TARGET
+    assert doc["chosen"] == doc["models"][0]["model"]
+    assert [m["predicted"] for m in doc["models"]] == sorted(m["predicted"] for m in doc["models"])
+    assert sum(m["p_best"] for m in doc["models"]) == pytest.approx(1.0)
+    # Sizes above --max-train (except the target) removed from the file: same answer.
+    cut = flan[(flan["n_train"] <= 6400) | (flan["n_train"] == TARGET)]
+    cut.to_csv(tmp_path / "cut.csv", index=False)
+    again = _strict_loads(_cli("select", str(tmp_path / "cut.csv"), "--max-train", "6400", "--format", "json").stdout)
+    assert again["models"] == doc["models"]
+    bad = _cli("select", str(data_dir / "flan.csv"), "--max-train", "6400", "--level", "2")
+    assert bad.returncode == 2 and "`level`" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_fit_and_benchmark_json_are_strict(data_dir):
+    fit = _cli("fit", str(data_dir / "gigaword.csv"), "--max-train", "12800", "--format", "json")
+    doc = _strict_loads(fit.stdout)
+    for m in doc["models"]:
+        assert m["prediction"]["method"] == DEFAULT_METHOD
+        assert m["prediction"]["low"] < m["prediction"]["loss"] < m["prediction"]["high"]
+        for name, value in m["params"].items():
+            # Never an optimizer artefact such as 1e-99: missing, with a reason.
+            assert value is None and m["missing"][name] or value > 1e-6 or name == "E"
+    bench = _cli("benchmark", str(data_dir / "gigaword.csv"), "--methods", f"ats,{DEFAULT_METHOD}", "--ratios",
+                 "8,64", "--format", "json", "--level", "0.9")
+    doc = _strict_loads(bench.stdout)
+    assert doc["default_method"] == DEFAULT_METHOD and doc["level"] == 0.9
+    preds = doc["predictions"]
+    assert {p["method"] for p in preds} == {"ats", DEFAULT_METHOD} and len(preds) == 2 * 2 * 30
+    assert set(preds[0]) == {"method", "ratio", "model", "predicted", "low", "high", "p_best", "true"}

@@ -95,6 +95,9 @@ def test_progressive_selection_respects_budget(flan):
     assert history["active"].iloc[0] == 30
     assert history["active"].is_monotonic_decreasing
     assert history["size"].is_monotonic_increasing
+    rounds = sel.p_best_history_.groupby("round")["p_best"]
+    np.testing.assert_allclose(rounds.sum(), 1.0)
+    assert (rounds.size().to_numpy() == history["active"].to_numpy()).all()
     with pytest.raises(ConfigError, match="`budget`"):
         ProgressiveSelector().fit(pool, target=TARGET)
 
