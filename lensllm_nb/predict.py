@@ -55,6 +55,8 @@ __all__ = [
     "PREDICTIVE_METHODS",
     "REFERENCE_METHODS",
     "SCALE",
+    "calibrate_scale",
+    "log_predictive",
     "p_best",
     "expected_regret",
 ]
@@ -229,6 +231,38 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
     center = preds[method]
     spread2 = np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0)
     return center, np.maximum(scale * np.sqrt(spread2 + noise), _MIN_SCALE)
+
+
+def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
+    """Smallest :data:`SCALE` whose ``level`` interval covers ``level`` of the given truths.
+
+    This is how :data:`SCALE` was chosen (on FLAN, see the module docstring);
+    use it on curves of your own tasks whose target losses are known.
+
+    Parameters
+    ----------
+    cases : iterable of (VisibleCurves, array_like)
+        Visible curves and the true loss at their target of each candidate, in
+        the order of ``visible.models``.
+    method : str
+    level : float
+
+    Returns
+    -------
+    float
+    """
+    method, level = _check_method(method), _check_level(level)
+    ratios = []
+    for visible, true in cases:
+        center, raw = log_predictive(visible, method=method, scale=1.0)
+        true = np.asarray(true, dtype=float)
+        if true.shape != center.shape or not np.all(np.isfinite(true) & (true > 0)):
+            raise ConfigError(f"`cases`: true losses must be positive, one per model ({center.size}), "
+                              f"got shape {true.shape}.")
+        ratios.append(np.abs(np.log(true) - center) / (raw * _t2_ppf(0.5 + level / 2)))
+    if not ratios:
+        raise ConfigError("`cases` is empty; pass (visible curves, true losses) pairs.")
+    return float(np.quantile(np.concatenate(ratios), level, method="higher"))
 
 
 def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost_fraction):

@@ -121,3 +121,39 @@ def test_cli_fit_and_benchmark_json_are_strict(data_dir):
     preds = doc["predictions"]
     assert {p["method"] for p in preds} == {"ats", DEFAULT_METHOD} and len(preds) == 2 * 2 * 30
     assert set(preds[0]) == {"method", "ratio", "model", "predicted", "low", "high", "p_best", "true"}
+
+
+def _synthetic_cases(seed, tasks=4, n=30, noise=0.01):
+    """Rectified-law curves (L = B / (D_l + D**beta) + E) with log-normal noise of known size."""
+    from lensllm_nb.select import visible_curves
+
+    rng = np.random.default_rng(seed)
+    sizes = 200 * 2 ** np.arange(14)
+    out = []
+    for _ in range(tasks):
+        rows, truth = [], []
+        for i in range(n):
+            beta = rng.uniform(0.2, 0.6)
+            d_l = np.exp(rng.uniform(np.log(10), np.log(2000))) ** beta
+            loss = rng.uniform(2, 20) * d_l / (d_l + sizes ** beta) + rng.uniform(0.3, 1.5)
+            measured = loss * np.exp(rng.normal(0, noise, sizes.size))
+            rows += [{"model": f"m{i:02d}", "dataset": "syn", "n_train": int(s), "seed": 0, "test_loss": float(v)}
+                     for s, v in zip(sizes[:-1], measured[:-1])]
+            truth.append(measured[-1])
+        table = pd.DataFrame(rows)
+        for max_train in (sizes[-1] // 8, sizes[-1] // 64, sizes[-1] // 512):
+            out.append((visible_curves(table, max_train=int(max_train), target=int(sizes[-1])), np.array(truth)))
+    return out
+
+
+def test_calibrated_intervals_hold_on_new_curves_from_the_same_law():
+    from lensllm_nb.predict import _t2_ppf, calibrate_scale, log_predictive
+
+    scale = calibrate_scale(_synthetic_cases(1), level=0.9)
+    assert scale > 0
+    for level, tolerance in ((0.9, 0.04), (0.8, 0.06)):
+        covered = []
+        for visible, truth in _synthetic_cases(2):
+            center, spread = log_predictive(visible, scale=scale)
+            covered.append(np.abs(np.log(truth) - center) <= _t2_ppf(0.5 + level / 2) * spread)
+        assert np.mean(covered) == pytest.approx(level, abs=tolerance)
