@@ -40,7 +40,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["ats_transition", "robust_curvature_predict", "pooled_curvature", "theil_sen"]
+__all__ = ["ats_transition", "line_fit", "robust_curvature_predict", "pooled_curvature", "theil_sen"]
 
 _RATE_GRID = np.linspace(0.0, 0.6, 121)
 _SLOPE_GRID = np.linspace(0.0, 0.6, 121)
@@ -72,6 +72,13 @@ def theil_sen(x, y):
     return slope, float(np.median(y) - slope * np.median(x))
 
 
+def line_fit(x, y):
+    """Least-squares line (slope, intercept); ``np.polyfit(x, y, 1)`` in closed form, 10x cheaper."""
+    xc = x - x.mean()
+    slope = float(xc @ (y - y.mean()) / (xc @ xc))
+    return slope, float(y.mean() - slope * x.mean())
+
+
 def ats_transition(x, y, *, k=3, delta=5.0) -> int:
     """Index of the last pre-power point found by Accept-then-Stop (−1: none).
 
@@ -94,7 +101,7 @@ def ats_transition(x, y, *, k=3, delta=5.0) -> int:
     if n <= k:
         return -1
     for used in range(k, n):
-        slope, intercept = np.polyfit(x[-used:], y[-used:], 1)
+        slope, intercept = line_fit(x[-used:], y[-used:])
         spread = np.std(y[-used:] - (slope * x[-used:] + intercept))
         nxt = n - used - 1
         residual = abs(y[nxt] - (slope * x[nxt] + intercept))

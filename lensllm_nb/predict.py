@@ -17,9 +17,6 @@ of the curves at hand (never from target losses):
   (Accept-then-Stop's straight line, ``robust_curvature`` and ``slope_drift``):
   where credible extrapolations of the same points disagree about the far end,
   the target is uncertain;
-* **measurement noise** — each candidate's noise σ_i from the slope-drift filter,
-  added in quadrature so that agreeing extrapolators never give a zero width.
-
 That scale is multiplied by :data:`SCALE`, the one calibration constant. Its
 degrees of freedom are :data:`DOF` = 2: three extrapolators give a scale estimate
 with two degrees of freedom, and a t with few degrees of freedom has the heavy
@@ -73,7 +70,8 @@ DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on i
 # Quantile levels of the quadrature: midpoints of 512 bins of the central 99.9%.
 _TAIL = 0.0005
 _LEVELS = _TAIL + (1 - 2 * _TAIL) * (np.arange(512) + 0.5) / 512
-# Smallest log-scale allowed (0.1% of the loss).
+# Smallest log-scale allowed (0.1% of the loss): extrapolators that agree exactly
+# must not give a zero-width interval.
 _MIN_SCALE = 1e-3
 
 
@@ -227,10 +225,9 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
         # A method built from reference extrapolators hands over their fits.
         fitted.update(getattr(fitted[name], "components_", {}))
     preds = {name: np.log(sel.predictions_.to_numpy()) for name, sel in fitted.items()}
-    noise = fitted["slope_drift"].fit_.sigma2
     center = preds[method]
-    spread2 = np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0)
-    return center, np.maximum(scale * np.sqrt(spread2 + noise), _MIN_SCALE)
+    spread = np.sqrt(np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0))
+    return center, np.maximum(scale * spread, _MIN_SCALE)
 
 
 def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:

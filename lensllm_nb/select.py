@@ -34,7 +34,7 @@ import pandas as pd
 
 from .curves import validate_curves
 from .errors import ConfigError
-from .extrapolate import ats_transition, robust_curvature_predict
+from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from .statespace import fit_slope_drift
@@ -359,7 +359,7 @@ class AtSSelector(_Selector):
         for sizes, losses in zip(visible.sizes, visible.losses):
             x, y = np.log(sizes), np.log(losses)
             start = ats_transition(x, y, k=self.k, delta=self.delta) + 1
-            slope, intercept = np.polyfit(x[start:], y[start:], 1)
+            slope, intercept = line_fit(x[start:], y[start:])
             pred.append(np.exp(intercept + slope * x_t))
         return np.array(pred), []
 

@@ -149,11 +149,14 @@ def _synthetic_cases(seed, tasks=4, n=30, noise=0.01):
 def test_calibrated_intervals_hold_on_new_curves_from_the_same_law():
     from lensllm_nb.predict import _t2_ppf, calibrate_scale, log_predictive
 
-    scale = calibrate_scale(_synthetic_cases(1), level=0.9)
-    assert scale > 0
-    for level, tolerance in ((0.9, 0.04), (0.8, 0.06)):
+    # Calibrated on one draw of tasks, checked on another; each level on its own
+    # (the t(2) shape is not exact for these curves: calibrated at 90%, the 80%
+    # interval covers about 86% of them, see docs/BENCHMARKS.md).
+    calibration, check = _synthetic_cases(1), _synthetic_cases(2)
+    for level in (0.9, 0.8):
+        scale = calibrate_scale(calibration, level=level)
         covered = []
-        for visible, truth in _synthetic_cases(2):
+        for visible, truth in check:
             center, spread = log_predictive(visible, scale=scale)
             covered.append(np.abs(np.log(truth) - center) <= _t2_ppf(0.5 + level / 2) * spread)
-        assert np.mean(covered) == pytest.approx(level, abs=tolerance)
+        assert np.mean(covered) == pytest.approx(level, abs=0.04)
