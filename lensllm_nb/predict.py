@@ -65,7 +65,7 @@ PREDICTIVE_METHODS = ("curvature_drift", "robust_curvature", "slope_drift", "ats
 # Extrapolators whose disagreement with the method measures the horizon risk.
 REFERENCE_METHODS = ("ats", "robust_curvature", "slope_drift")
 # Calibration constant and degrees of freedom (see module docstring).
-SCALE = 2.43
+SCALE = 2.464
 DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on it
 # Quantile levels of the quadrature: midpoints of 512 bins of the central 99.9%.
 _TAIL = 0.0005
