@@ -90,7 +90,8 @@ class CandidatePredictions:
         What was asked, and the FLOPs of the visible runs relative to fine-tuning
         every candidate on ``target``.
     log_center, log_scale : pandas.Series
-        Mean and standard deviation of each candidate's predictive log loss.
+        Centre and scale of each candidate's predictive log loss, a Student-t
+        with :data:`DOF` degrees of freedom.
     """
 
     frame: pd.DataFrame
@@ -190,7 +191,8 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
 
     Returns
     -------
-    CandidatePredictions"""
+    CandidatePredictions
+    """
     method = _check_method(method)
     level = _check_level(level)
     center, scale = log_predictive(visible, method=method)
