@@ -26,7 +26,9 @@ venv: $(VENV)/.installed-dev kernel
 demo: venv
 	$(VENV)/bin/lensllm-nb demo
 
+# Import layers first (seconds; pyproject.toml [tool.importlinter]), then the tests.
 test: venv
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:
