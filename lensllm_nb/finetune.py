@@ -35,7 +35,7 @@ from pathlib import Path
 
 from . import training
 from .data import Collator, TaskData
-from .device import PRECISIONS, autocast, resolve_device, resolve_precision, torch_threads
+from .device import PRECISIONS, resolve_device, resolve_precision, torch_threads
 from .errors import ConfigError, FinetuneError
 from .ntk import compute_ntk
 from .provenance import config_hash, run_record
@@ -299,7 +299,7 @@ class FineTuner(FineTuneSettings):
         tokenized = self._tokenized(task)
         self._restore()
         train = self._train(tokenized, task.subset_indices(n, seed), seed) if n else {}
-        test_loss, test_tokens = self._evaluate(tokenized.test)
+        test_loss, test_tokens = self._evaluate(tokenized.rows("test"))
         if not math.isfinite(test_loss):
             raise FinetuneError(
                 f"the test loss is {test_loss} after training; lower `lr` (now {self.lr}) "
@@ -334,7 +334,8 @@ class FineTuner(FineTuneSettings):
         )
         bar = tqdm(total=total, desc=f"n={len(features)} seed={seed}", leave=False,
                    disable=not self.progress, unit="step")
-        stopper = _EarlyStopping(self, tokenized.validation, total, self.eval_steps or steps_per_epoch)
+        validation = tokenized.rows("validation") if self.early_stopping_patience is not None else None
+        stopper = _EarlyStopping(self, validation, total, self.eval_steps or steps_per_epoch)
         optimization = training.Optimization(
             lr=self.lr, total_steps=total, warmup_steps=math.ceil(self.warmup_ratio * total),
             weight_decay=self.weight_decay, scheduler=self.scheduler, max_grad_norm=self.max_grad_norm,
@@ -357,7 +358,7 @@ class FineTuner(FineTuneSettings):
                 **stopper.summary()}
 
     def _evaluate(self, features):
-        """Token-weighted mean loss over `features` and the number of target tokens."""
+        """Token-weighted mean loss over `features` (rows of input_ids and labels) and the target tokens."""
         return training.evaluate(
             self.model_, features, self._collate, batch_size=self.eval_batch_size or 2 * self.batch_size,
             device=self.device_, precision=self.precision_,
