@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .errors import ConfigError
 
@@ -727,11 +728,7 @@ def load_task(spec, **settings) -> TaskData:
 def _to_dataset(rows, split):
     import datasets
 
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a core dependency
-        pd = None
-    if pd is not None and isinstance(rows, pd.DataFrame):
+    if isinstance(rows, pd.DataFrame):
         return datasets.Dataset.from_pandas(rows, preserve_index=False)
     if isinstance(rows, datasets.Dataset):
         return rows

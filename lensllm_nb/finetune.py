@@ -33,6 +33,9 @@ import numbers
 import time
 from pathlib import Path
 
+import pandas as pd
+from tqdm.auto import tqdm
+
 from . import training
 from .data import Collator, TaskData
 from .device import PRECISIONS, resolve_device, resolve_precision, torch_threads
@@ -219,8 +222,6 @@ class FineTuner(FineTuneSettings):
             The runs of this call (skipped runs are in the store); ``grid_summary_``
             counts run, skipped and failed runs.
         """
-        import pandas as pd
-
         task = load_task(task)
         sizes = task.check_sizes(sizes)
         seeds = _check_seeds(seeds)
@@ -254,8 +255,6 @@ class FineTuner(FineTuneSettings):
         return pd.DataFrame(rows)
 
     def _grid_runs(self, task, config, pending, store, on_error, ntk):
-        from tqdm.auto import tqdm
-
         rows = []
         bar = tqdm(pending, desc=f"{self.model} × {task.name}", disable=not self.progress, unit="run")
         for seed, n in bar:
@@ -320,7 +319,6 @@ class FineTuner(FineTuneSettings):
     def _train(self, tokenized, indices, seed):
         """Fine-tune on the pool rows `indices` with the shared loop; early stopping lives here."""
         import torch
-        from tqdm.auto import tqdm
         from transformers import set_seed
 
         set_seed(seed)
