@@ -464,6 +464,7 @@ class FineTuner(FineTuneSettings):
         return self._ntk_cache[1]
 
 
+# The Parameters section comes from the settings' one declaration (settings.py).
 FineTuner.__doc__ = FineTuner.__doc__.replace("{parameters}", settings_doc())
 
 

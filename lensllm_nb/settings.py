@@ -18,7 +18,7 @@ from pathlib import Path
 from .device import PRECISIONS
 from .errors import ConfigError
 
-__all__ = ["FineTuneSettings", "SCHEDULERS", "PRECISIONS", "cli_settings"]
+__all__ = ["FineTuneSettings", "SCHEDULERS", "PRECISIONS", "cli_settings", "settings_doc"]
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
