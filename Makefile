@@ -36,7 +36,9 @@ postgres:
 	  apt-get install -y -qq -o Dpkg::Options::=--force-confold postgresql >/dev/null; \
 	else echo "make test: PostgreSQL is missing, so its store tests will be skipped; install it with: sudo apt-get install -y postgresql"; fi
 
+# Import layers first (seconds; pyproject.toml [tool.importlinter]), then the tests.
 test: venv postgres
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

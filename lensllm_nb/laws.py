@@ -395,7 +395,7 @@ class LensLLMLaw(_Law):
 
     def _features(self, ntk):
         if isinstance(ntk, dict):
-            from .ntk import NTKFeatures
+            from .ntk_features import NTKFeatures
             return NTKFeatures.from_dict(ntk)
         return ntk
 
