@@ -30,6 +30,7 @@ from .errors import ConfigError
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 
 __all__ = [
+    "DEFAULT_METHOD",
     "ZeroShotSelector",
     "SubTuningSelector",
     "ModelSizeSelector",
@@ -46,6 +47,9 @@ __all__ = [
     "top1_regret",
     "cost_fraction",
 ]
+
+# The method every user-facing prediction uses unless told otherwise (one place).
+DEFAULT_METHOD = "lensllm"
 
 
 @dataclass(frozen=True)
