@@ -20,12 +20,8 @@ from .errors import ConfigError
 from .protocol import run_benchmark
 from .select import make_selector
 
-__all__ = ["ranking_table", "law_fit_table", "compare_methods", "protocol_ratio", "D_STAR_RANGE"]
+__all__ = ["ranking_table", "law_fit_table", "compare_methods", "protocol_ratio"]
 
-# A transition size D* is identified only inside this factor of the measured sizes:
-# far below the smallest size there is no pre-power phase in the data, far above
-# the largest no power phase, and the fitted value (1e-99, 1e+40) means nothing.
-D_STAR_RANGE = 10.0
 _COMPARISON_COLUMNS = ["method", "chosen", "pearson", "relacc", "spearman", "regret", "cost_fraction"]
 
 
@@ -55,7 +51,7 @@ def ranking_table(predictions, truth=None) -> pd.DataFrame:
     return table
 
 
-def law_fit_table(fit, *, target, sizes) -> pd.DataFrame:
+def law_fit_table(fit, *, target) -> pd.DataFrame:
     """Per-curve law fits: error, D* (or why it is missing) and the law's own extrapolation.
 
     Parameters
@@ -64,17 +60,15 @@ def law_fit_table(fit, *, target, sizes) -> pd.DataFrame:
         The result of :func:`lensllm_nb.fitting.fit_curves`.
     target : int
         Size the law is extrapolated to.
-    sizes : list of int
-        Measured positive sizes, to judge whether D* is identified.
 
     Returns
     -------
     pandas.DataFrame
         model, law, rmse_log, d_star (NaN when not identified), d_star_note,
         law_predicted, law_low, law_high (90% interval); failed fits keep their
-        row with the reason in ``d_star_note``.
+        row with the reason in ``d_star_note``. This is the law's own
+        extrapolation, an overlay: the prediction is the engine's.
     """
-    lo, hi = min(sizes) / D_STAR_RANGE, max(sizes) * D_STAR_RANGE
     rows = []
     for record in fit.summary.to_dict("records"):
         law = fit.laws.get(record["model"])
@@ -86,20 +80,11 @@ def law_fit_table(fit, *, target, sizes) -> pd.DataFrame:
             low, high = law.predict_interval([target], level=0.9)
             row.update(rmse_log=float(law.rmse_log_), law_predicted=float(law.predict([target])[0]),
                        law_low=float(low[0]), law_high=float(high[0]))
-            row["d_star"], row["d_star_note"] = _d_star(law, lo, hi)
+            # The law says when D* is not identified (1e-99 is an optimizer artefact).
+            row["d_star"] = np.nan if law.d_star_ is None else float(law.d_star_)
+            row["d_star_note"] = "" if law.d_star_ is not None else law.d_star_reason_
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _d_star(law, lo, hi):
-    """(D*, note): D* when it is identified, else NaN and why."""
-    d_star = getattr(law, "d_star_", None)
-    if d_star is None:
-        return np.nan, "no pre-learned term in this law"
-    if not np.isfinite(d_star) or not lo <= d_star <= hi:
-        return np.nan, (f"not identified: the fit puts D* at {d_star:.1e}, outside {lo:,.0f}–{hi:,.0f} "
-                        "(a tenth of the smallest to ten times the largest measured size)")
-    return float(d_star), ""
 
 
 def protocol_ratio(sizes, *, max_train, target) -> int:
