@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, NullLocator
 
 from .errors import ConfigError
 from .metrics import pearcorr
@@ -563,6 +563,8 @@ def plot_predicted_vs_true(predictions, *, ax=None, hue="method"):
     title = f"Predicted vs true loss ({pooled}r={_format_r(pred, true)}, n={len(pred)}"
     if "ratio" in predictions.columns and predictions["ratio"].nunique() == 1:
         title += f", ratio {predictions['ratio'].iloc[0]}"
+    if "dataset" in predictions.columns and predictions["dataset"].nunique() == 1:
+        title += f", {escape_mathtext(predictions['dataset'].iloc[0])}"
     ax.set_title(title + ")")
     ax.legend(loc="upper left", fontsize="small")
     return ax
@@ -888,9 +890,9 @@ def prediction_figure_axes(fig):
     ax.yaxis.set_major_formatter(_PlainLogFormatter())
     ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
     strip.tick_params(axis="y", which="both", labelleft=False)
+    strip.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
     ax.set_xlabel(_X_LABEL)
     ax.set_ylabel(_Y_LABEL)
-    strip.set_xlabel("rank")
     return ax, strip
 
 
@@ -957,7 +959,7 @@ def _draw_target_strip(strip, table, frame, colors, target):
     if at.notna().any():
         strip.scatter(x, at.to_numpy(float), marker="x", s=22, c="black", linewidths=1.0, zorder=4)
     strip.set_xlim(0.3, len(frame) + 0.7)
-    strip.set_title(f"at {target:,}", fontsize="small")
+    strip.set_xlabel(f"rank (loss at {target:,})")
 
 
 def _finish_prediction_axes(ax, strip, points, frame, predictions, colors, highlight, overlay_name):
@@ -969,9 +971,10 @@ def _finish_prediction_axes(ax, strip, points, frame, predictions, colors, highl
     ax.set_ylim(low / _Y_MARGIN, high * _Y_MARGIN)
     ax.set_xlim(points["n_train"].min() / 1.3, predictions.target * 1.5)
     _draw_limits(ax, predictions.max_train, predictions.target)
-    ax.set_title(f"{escape_mathtext(predictions.dataset)}: {escape_mathtext(predictions.method)} predicts "
-                 f"the loss at {predictions.target:,} from sizes ≤ {predictions.max_train:,}",
-                 fontsize="medium", loc="left")
+    # A figure title, so that it may run over both panels.
+    ax.figure.suptitle(f"{escape_mathtext(predictions.dataset)}: {escape_mathtext(predictions.method)} predicts "
+                       f"the loss at {predictions.target:,} from sizes ≤ {predictions.max_train:,}",
+                       fontsize="medium", x=0.07, y=0.98, ha="left")
     grey = "0.3"
     entries = [(Line2D([], [], color=colors[m], marker="D", linewidth=2.0),
                 f"{i}. {escape_mathtext(m)}  p_best {p:.2f}")
@@ -1017,12 +1020,15 @@ def plot_ranking(ranking, *, ax=None, top=None):
     if "true" in rows.columns:
         ax.scatter(rows["true"], y, color="black", marker="x", s=28, zorder=4, label="true")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_PlainLogFormatter())
+    ax.xaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+    ax.set_xlim(rows["low"].min() / 1.05, rows["high"].max() * 1.3)  # room for the p_best labels
     ax.set_yticks(y, [escape_mathtext(m) for m in rows["model"]], fontsize="small")
     for yi, high, p in zip(y, rows["high"], rows["p_best"]):
         ax.annotate(f"p_best {p:.2f}", (high, yi), textcoords="offset points", xytext=(5, -3), fontsize=7)
     ax.set_xlabel("loss at the target (log)")
-    ax.set_title("Ranking, best first: predicted loss, interval and P(best)", fontsize="medium")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title("Ranking, best first: predicted loss, interval and P(best)", fontsize="medium", loc="left")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize="small", frameon=False)
     return ax
 
 
@@ -1052,6 +1058,9 @@ def plot_coverage(coverage, *, ax=None):
             ax.plot(sub["ratio"].astype(int), sub["coverage"], marker="o", color=palette[level], label=label)
             ax.axhline(level, color=palette[level], linestyle="--", linewidth=0.8)
         ax.set_xscale("log", base=2)
+        shown = sorted(int(r) for r in frame.loc[frame["ratio"] != "all", "ratio"].unique())
+        ax.set_xticks(shown, [str(r) for r in shown])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("ratio r (visible sizes ≤ target / r)")
         ax.set_ylabel("share of true losses inside")

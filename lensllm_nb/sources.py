@@ -24,7 +24,7 @@ from .errors import ConfigError
 from .store import ResultsStore
 
 __all__ = ["DEFAULT_RATIO", "PreparedCurves", "load_curves", "prepare_curves", "default_budget",
-           "choose_dataset", "choose_models"]
+           "choose_dataset", "choose_models", "stored_ntk"]
 
 # Default budget: target / 64, one of the protocol's ratios, which costs a few
 # percent of fine-tuning every candidate on the target.
@@ -216,6 +216,30 @@ def choose_models(table, models=None, *, dataset=None) -> list:
         raise ConfigError(f"`models` has {unknown[:5]}, not among the {len(available)} models{where}; "
                           f"choose from {available[:10]}{more}.")
     return sorted(set(map(str, names)))
+
+
+def stored_ntk(store, curves) -> dict | None:
+    """The NTK features notebook 01 stored for every candidate of ``curves``, else None.
+
+    Parameters
+    ----------
+    store : str or Path
+        The results store; empty or None gives None.
+    curves : PreparedCurves
+
+    Returns
+    -------
+    dict or None
+        model -> NTK features when every candidate has them (the LensLLM law
+        then uses them for its pre-learned term), otherwise None.
+    """
+    if not store:
+        return None
+    with ResultsStore(store) as opened:
+        runs = opened.runs(status="ok")
+    runs = runs[(runs["dataset"] == curves.dataset) & runs["ntk"].notna()]
+    found = dict(zip(runs["model"], runs["ntk"]))
+    return {model: found[model] for model in curves.models} if set(curves.models) <= set(found) else None
 
 
 def _read_store(store) -> pd.DataFrame:

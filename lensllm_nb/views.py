@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .protocol import run_benchmark
 from .select import make_selector
 
-__all__ = ["ranking_table", "law_fit_table", "compare_methods", "protocol_ratio"]
+__all__ = ["ranking_table", "law_fit_table", "phase_table", "compare_methods", "protocol_ratio"]
 
 _COMPARISON_COLUMNS = ["method", "chosen", "pearson", "relacc", "spearman", "regret", "cost_fraction"]
 
@@ -85,6 +85,17 @@ def law_fit_table(fit, *, target) -> pd.DataFrame:
             row["d_star_note"] = "" if law.d_star_ is not None else law.d_star_reason_
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def phase_table(fit, sizes) -> pd.DataFrame:
+    """Phase ("pre-power" or "power") each fitted law gives every measured size: models × sizes.
+
+    A law whose D* is not identified calls every size "power" (see ``law_fit_table``).
+    """
+    phases = pd.DataFrame({model: law.phase(sizes) for model, law in fit.laws.items()}, index=list(sizes)).T
+    phases.index.name = "model"
+    phases.columns.name = "n_train"
+    return phases
 
 
 def protocol_ratio(sizes, *, max_train, target) -> int:

@@ -282,7 +282,7 @@ class ComparisonWidget:
         res = self.predictions_
         best = float(res.frame["p_best"].iloc[0])
         n = len(self.models.value)
-        return (f"Method `{escape_markdown(res.method)}` on {escape_markdown(res.dataset)}, from sizes ≤ "
+        return (f"Method {escape_markdown(res.method)} on {escape_markdown(res.dataset)}, from sizes ≤ "
                 f"{res.max_train:,}, predicts **{escape_markdown(res.chosen)}** best at {res.target:,} "
                 f"examples (P(best) {best:.0%}; {res.level:.0%} intervals in the table). Cost: "
                 f"{res.cost_fraction:.2%} of the FLOPs of fine-tuning all {n} selected models on "

@@ -220,7 +220,7 @@ def test_hostile_model_and_dataset_names_render_as_text():
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "<img" not in summary and "](javascript:" not in summary and "<b>" not in summary
     assert "&lt;img" in summary or "&lt;b&gt;" in summary
-    title = widget._figure.axes[0].get_title(loc="left")
+    title = widget._figure.get_suptitle()
     assert title.startswith(r"\$x^2\$ <b>set</b>")  # mathtext escaped: drawn literally
     labels = [t.get_text() for t in widget._figure.axes[1].get_legend().get_texts()]
     assert any(r"\$x^2\$" in label for label in labels)
