@@ -917,11 +917,13 @@ def _draw_curve_collection(ax, points, colors, max_train):
     """All curves as one line collection, visible points filled and held-out ones hollow."""
     from matplotlib.collections import LineCollection
 
-    groups = points.groupby("model", sort=False)
+    # Points are sorted by model: split the arrays once instead of selecting per model.
+    names, starts = np.unique(points["model"].to_numpy(), return_index=True)
+    xy = np.split(points[["n_train", "test_loss"]].to_numpy(float), starts[1:])
     # Grey curves first, so that the highlighted ones lie on top.
-    order = sorted(groups.groups, key=lambda m: colors[m] != (0.78, 0.78, 0.78))
-    curves = [groups.get_group(m)[["n_train", "test_loss"]].to_numpy(float) for m in order]
-    ax.add_collection(LineCollection(curves, colors=[colors[m] for m in order], linewidths=1.0, zorder=2))
+    order = sorted(range(len(names)), key=lambda i: colors[names[i]] != (0.78, 0.78, 0.78))
+    ax.add_collection(LineCollection([xy[i] for i in order], colors=[colors[names[i]] for i in order],
+                                     linewidths=1.0, zorder=2))
     shown = points["n_train"] <= max_train
     for keep, hollow in ((shown, False), (~shown, True)):
         sub = points[keep]
