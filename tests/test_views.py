@@ -112,3 +112,19 @@ def test_calibration_predictions_cover_each_level_and_budget(flan):
     assert pooled.loc[0.5] <= pooled.loc[0.9]
     with pytest.raises(ConfigError, match="`levels`"):
         calibration_predictions(flan, ratios=[64], levels=[1.5])
+
+
+def test_tables_render_hostile_names_as_text():
+    """Notebook tables reach reports as pandas HTML: model names must arrive escaped."""
+    rows = []
+    names = ["<img src=x onerror=alert(1)>", "[clickme](javascript:alert(4))", "plain"]
+    for i, model in enumerate(names):
+        for n in [0, 100, 200, 400, 800, 1600]:
+            rows.append({"model": model, "dataset": "<script>d</script>", "n_train": n, "seed": 0,
+                         "test_loss": 1.0 + (i + 1) * (n + 10) ** -0.3})
+    curves = prepare_curves(pd.DataFrame(rows))
+    res = predict_candidates(curves.table, max_train=curves.max_train, target=curves.target)
+    html = ranking_table(res, curves.truth)._repr_html_()
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    summary = fit_curves(curves.table, "rectified").summary._repr_html_()
+    assert "<script>" not in summary and "&lt;script&gt;" in summary
