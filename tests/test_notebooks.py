@@ -65,10 +65,10 @@ def executed(tmp_path_factory):
              "parameters": {"store": "", "curves": "flan", "models": FLAN_MODELS, "law": "rectified"}},
             {"notebook": "notebooks/03_select_models.ipynb", "stage": 2,
              "parameters": {"store": "", "curves": "flan", "models": FLAN_MODELS, "max_train": 12800,
-                            "methods": ["subtuning", "ats", "robust_curvature"], "progressive_budget": 0.05}},
+                            "methods": ["subtuning", "ats", "curvature_drift"], "progressive_budget": 0.05}},
             {"notebook": "notebooks/04_benchmark.ipynb", "stage": 2,
              "parameters": {"store": "", "sets": ["flan"], "ratios": [16, 256],
-                            "methods": ["zeroshot", "subtuning", "ats", "robust_curvature"]}},
+                            "methods": ["zeroshot", "subtuning", "ats", "curvature_drift"]}},
         ],
     }
     result = run_batch(grid, out=out, workers=2, log=None)
@@ -143,7 +143,7 @@ def test_03_predicts_compares_methods_selects_progressively_and_shows_the_compar
     item = jobs["03_select_models"]
     ranking = _table_with(item, ["rank", "model", "predicted", "low", "high", "p_best", "true", "true_rank"])
     selection = _table_with(item, ["method", "chosen", "pearson", "relacc", "cost_fraction"])
-    assert all(method in selection for method in ("subtuning", "ats", "robust_curvature"))
+    assert all(method in selection for method in ("subtuning", "ats", "curvature_drift"))
     _table_with(item, ["round", "size", "active", "spent", "leader", "dropped"])
     assert all(model in ranking for model in FLAN_MODELS)
     summary = [data["text/markdown"] for data in _outputs(item) if "text/markdown" in data]
