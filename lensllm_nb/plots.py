@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -915,8 +916,6 @@ def _highlight_colors(models, highlight):
 
 def _draw_curve_collection(ax, points, colors, max_train):
     """All curves as one line collection, visible points filled and held-out ones hollow."""
-    from matplotlib.collections import LineCollection
-
     # Points are sorted by model: split the arrays once instead of selecting per model.
     names, starts = np.unique(points["model"].to_numpy(), return_index=True)
     xy = np.split(points[["n_train", "test_loss"]].to_numpy(float), starts[1:])
@@ -934,8 +933,6 @@ def _draw_curve_collection(ax, points, colors, max_train):
 
 def _draw_overlay(ax, laws, frame, colors, highlight, points, target):
     """Dashed law-fit lines of the highlighted models (one collection)."""
-    from matplotlib.collections import LineCollection
-
     grid = np.geomspace(points["n_train"].min(), target, 60)
     lines, line_colors = [], []
     for model in frame["model"][:highlight]:
@@ -948,8 +945,6 @@ def _draw_overlay(ax, laws, frame, colors, highlight, points, target):
 
 def _draw_target_strip(strip, table, frame, colors, target):
     """Each candidate's interval bar and prediction at the target, best first; the truth as a cross."""
-    from matplotlib.collections import LineCollection
-
     x = np.arange(1, len(frame) + 1)
     model_colors = [colors[m] for m in frame["model"]]
     strip.add_collection(LineCollection([[(xi, lo), (xi, hi)] for xi, lo, hi in

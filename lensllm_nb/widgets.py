@@ -30,6 +30,7 @@ import time
 import pandas as pd
 
 from .errors import ConfigError, LensLLMError
+from .fitting import fit_curves
 from .predict import DEFAULT_METHOD, predict_candidates
 from .safe_output import escape_markdown
 from .sources import PreparedCurves, load_curves, prepare_curves
@@ -237,8 +238,6 @@ class ComparisonWidget:
 
     def _compute(self, models, budget, target):
         """The engine's predictions, the overlay's law fits and the ranking table."""
-        from .fitting import fit_curves
-
         rows = self.table[(self.table["dataset"] == self.dataset.value) & self.table["model"].isin(models)]
         predictions = predict_candidates(rows, max_train=budget, target=target, method=DEFAULT_METHOD,
                                          level=_LEVEL)
