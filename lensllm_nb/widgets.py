@@ -117,7 +117,7 @@ class ComparisonWidget:
         self.dataset = w.Dropdown(options=datasets, description="dataset")
         self.models = w.SelectMultiple(description="models", rows=8, layout=w.Layout(width="28em"))
         self.law = w.Dropdown(options=[(label, name) for name, label in OVERLAYS.items()], value=law,
-                              description="overlay")
+                              description="law overlay")
         self.budget = w.SelectionSlider(options=[1], description="budget", continuous_update=False,
                                         layout=w.Layout(width="32em"),
                                         tooltip="largest visible training size")
