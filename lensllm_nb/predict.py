@@ -65,7 +65,7 @@ PREDICTIVE_METHODS = ("curvature_drift", "robust_curvature", "slope_drift", "ats
 # Extrapolators whose disagreement with the method measures the horizon risk.
 REFERENCE_METHODS = ("ats", "robust_curvature", "slope_drift")
 # Calibration constant and degrees of freedom (see module docstring).
-SCALE = 2.43
+SCALE = 2.464
 DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on it
 # Quantile levels of the quadrature: midpoints of 512 bins of the central 99.9%.
 _TAIL = 0.0005
@@ -90,7 +90,8 @@ class CandidatePredictions:
         What was asked, and the FLOPs of the visible runs relative to fine-tuning
         every candidate on ``target``.
     log_center, log_scale : pandas.Series
-        Mean and standard deviation of each candidate's predictive log loss.
+        Centre and scale of each candidate's predictive log loss, a Student-t
+        with :data:`DOF` degrees of freedom.
     """
 
     frame: pd.DataFrame
@@ -190,7 +191,8 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
 
     Returns
     -------
-    CandidatePredictions"""
+    CandidatePredictions
+    """
     method = _check_method(method)
     level = _check_level(level)
     center, scale = log_predictive(visible, method=method)

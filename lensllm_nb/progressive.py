@@ -45,6 +45,11 @@ class ProgressiveSelector:
         (a law needs three points).
     risk : float, default 0.01
         Largest summed ``p_best`` of the candidates dropped in one round.
+    drop_from : int, default 5
+        No candidate is dropped before every active one has this many sizes: the
+        engine's intervals are calibrated at the benchmark protocol's budgets,
+        whose smallest leaves 5 sizes; with 3 or 4 points every extrapolator
+        draws the same line and their agreement says nothing.
     min_keep : int, default 2
         Never keep fewer candidates than this while budget remains.
 
@@ -64,11 +69,13 @@ class ProgressiveSelector:
 
     name = "progressive"
 
-    def __init__(self, *, budget=None, method=DEFAULT_METHOD, start_points=3, risk=0.01, min_keep=2):
+    def __init__(self, *, budget=None, method=DEFAULT_METHOD, start_points=3, risk=0.01, drop_from=5,
+                 min_keep=2):
         self.budget = budget
         self.method = method
         self.start_points = start_points
         self.risk = risk
+        self.drop_from = drop_from
         self.min_keep = min_keep
 
     def fit(self, table, *, target, budget=None, dataset=None):
@@ -113,7 +120,8 @@ class ProgressiveSelector:
             center, scale = log_predictive(view, method=self.method)
             pred[idx] = np.exp(center)
             pb = p_best(center, scale)
-            drop = _unlikely_best(pb, self.risk, self.min_keep)
+            ready = min(s.size for s in view.sizes) >= self.drop_from
+            drop = _unlikely_best(pb, self.risk if ready else 0.0, self.min_keep)
             active[idx[drop]] = False
             history.append({"round": round_, "size": int(max(s[-1] for s in view.sizes)), "active": int(idx.size),
                             "spent": spent / total, "leader": pool.models[idx[np.argmax(pb)]],
