@@ -23,7 +23,7 @@ import numpy as np
 
 from lensllm_nb.benchmarks import load
 from lensllm_nb.metrics import relacc
-from lensllm_nb.predict import (DEFAULT_METHOD, SCALE, _t2_ppf, calibrate_scale, log_predictive,
+from lensllm_nb.predict import (DEFAULT_METHOD, SCALE, _t2_ppf, calibrate_scale, log_predictive, p_best,
                                 predict_candidates)
 from lensllm_nb.progressive import ProgressiveSelector
 from lensllm_nb.protocol import DEFAULT_RATIOS, run_benchmark
@@ -56,6 +56,27 @@ def _interval_quality(cases, scale):
         low, high = center - _t2_ppf(0.95) * spread, center + _t2_ppf(0.95) * spread
         score.append((high - low) + 20 * (low - y) * (y < low) + 20 * (y - high) * (y > high))
     return {level: float(np.mean(v)) for level, v in cover.items()}, float(np.mean(score))
+
+
+def _per_budget_and_reliability(cases, scales):
+    """Coverage by ratio (multiplier from the other set) and p_best against how often it came true."""
+    pbs, bests = [], []
+    for shown, other in (("flan", "gigaword"), ("gigaword", "flan")):
+        rows = {0.9: [], 0.8: []}
+        for visible, truth in cases[shown]:
+            center, spread = log_predictive(visible, method=DEFAULT_METHOD, scale=scales[other])
+            y = np.log(truth)
+            for level in rows:
+                rows[level].append(np.mean(np.abs(y - center) <= _t2_ppf(0.5 + level / 2) * spread))
+            pbs.append(p_best(center, spread))
+            bests.append(np.arange(y.size) == np.argmin(y))
+        print(f"| {shown} | " + ", ".join(f"{c:.2f}" for c in rows[0.9]) + " | "
+              + ", ".join(f"{c:.2f}" for c in rows[0.8]) + " |")
+    pb, best = np.concatenate(pbs), np.concatenate(bests)
+    for low, high in ((0, 0.02), (0.02, 0.1), (0.1, 0.3), (0.3, 1.01)):
+        sel = (pb >= low) & (pb < high)
+        print(f"p_best in [{low}, {high}): n={sel.sum()}, mean p_best {pb[sel].mean():.3f}, "
+              f"share that was best {best[sel].mean():.3f}")
 
 
 def _accuracy(name, table):
@@ -112,6 +133,8 @@ def main():
         for label, scale in ((other, scales[other]), ("shipped SCALE", SCALE), (f"{shown} (in-sample)", scales[shown])):
             cover, score = _interval_quality(cases[shown], scale)
             print(f"| {shown} | {label} | {scale:.3f} | {cover[0.8]:.3f} | {cover[0.9]:.3f} | {score:.3f} |")
+    print("\n### Coverage by ratio (90% | 80%), multiplier from the other set; p_best reliability")
+    _per_budget_and_reliability(cases, scales)
     print("\n### Progressive selection (p_best drop rule, risk 0.01)")
     print("| set | budget | RelAcc | cost fraction | rounds | time |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -96,17 +96,35 @@ class ProgressiveSelector:
         -------
         self
         """
+        pool = visible_curves(table, max_train=int(target) - 1, target=target, dataset=dataset)
+        rows = table if dataset is None else table[table["dataset"] == dataset]
+        return self.fit_pool(pool, rows, target=target, budget=budget)
+
+    def fit_pool(self, pool, rows, *, target, budget=None):
+        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.select.visible_curves` (shared across budgets).
+
+        Parameters
+        ----------
+        pool : VisibleCurves
+            Every size that may be bought.
+        rows : pandas.DataFrame
+            The tidy rows of those curves (for their FLOPs).
+        target, budget
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        self
+        """
         budget = self.budget if budget is None else budget
         if not (isinstance(budget, (int, float)) and budget > 0):
             raise ConfigError(f"`budget` must be a positive fraction of full-data FLOPs, got {budget!r}; "
                               "e.g. 0.01 for 1%.")
         if not (isinstance(self.risk, (int, float)) and 0 <= self.risk < 1):
             raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")
-        pool = visible_curves(table, max_train=int(target) - 1, target=target, dataset=dataset)
         if min(s.size for s in pool.sizes) < self.start_points:
             raise ConfigError(f"every candidate needs at least `start_points`={self.start_points} sizes below "
                               "the target.")
-        rows = table if dataset is None else table[table["dataset"] == dataset]
         cost_of = _cost_lookup(rows, training_flops)
         total = full_data_flops(rows, target=target)
         n_bought = np.full(len(pool.models), self.start_points)

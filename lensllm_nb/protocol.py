@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from .predict import PREDICTIVE_METHODS, predict_visible
 from .progressive import ProgressiveSelector
-from .select import DEFAULT_METHOD, make_selector, visible_curves
+from .select import DEFAULT_METHOD, make_selector, visible_from_valid
 
 __all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark"]
 
@@ -138,17 +138,20 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
         raise ConfigError(f"`target`={target}: no measured loss at that size for {missing[:3]}; "
                           "the benchmark needs the true loss of every model at the target.")
     rows, preds = [], []
+    # Progressive selection may buy any size below the target; its pool is cut once.
+    below = df[df["n_train"] < target]
+    pool = visible_from_valid(below, max_train=int(target) - 1, target=target) if "progressive" in methods else None
     for ratio in ratios:
         max_train = target // ratio
         # The protocol hides the target itself and everything above the budget;
         # the visible curves are cut once and shared by every method.
         visible_rows = df[df["n_train"] <= max_train]
-        visible = visible_curves(visible_rows, max_train=max_train, target=target)
+        visible = visible_from_valid(visible_rows, max_train=max_train, target=target)
         costs = {kind: cost_fraction(visible_rows, max_train=max_train, target=target, sizes=kind)
                  for kind in ("all", "largest", "none")}
         for method in methods:
             if method == "progressive":
-                selector = ProgressiveSelector().fit(df[df["n_train"] < target], target=target, budget=costs["all"])
+                selector = ProgressiveSelector().fit_pool(pool, below, target=target, budget=costs["all"])
             else:
                 selector = make_selector(method)
                 selector.fit_visible(visible, cost_fraction=costs[selector._cost_sizes])

@@ -168,8 +168,9 @@ def _print_fit(law, models, target, level) -> None:
 
     rows = []
     for m in models:
-        row = {"model": m["model"], **{k: v for k, v in m["params"].items()}, "rmse_log": m["rmse_log"],
-               "d_star": m["d_star"] if m["d_star"] is not None else "n/a"}
+        # Non-identified parameters show as n/a; the JSON output says why.
+        row = {"model": m["model"], **{k: ("n/a" if v is None else v) for k, v in m["params"].items()},
+               "rmse_log": m["rmse_log"]}
         if m["status"] != "ok":
             row["status"] = f"failed: {m['reason']}"
         if "prediction" in m:
