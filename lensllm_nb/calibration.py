@@ -22,9 +22,12 @@ from .errors import ConfigError
 from .predict import DEFAULT_METHOD, predict_candidates
 from .protocol import DEFAULT_RATIOS
 
-__all__ = ["DEFAULT_LEVELS", "calibration_predictions", "coverage", "interval_score", "reliability"]
+__all__ = ["DEFAULT_LEVELS", "RELIABILITY_EDGES", "calibration_predictions", "coverage", "interval_score",
+           "reliability"]
 
 DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95)
+# Bin edges of p_best for the reliability plot: among 30 candidates most p_best are small.
+RELIABILITY_EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
 
 
 def calibration_predictions(table, *, dataset=None, target=None, ratios=DEFAULT_RATIOS,
@@ -116,14 +119,17 @@ def interval_score(low, high, true, *, alpha) -> np.ndarray:
     return (high - low) + 2.0 / alpha * (below + above)
 
 
-def reliability(predictions, *, bins=5) -> pd.DataFrame:
-    """``p_best`` in equal-width bins against how often the candidate was the best.
+def reliability(predictions, *, bins=RELIABILITY_EDGES) -> pd.DataFrame:
+    """``p_best`` in bins against how often the candidate was the best.
 
     Parameters
     ----------
     predictions : pandas.DataFrame
         :func:`calibration_predictions` (one level is used; p_best does not depend on it).
-    bins : int, default 5
+    bins : int or sequence of float, default :data:`RELIABILITY_EDGES`
+        Number of equal-width bins, or increasing bin edges from 0 to 1. With
+        30 candidates most ``p_best`` are small, so the default edges are
+        finer there.
 
     Returns
     -------
@@ -131,15 +137,23 @@ def reliability(predictions, *, bins=5) -> pd.DataFrame:
         dataset, bin (its interval), mean_p_best, observed (share that was
         best), n; empty bins are left out.
     """
-    if not (isinstance(bins, (int, np.integer)) and bins >= 2):
-        raise ConfigError(f"`bins` must be an integer ≥ 2, got {bins!r}; e.g. 5.")
+    edges = _check_edges(bins)
     one = predictions[predictions["level"] == predictions["level"].iloc[0]]
-    edges = np.linspace(0.0, 1.0, bins + 1)
     binned = one.assign(bin=pd.cut(one["p_best"], edges, include_lowest=True))
     out = binned.groupby(["dataset", "bin"], observed=True).agg(
         mean_p_best=("p_best", "mean"), observed=("is_best", "mean"), n=("p_best", "size")).reset_index()
     out["bin"] = out["bin"].astype(str)
     return out
+
+
+def _check_edges(bins) -> np.ndarray:
+    if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool) and bins >= 2:
+        return np.linspace(0.0, 1.0, int(bins) + 1)
+    edges = np.asarray(bins, float) if not isinstance(bins, (int, np.integer, bool)) else np.array([])
+    if edges.ndim != 1 or edges.size < 3 or edges[0] != 0 or edges[-1] != 1 or np.any(np.diff(edges) <= 0):
+        raise ConfigError(f"`bins` must be an integer ≥ 2 or increasing edges from 0 to 1, got {bins!r}; "
+                          "e.g. 5 or [0, 0.1, 0.5, 1].")
+    return edges
 
 
 def _target(table, dataset, target) -> int:

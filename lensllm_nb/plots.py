@@ -1062,9 +1062,8 @@ def plot_coverage(coverage, *, ax=None):
         ax.set_xlabel("ratio r (visible sizes ≤ target / r)")
         ax.set_ylabel("share of true losses inside")
         ax.set_title(f"Interval coverage: {escape_mathtext(dataset)}", fontsize="medium")
-        if last:
-            ax.legend(title="level", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
-                      frameon=False)
+        # A key per panel: the pooled coverage belongs to the panel's dataset.
+        ax.legend(title="level", loc="lower left", fontsize="small", frameon=True)
 
     return _per_dataset(coverage, draw, ax, (6.5, 4.0))
 
@@ -1084,15 +1083,21 @@ def plot_reliability(reliability, *, ax=None):
     _check_frame(reliability, "reliability", ("dataset", "mean_p_best", "observed", "n"))
     ax = _new_axes(ax, figsize=(5.5, 5.0))
     ax.plot([0, 1], [0, 1], color="0.4", linestyle="--", linewidth=1.0, label="calibrated")
+    # Most p_best are small among many candidates: a square-root scale spreads them out.
+    ax.set_xscale("function", functions=(np.sqrt, np.square))
+    ax.set_yscale("function", functions=(np.sqrt, np.square))
     for dataset, frame in reliability.groupby("dataset", sort=False):
         ax.plot(frame["mean_p_best"], frame["observed"], marker="o", label=escape_mathtext(dataset))
         for _, row in frame.iterrows():
             ax.annotate(f"n={row['n']}", (row["mean_p_best"], row["observed"]), textcoords="offset points",
                         xytext=(4, -10), fontsize=7)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(0, 1.0)
+    ticks = [0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("predicted P(best), bin mean")
+    ax.set_xlabel("predicted P(best), bin mean (square-root scale)")
     ax.set_ylabel("observed share that was the best")
     ax.set_title("Reliability of P(best)", fontsize="medium")
     ax.legend(loc="upper left", fontsize="small")

@@ -94,8 +94,12 @@ def test_coverage_and_reliability_on_a_hand_made_frame():
     assert cov.loc["all", "n"] == 4
     rel = reliability(frame, bins=2)
     assert rel["n"].tolist() == [2, 2] and rel["observed"].tolist() == [0.0, 1.0]
-    with pytest.raises(ConfigError, match="`bins`"):
-        reliability(frame, bins=1)
+    rel = reliability(frame, bins=[0, 0.1, 0.5, 1])
+    assert rel["n"].tolist() == [1, 1, 2] and rel["mean_p_best"].tolist() == pytest.approx([0.05, 0.15, 0.9])
+    assert len(reliability(frame)) == 3  # default edges: 0.05, 0.15 and 0.85–0.95 fall in three bins
+    for bad in (1, [0, 0.5], [0.1, 0.5, 1], [0, 0.6, 0.4, 1]):
+        with pytest.raises(ConfigError, match="`bins`"):
+            reliability(frame, bins=bad)
 
 
 def test_calibration_predictions_cover_each_level_and_budget(flan):
