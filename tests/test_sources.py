@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.errors import ConfigError, CurveDataError
-from lensllm_nb.sources import default_budget, load_curves, prepare_curves
+from lensllm_nb.sources import default_budget, load_curves, prepare_curves, stored_ntk
 
 SIZES = [0, 100, 200, 400, 800, 1600, 3200, 6400]
 
@@ -140,3 +140,11 @@ def test_store_source_reads_finished_runs(tmp_path):
             store.upsert({**row, "params": int(row["params"]), "status": "ok", "config_hash": "c0"})
     curves = prepare_curves(store=str(path))
     assert curves.dataset == "zoo" and curves.models == ["m1", "m2", "m3"] and curves.source == str(path)
+    assert stored_ntk(str(path), curves) is None and stored_ntk("", curves) is None
+    probed = tmp_path / "probed.db"
+    with ResultsStore(probed) as store:  # every run of m1 and m2 has NTK features
+        for row in _curves(datasets=("zoo",), models=("m1", "m2"), seeds=(0,)).to_dict("records"):
+            store.upsert({**row, "params": int(row["params"]), "status": "ok", "config_hash": "c0",
+                          "ntk": {"trace": float(row["params"])}})
+    assert stored_ntk(str(probed), prepare_curves(store=str(probed))) == {
+        "m1": {"trace": 1e6}, "m2": {"trace": 2e6}}
