@@ -121,7 +121,7 @@ def compare_methods(curves, methods) -> pd.DataFrame:
     Parameters
     ----------
     curves : PreparedCurves
-        The result of :func:`lensllm_nb.sources.prepare_curves`.
+        The result of :func:`lensllm_nb.curve_sources.prepare_curves`.
     methods : list of str
         Selection methods (see :data:`lensllm_nb.protocol.METHODS`).
 

@@ -33,7 +33,7 @@ from .errors import ConfigError, LensLLMError
 from .fitting import fit_curves
 from .predict import DEFAULT_METHOD, predict_candidates
 from .safe_output import escape_markdown
-from .sources import PreparedCurves, load_curves, prepare_curves
+from .curve_sources import PreparedCurves, load_curves, prepare_curves
 from .views import ranking_table
 
 __all__ = ["ComparisonWidget", "comparison_widget", "OVERLAYS"]
@@ -56,7 +56,7 @@ class ComparisonWidget:
     ----------
     table : pandas.DataFrame or PreparedCurves
         Tidy curves table (one or more datasets), or the result of
-        :func:`lensllm_nb.sources.prepare_curves` (its whole source is offered);
+        :func:`lensllm_nb.curve_sources.prepare_curves` (its whole source is offered);
         not modified.
     dataset : str, optional
         Initial dataset; default the first in sorted order.
@@ -66,7 +66,7 @@ class ComparisonWidget:
         Initial law-fit overlay (``"none"``: no overlay).
     max_train : int, optional
         Initial budget: the largest visible size. Default as in
-        :func:`lensllm_nb.sources.prepare_curves` (target / 64).
+        :func:`lensllm_nb.curve_sources.prepare_curves` (target / 64).
     target : int, optional
         Initial size whose loss is predicted; default the largest measured size.
     mode : {"auto", "live", "static"}

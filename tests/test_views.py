@@ -11,7 +11,7 @@ from lensllm_nb.errors import ConfigError
 from lensllm_nb.fitting import fit_curves
 from lensllm_nb.predict import DEFAULT_METHOD, predict_candidates
 from lensllm_nb.protocol import run_benchmark
-from lensllm_nb.sources import prepare_curves
+from lensllm_nb.curve_sources import prepare_curves
 from lensllm_nb.views import compare_methods, law_fit_table, protocol_ratio, ranking_table
 
 TARGET = 1638400
