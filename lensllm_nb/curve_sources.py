@@ -21,7 +21,7 @@ import pandas as pd
 from .benchmarks import load as load_benchmark
 from .curves import MIN_POSITIVE_SIZES, aggregate_seeds, read_curves, validate_curves
 from .errors import ConfigError
-from .store import ResultsStore
+from .store import ResultsStore, is_url, mask_url
 
 __all__ = ["DEFAULT_RATIO", "PreparedCurves", "load_curves", "prepare_curves", "default_budget",
            "choose_dataset", "choose_models", "stored_ntk"]
@@ -235,7 +235,7 @@ def stored_ntk(store, curves) -> dict | None:
     """
     if not store:
         return None
-    with ResultsStore(store) as opened:
+    with ResultsStore(store, readonly=True) as opened:
         runs = opened.runs(status="ok")
     runs = runs[(runs["dataset"] == curves.dataset) & runs["ntk"].notna()]
     found = dict(zip(runs["model"], runs["ntk"]))
@@ -243,11 +243,11 @@ def stored_ntk(store, curves) -> dict | None:
 
 
 def _read_store(store) -> pd.DataFrame:
-    text = str(store)
-    if "://" not in text and not Path(text).is_file():
+    text = mask_url(store)
+    if not is_url(store) and not Path(store).is_file():
         raise ConfigError(f"`store` = {text!r} does not exist; run notebook 01 (or `lensllm-nb finetune`) "
                           "to write it, or leave `store` empty and set `curves`.")
-    with ResultsStore(store) as opened:
+    with ResultsStore(store, readonly=True) as opened:
         table = opened.curves()
     if table.empty:
         raise ConfigError(f"`store` = {text!r} holds no finished runs yet; run notebook 01 first.")
