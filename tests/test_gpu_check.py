@@ -1,0 +1,88 @@
+"""benchmarks/gpu_check.py in its CPU self-test mode: every phase runs and the JSON is strict.
+
+The device check must not spend GPU time on a bug, so its reduced mode (tiny
+models, fp32, a few steps, on CPU) runs every code path here.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+
+
+def _no_constants(name):
+    raise AssertionError(f"gpu_check.json holds {name}, which strict JSON forbids")
+
+
+@pytest.fixture(scope="module")
+def report(zoo_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu-check")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--self-test", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (out / "gpu_check.json").read_text()
+    return json.loads(text, parse_constant=_no_constants), out
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow
+def test_every_phase_runs_and_writes_its_files(report):
+    data, out = report
+    assert data["mode"] == "self-test" and data["profile"]["device"] == "cpu"
+    assert {name: s["status"] for name, s in data["phases"].items()} == {
+        name: "ok" for name in ("prepare", "tests", "finetune", "packed", "ntk", "reference", "compiled")}
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_check.json", "gpu_check.log", "gpu_tests.xml"]
+    assert "phase ntk" in (out / "gpu_check.log").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_tests_are_collected_and_skipped_without_cuda(report):
+    data, _ = report
+    tests = data["tests"]
+    assert tests["counts"]["failed"] == 0 and tests["counts"]["passed"] == 0
+    assert tests["counts"]["skipped"] >= 4
+    assert all("no CUDA GPU" in case["reason"] for case in tests["skipped"])
+    assert any("ntk_sketch_on_cuda" in case["test"] for case in tests["skipped"])
+
+
+@pytest.mark.slow
+def test_figures_are_consistent(report):
+    data, _ = report
+    full = data["finetune"]["full"]
+    for figures in full.values():
+        assert _positive(figures["tokens_per_s"]) and figures["precision"] == "fp32"
+        # MFU is throughput × FLOPs per token over the peak, for both peaks.
+        flops = figures["tokens_per_s"] * figures["model_flops_per_token"]
+        assert figures["mfu_measured_peak"] == pytest.approx(flops / data["peaks_flops"]["measured"])
+        assert figures["mfu_datasheet_peak"] < figures["mfu_measured_peak"]
+    lora = data["finetune"]["lora"]
+    assert _positive(lora["tokens_per_s"]) and lora["trainable_params"] < lora["params"]
+
+    packed = data["packed"]
+    assert packed["sequential"]["workers"] == 1 and packed["best_workers"] == "2"
+    two = packed["packed"]["2"]
+    assert two["workers"] == 2 and two["tokens"] == packed["sequential"]["tokens"]
+    # The same runs give the same losses whether packed or not (CPU: bit for bit).
+    assert two["max_abs_test_loss_change"] <= 1e-6
+    assert _positive(two["speedup"])
+
+    ntk = data["ntk"]
+    assert ntk["pairwise"]["extrapolated_seconds_at_n"] == pytest.approx(
+        ntk["pairwise"]["seconds_per_pass"] * ntk["n"] ** 2)
+    assert 0 < ntk["exact"]["rel_frobenius_error_of_sketch"] < 0.2
+    assert set(ntk["variants"]) == {"k=4096,micro_batch=1", "k=4096,micro_batch=8", "k=16384,micro_batch=1"}
+    assert data["reference"]["compile_backend"] is None and data["compiled"]["compile_backend"] == "eager"
+
+    summary = data["summary"]
+    assert summary["gpu"] is None and summary["grid_packed_workers"] == "2"
+    assert all(_positive(v) for k, v in summary.items() if k not in ("gpu", "gpu_tests", "grid_packed_workers"))
