@@ -60,6 +60,7 @@ MEASURED_PEAK = 790e12   # bf16 8192³ matrix product on an H200 here (device RE
 DATASHEET_PEAK = 989e12  # H200 SXM dense bf16, vendor datasheet
 PHASES = ("prepare", "tests", "finetune", "packed", "ntk", "reference", "compiled")
 _POLL = 0.01
+_START_METHOD = "GPU_CHECK_START_METHOD"  # environment variable children read: fork or spawn
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Profile:
     grid_models: tuple
     grid_sizes: tuple
     grid_epochs: int
+    grid_test_size: int      # test examples each grid run evaluates (the zoo task's default: 256)
     packed_workers: tuple    # processes at once; extra counts only while time is left
     ntk_n: int
     ntk_length: int
@@ -92,7 +94,7 @@ DEVICE = Profile(
     name="device", device="cuda", precision="bf16", gpt2={}, seq_len=1024,
     batch_sizes=(16, 32), steps=(5, 65),
     grid_models=("zoo/gpt2-tiny", "zoo/neox-small", "zoo/llama-small", "zoo/gpt2-wide"),
-    grid_sizes=(1024, 4096), grid_epochs=1, packed_workers=(4, 8),
+    grid_sizes=(1024, 4096), grid_epochs=1, grid_test_size=256, packed_workers=(4, 8),
     ntk_n=128, ntk_length=128, ntk_sketch_dim=4096, ntk_exact_n=32, ntk_pairwise_n=3,
     compile_backend="inductor", reference_steps=(5, 30),
     caps={"prepare": 90, "tests": 100, "finetune": 70, "packed": 90, "ntk": 40, "reference": 25,
@@ -103,7 +105,8 @@ SELF_TEST = Profile(
     name="self-test", device="cpu", precision="fp32",
     gpt2={"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64, "vocab_size": 2304}, seq_len=64,
     batch_sizes=(2, 4), steps=(1, 3),
-    grid_models=("zoo/gpt2-tiny",), grid_sizes=(16, 32), grid_epochs=1, packed_workers=(2,),
+    grid_models=("zoo/gpt2-tiny",), grid_sizes=(16, 32), grid_epochs=1, grid_test_size=16,
+    packed_workers=(2,),
     ntk_n=6, ntk_length=16, ntk_sketch_dim=4096, ntk_exact_n=4, ntk_pairwise_n=2,
     compile_backend="eager", reference_steps=(1, 2),
     caps={name: 120 for name in PHASES}, total_seconds=300,
@@ -116,24 +119,38 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True,
                         help="folder for gpu_check.json, gpu_tests.xml and gpu_check.log")
     parser.add_argument("--self-test", action="store_true", help="tiny CPU run of every code path")
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
+                        help="run only these phases (default: all, in order)")
+    parser.add_argument("--start-method", choices=("fork", "spawn"), default="fork",
+                        help="how phases start: fork (default; falls back to spawn if CUDA fails "
+                             "in a forked child) or spawn")
     args = parser.parse_args(argv)
     profile = SELF_TEST if args.self_test else DEVICE
     args.out.mkdir(parents=True, exist_ok=True)
-    _preload()
+    # Before torch is imported: availability checks through NVML leave CUDA
+    # uninitialised, so forked children can still use it. The device reaches no hub.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    os.environ[_START_METHOD] = args.start_method
+    if args.start_method == "fork":
+        _preload()
     started = time.monotonic()
     report = {
         "schema": 1, "mode": profile.name, "profile": asdict(profile),
         "command": [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)],
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "peaks_flops": {"measured": MEASURED_PEAK, "datasheet": DATASHEET_PEAK},
-        "phases": {},
+        "start_method": args.start_method, "phases": {},
     }
-    with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch, \
-            (args.out / "gpu_check.log").open("w") as log:
-        for name in PHASES:
+    log = args.out / "gpu_check.log"
+    log.write_text("")
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
+        for name in (p for p in PHASES if p in args.phases):
             left = profile.total_seconds - (time.monotonic() - started)
             report["phases"][name], report[name] = _run_phase(
                 profile, name, min(profile.caps[name], left), args.out, Path(scratch), log)
+            if _cuda_broken_by_fork(report, name):
+                os.environ[_START_METHOD] = report["start_method"] = "spawn"
     report["summary"] = _summary(report)
     report["wall_seconds"] = time.monotonic() - started
     (args.out / "gpu_check.json").write_text(strict_json(report, indent=1))
@@ -142,34 +159,38 @@ def main(argv=None) -> int:
 
 
 def _preload():
-    """Import the heavy libraries once: every phase and grid worker is a fork of this process.
+    """Import the heavy libraries once, so that forked phases and grid workers start at once.
 
-    Forked children start in milliseconds instead of seconds of imports. Nothing
-    here touches CUDA, which a forked child could then not use.
+    Nothing here may initialise CUDA, which a forked child could then not use:
+    torch's NVML-based availability check (set before torch is imported) keeps
+    library imports that ask whether a GPU exists from doing so.
     """
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        os.environ[var] = "1"  # the device machine reaches no hub
     import datasets  # noqa: F401
     import torch  # noqa: F401
     import transformers
     from transformers import GPT2LMHeadModel  # noqa: F401
 
-    transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars flood the log
-
     import lensllm_nb.finetune  # noqa: F401
     import lensllm_nb.ntk  # noqa: F401
 
+    transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars flood the log
+
+
+def _cuda_broken_by_fork(report, name):
+    """True when the prepare phase, forked, could not use the GPU: later phases then spawn."""
+    probe = (report.get(name) or {}).get("cuda_probe") if name == "prepare" else None
+    return os.environ[_START_METHOD] == "fork" and probe not in (None, "ok")
+
 
 def _run_phase(profile, name, seconds, out, scratch, log):
-    """Run one phase in a forked child killed after `seconds`; return (status, result)."""
+    """Run one phase in a child process killed after `seconds`; return (status, result)."""
     if seconds < 5:
         return {"status": "skipped", "reason": "no time left in the total budget"}, None
-    log.write(f"\n===== phase {name} (cap {seconds:.0f} s) =====\n")
-    log.flush()
+    with log.open("a") as handle:
+        handle.write(f"\n===== phase {name} (cap {seconds:.0f} s, {os.environ[_START_METHOD]}) =====\n")
     path = scratch / f"{name}.json"
     started = time.monotonic()
-    child = _fork(_phase_main, (profile, name, out, scratch, started + seconds, log.fileno()))
+    child = _start(_phase_main, (profile, name, out, scratch, started + seconds, log))
     child.join(timeout=seconds)
     if child.is_alive():
         _kill(child)
@@ -183,20 +204,24 @@ def _run_phase(profile, name, seconds, out, scratch, log):
     return status, (json.loads(path.read_text()) if status["status"] == "ok" else None)
 
 
-def _phase_main(profile, name, out, scratch, deadline, log_fd):
+def _phase_main(profile, name, out, scratch, deadline, log):
     """Body of a phase's child: its own process group (so a kill takes its workers too)."""
     os.setsid()
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
+    with log.open("a") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
     sys.stdout.reconfigure(line_buffering=True)
+    if os.environ[_START_METHOD] == "spawn":
+        _preload()
     result = _PHASE_FUNCTIONS[name](profile, out, scratch, deadline)
     (scratch / f"{name}.json").write_text(strict_json(result, indent=1))
 
 
-def _fork(target, args):
+def _start(target, args):
+    """Start `target(*args)` in a child process by the current start method (fork or spawn)."""
     import multiprocessing
 
-    child = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=False)
+    child = multiprocessing.get_context(os.environ[_START_METHOD]).Process(target=target, args=args)
     child.start()
     return child
 
@@ -222,10 +247,12 @@ def _prepare(profile, out, scratch, deadline):
     from lensllm_nb import zoo
     from lensllm_nb.provenance import library_versions
 
+    cuda = torch.cuda.is_available()
+    probe = _cuda_probe() if cuda else None
     started = time.perf_counter()
     built = zoo.build(progress=False)
-    cuda = torch.cuda.is_available()
     return {
+        "cuda_probe": probe,
         "zoo_build_seconds": time.perf_counter() - started,
         "zoo": {m.name: m.params for m in built},
         "gpu": torch.cuda.get_device_name() if cuda else None,
@@ -235,6 +262,16 @@ def _prepare(profile, out, scratch, deadline):
         "platform": platform.platform(),
         "versions": {**library_versions(), **_versions("pyarrow", "fsspec", "huggingface_hub", "triton")},
     }
+
+
+def _cuda_probe():
+    """"ok" when this process can compute on the GPU, else the error (a fork after CUDA init fails)."""
+    import torch
+
+    try:
+        return "ok" if torch.ones(2, device="cuda").sum().item() == 2 else "wrong sum"
+    except Exception as exc:  # any failure here means: start later phases another way
+        return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _versions(*names):
@@ -427,9 +464,10 @@ def _grid_wall(profile, runs, workers, scratch, deadline):
     groups = _balanced(runs, workers)
     specs = [{"runs": group, "ready": folder / f"ready{i}", "go": folder / "go",
               "result": folder / f"result{i}.json", "memory_fraction": 0.9 / workers,
-              "settings": _grid_settings(profile), "deadline": deadline}
+              "settings": _grid_settings(profile), "test_size": profile.grid_test_size,
+              "deadline": deadline}
              for i, group in enumerate(groups)]
-    children = [_fork(_worker, (spec,)) for spec in specs]
+    children = [_start(_worker, (spec,)) for spec in specs]
     try:
         _wait_until_ready([s["ready"] for s in specs], children, deadline)
         (folder / "go").touch()
@@ -484,7 +522,7 @@ def _worker(spec):
     cuda = spec["settings"]["device"] == "cuda"
     if cuda:
         torch.cuda.set_per_process_memory_fraction(spec["memory_fraction"])
-    task = zoo.load_task()
+    task = zoo.load_task(test_size=spec["test_size"])
     FineTuner(spec["runs"][0]["model"], **{**spec["settings"], "max_steps": 2}).run(task, 16)
     spec["ready"].touch()
     while not spec["go"].exists():

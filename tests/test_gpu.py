@@ -9,6 +9,7 @@ marker, is skipped where torch sees no GPU, and runs on a GPU machine with
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +37,22 @@ SETTINGS = {**zoo.DEMO_SETTINGS, "batch_size": 8, "lr": 1e-3, "warmup_ratio": 0.
 LOSS_TOLERANCE = {"bf16": 1e-2, "fp32": 1e-6}
 
 
-def _load_gpu_check():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
-    spec = importlib.util.spec_from_file_location("gpu_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_gpu_check():
+    """benchmarks/gpu_check.py as a module (a script, not part of the package)."""
+    if "gpu_check" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+        spec = importlib.util.spec_from_file_location("gpu_check", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["gpu_check"] = module  # dataclasses look their module up while it loads
+        spec.loader.exec_module(module)
+    return sys.modules["gpu_check"]
 
 
 @pytest.fixture(scope="module")
 def task(zoo_models):
-    return zoo.load_task()
+    # A 64-example test split: these tests compare runs with each other, and
+    # evaluation is most of a short run's time on CPU.
+    return zoo.load_task(test_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,7 @@ def gpt2_from_config(zoo_models, tmp_path_factory):
     def build(device):
         if device not in folders:
             folder = tmp_path_factory.mktemp(f"gpt2-{device}")
-            folders[device] = _load_gpu_check().gpt2_folder(folder, zoo.resolve("zoo/gpt2-tiny"),
+            folders[device] = load_gpu_check().gpt2_folder(folder, zoo.resolve("zoo/gpt2-tiny"),
                                                             **GPT2_SIZES[device])
         return str(folders[device])
 

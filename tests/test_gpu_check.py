@@ -86,3 +86,29 @@ def test_figures_are_consistent(report):
     summary = data["summary"]
     assert summary["gpu"] is None and summary["grid_packed_workers"] == "2"
     assert all(_positive(v) for k, v in summary.items() if k not in ("gpu", "gpu_tests", "grid_packed_workers"))
+
+
+@pytest.mark.slow
+def test_spawned_phases_run_too(tmp_path):
+    """The fallback when a forked child cannot use CUDA: phases start as fresh interpreters."""
+    done = subprocess.run([sys.executable, str(SCRIPT), "--self-test", "--start-method", "spawn",
+                           "--phases", "ntk", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "gpu_check.json").read_text(), parse_constant=_no_constants)
+    assert data["start_method"] == "spawn" and list(data["phases"]) == ["ntk"]
+    assert data["phases"]["ntk"]["status"] == "ok" and data["ntk"]["n"] == 6
+    assert "finetune" not in data and data["summary"]["finetune_tokens_per_s"] is None
+
+
+def test_a_failed_cuda_probe_switches_to_spawn(monkeypatch):
+    from test_gpu import load_gpu_check
+
+    gpu_check = load_gpu_check()
+    monkeypatch.setenv("GPU_CHECK_START_METHOD", "fork")
+    broken = {"prepare": {"cuda_probe": "RuntimeError: CUDA error: initialization error"}}
+    assert gpu_check._cuda_broken_by_fork(broken, "prepare")
+    assert not gpu_check._cuda_broken_by_fork({"prepare": {"cuda_probe": "ok"}}, "prepare")
+    assert not gpu_check._cuda_broken_by_fork({"prepare": {"cuda_probe": None}}, "prepare")  # no GPU
+    assert not gpu_check._cuda_broken_by_fork({"prepare": None}, "prepare")  # phase timed out
+    monkeypatch.setenv("GPU_CHECK_START_METHOD", "spawn")
+    assert not gpu_check._cuda_broken_by_fork(broken, "prepare")
