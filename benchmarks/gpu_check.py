@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import math
 import os
@@ -97,8 +98,8 @@ DEVICE = Profile(
     grid_sizes=(1024, 4096), grid_epochs=1, grid_test_size=256, packed_workers=(4, 8),
     ntk_n=128, ntk_length=128, ntk_sketch_dim=4096, ntk_exact_n=32, ntk_pairwise_n=3,
     compile_backend="inductor", reference_steps=(5, 30),
-    caps={"prepare": 90, "tests": 100, "finetune": 70, "packed": 90, "ntk": 40, "reference": 25,
-          "compiled": 50},
+    caps={"prepare": 75, "tests": 100, "finetune": 70, "packed": 90, "ntk": 40, "reference": 25,
+          "compiled": 65},
     total_seconds=465,
 )
 SELF_TEST = Profile(
@@ -109,7 +110,7 @@ SELF_TEST = Profile(
     packed_workers=(2,),
     ntk_n=6, ntk_length=16, ntk_sketch_dim=4096, ntk_exact_n=4, ntk_pairwise_n=2,
     compile_backend="eager", reference_steps=(1, 2),
-    caps={name: 120 for name in PHASES}, total_seconds=300,
+    caps={name: 100 for name in PHASES}, total_seconds=400,
 )
 
 
@@ -145,10 +146,14 @@ def main(argv=None) -> int:
     log = args.out / "gpu_check.log"
     log.write_text("")
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
+        scheduled = 0.0
         for name in (p for p in PHASES if p in args.phases):
-            left = profile.total_seconds - (time.monotonic() - started)
+            # Each phase may run until the sum of the caps so far: time an earlier
+            # phase left unused goes to the later ones, never past the total.
+            scheduled += profile.caps[name]
+            seconds = min(scheduled, profile.total_seconds) - (time.monotonic() - started)
             report["phases"][name], report[name] = _run_phase(
-                profile, name, min(profile.caps[name], left), args.out, Path(scratch), log)
+                profile, name, seconds, args.out, Path(scratch), log)
             if _cuda_broken_by_fork(report, name):
                 os.environ[_START_METHOD] = report["start_method"] = "spawn"
     report["summary"] = _summary(report)
@@ -365,7 +370,9 @@ def _tokens_per_second(make_tuner, task, steps, n_train):
     evaluation and set-up cancel in the difference.
     """
     make_tuner(max_steps=1).run(task, n_train)
-    short, long = (make_tuner(max_steps=s).run(task, n_train) for s in steps)
+    tuner = make_tuner(max_steps=steps[0])
+    short = tuner.run(task, n_train)
+    long = make_tuner(max_steps=steps[1]).run(task, n_train)
     for record in (short, long):
         if record["status"] != "ok" or not math.isfinite(record["test_loss"]):
             raise RuntimeError(f"fine-tuning run failed: {record.get('error')}")
@@ -374,7 +381,8 @@ def _tokens_per_second(make_tuner, task, steps, n_train):
     return {"tokens_per_s": tokens / seconds, "timed_steps": long["steps"] - short["steps"],
             "timed_tokens": tokens, "timed_seconds": seconds, "params": long["params"],
             "trainable_params": long["trainable_params"], "test_loss": long["test_loss"],
-            "device": long["device"], "precision": long["precision"]}
+            "device": long["device"], "precision": long["precision"],
+            "attention": getattr(tuner.model_.config, "_attn_implementation", None)}
 
 
 # ------------------------------------------------------------------ phase: finetune
@@ -503,6 +511,10 @@ def _balanced(runs, workers):
     return groups
 
 
+def _model(run):
+    return run["model"]
+
+
 def _wait_until_ready(paths, children, deadline):
     while not all(p.exists() for p in paths):
         if any(child.exitcode is not None for child in children):
@@ -530,9 +542,12 @@ def _worker(spec):
             raise TimeoutError("no start signal before the phase's cap")
         time.sleep(_POLL)
     started, rows = time.time(), []
-    for run in spec["runs"]:
-        record = FineTuner(run["model"], **spec["settings"]).run(task, run["n"], run["seed"])
-        rows.append({**run, **{k: record[k] for k in ("tokens", "steps", "test_loss", "wall_seconds")}})
+    # One tuner per model, as a grid job has: it loads and tokenizes once for all its sizes.
+    for model, runs in itertools.groupby(sorted(spec["runs"], key=_model), key=_model):
+        tuner = FineTuner(model, **spec["settings"])
+        for run in runs:
+            record = tuner.run(task, run["n"], run["seed"])
+            rows.append({**run, **{k: record[k] for k in ("tokens", "steps", "test_loss", "wall_seconds")}})
     ended = time.time()
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     spec["result"].write_text(strict_json(
@@ -634,7 +649,8 @@ def _reference(profile, out, scratch, deadline, compiled=False):
                                                             profile.seq_len)
     return {"batch_size": profile.batch_sizes[0], "seq_len": profile.seq_len, "params": params,
             "compile_backend": profile.compile_backend if compiled else None,
-            "fused_adamw": compiled and profile.device == "cuda", **figures,
+            "fused_adamw": compiled and profile.device == "cuda",
+            "attention": getattr(config, "_attn_implementation", None), **figures,
             "mfu_measured_peak": flops / MEASURED_PEAK, "mfu_datasheet_peak": flops / DATASHEET_PEAK}
 
 

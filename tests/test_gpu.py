@@ -91,14 +91,14 @@ def test_finetune_restores_weights_and_matches_fp32(task, gpt2_from_config, devi
     _check_record(trained, device, precision)
     assert trained["steps"] == STEPS[-1] and trained["test_loss"] != zero["test_loss"]
     # The pretrained weights come back between sizes: the zero-shot loss repeats.
-    assert tuner.run(task, 0)["test_loss"] == pytest.approx(zero["test_loss"], rel=1e-6)
+    assert tuner.run(task, 0)["test_loss"] == pytest.approx(zero["test_loss"], rel=1e-5)
     curve, fp32_curve = (
         [FineTuner(name, device=device, precision=p, max_steps=s, **SETTINGS).run(task, 64)["test_loss"]
          for s in STEPS]
         for p in (precision, "fp32")
     )
     np.testing.assert_allclose(curve, fp32_curve, rtol=LOSS_TOLERANCE[precision])
-    assert curve[-1] == pytest.approx(trained["test_loss"], rel=1e-6)
+    assert curve[-1] == pytest.approx(trained["test_loss"], rel=1e-4)  # CUDA atomics: not bitwise
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -111,7 +111,7 @@ def test_lora_trains_adapters_on_the_device(task, device):
     assert 0 < tuner.trainable_params_ < 0.2 * tuner.params_
     assert all(p.device.type == device for p in tuner.model_.parameters())
     assert trained["test_loss"] != zero["test_loss"]
-    assert tuner.run(task, 0)["test_loss"] == pytest.approx(zero["test_loss"], rel=1e-6)
+    assert tuner.run(task, 0)["test_loss"] == pytest.approx(zero["test_loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)
