@@ -1,9 +1,12 @@
 """Device check of the GPU path: GPU tests, fine-tuning MFU, packed subset grid, NTK sketch.
 
 One command on one GPU machine (an H200 of the device tool) runs every phase and
-writes every figure as strict JSON to ``--out``; each phase runs in its own
-process with a hard time cap, so the whole check never outlasts
-``Profile.total_seconds`` (465 s on the device, inside the 8-minute budget):
+writes every figure as strict JSON to ``--out``. Each phase runs in its own
+process, forked from one that imported the libraries once, and is killed at its
+deadline: the sum of the caps of the phases so far (time a phase leaves unused
+goes to the later ones), never past ``Profile.total_seconds`` (465 s on the
+device, inside the 8-minute budget). A phase that fails or times out is recorded
+as such, its figures null, and the next phase runs:
 
 ``prepare``    build the offline zoo (CPU work), record the machine and library versions.
 ``tests``      ``pytest -m gpu tests/test_gpu.py`` (junit XML parsed into the JSON).
@@ -29,7 +32,10 @@ after ``bash benchmarks/gpu_wheels.sh`` here::
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --out $OUT
 
 It writes ``$OUT/gpu_check.json`` (figures), ``$OUT/gpu_tests.xml`` (junit) and
-``$OUT/gpu_check.log`` (every phase's output) and prints a summary last.
+``$OUT/gpu_check.log`` (every phase's output) and prints a summary last; then
+``give_back``. ``--phases ntk compiled`` reruns only some phases. If a forked
+phase cannot use CUDA (the prepare phase probes it), the later phases start as
+fresh interpreters instead (``--start-method spawn`` forces that from the start).
 
 CPU self-test (tiny models, fp32, few steps; every code path, no device time)::
 

@@ -112,3 +112,34 @@ def test_a_failed_cuda_probe_switches_to_spawn(monkeypatch):
     assert not gpu_check._cuda_broken_by_fork({"prepare": None}, "prepare")  # phase timed out
     monkeypatch.setenv("GPU_CHECK_START_METHOD", "spawn")
     assert not gpu_check._cuda_broken_by_fork(broken, "prepare")
+
+
+def _sleep_with_a_child(profile, out, scratch, deadline):
+    """A phase that outlives its cap and has a child process of its own (like grid workers)."""
+    import time
+
+    child = subprocess.Popen(["sleep", "120"])
+    (scratch / "grandchild.pid").write_text(str(child.pid))
+    time.sleep(120)
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its exit status waits to be collected
+
+
+def test_a_phase_past_its_cap_is_killed_with_its_children(tmp_path, monkeypatch):
+    from test_gpu import load_gpu_check
+
+    gpu_check = load_gpu_check()
+    monkeypatch.setenv("GPU_CHECK_START_METHOD", "fork")
+    monkeypatch.setitem(gpu_check._PHASE_FUNCTIONS, "ntk", _sleep_with_a_child)
+    log = tmp_path / "gpu_check.log"
+    status, result = gpu_check._run_phase(gpu_check.SELF_TEST, "ntk", 6, tmp_path, tmp_path, log)
+    assert status["status"] == "timed_out" and result is None
+    assert "killed after its cap of 6 s" in status["reason"]
+    assert not _alive(int((tmp_path / "grandchild.pid").read_text()))
+    assert "===== phase ntk (cap 6 s, fork)" in log.read_text()
