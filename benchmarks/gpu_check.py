@@ -15,8 +15,9 @@ as such, its figures null, and the next phase runs:
                MFU, model FLOPs per token 6N + 12·L·d·T (PaLM, appendix B) over the
                measured 790 TFLOP/s bf16 matrix rate and the 989 TFLOP/s datasheet
                peak; LoRA tokens/s on the same model.
-``packed``     a grid of 8 small zoo runs (4 candidates × 2 sizes up to 4,096) one after
-               another in one process, then several processes at once on the one GPU,
+``packed``     a grid of 8 small zoo runs (4 candidates × n = 1,024 and 2,048; the zoo's
+               pool of about 2,600 examples has no room for 4,096) one after another
+               in one process, then several processes at once on the one GPU,
                each capped to its share of GPU memory; aggregate training tokens/s.
 ``ntk``        ``compute_ntk`` on GPT-2 small at n = 128 probe examples: seconds, the
                pairwise method timed on a few examples and extrapolated to n², and the
@@ -101,7 +102,7 @@ DEVICE = Profile(
     name="device", device="cuda", precision="bf16", gpt2={}, seq_len=1024,
     batch_sizes=(16, 32), steps=(5, 65),
     grid_models=("zoo/gpt2-tiny", "zoo/neox-small", "zoo/llama-small", "zoo/gpt2-wide"),
-    grid_sizes=(1024, 4096), grid_epochs=1, grid_test_size=256, packed_workers=(4, 8),
+    grid_sizes=(1024, 2048), grid_epochs=1, grid_test_size=256, packed_workers=(4, 8),
     ntk_n=128, ntk_length=128, ntk_sketch_dim=4096, ntk_exact_n=32, ntk_pairwise_n=3,
     compile_backend="inductor", reference_steps=(5, 30),
     caps={"prepare": 75, "tests": 100, "finetune": 70, "packed": 90, "ntk": 40, "reference": 25,
@@ -704,7 +705,8 @@ def _synchronize(device):
 
 
 _PHASE_FUNCTIONS = {"prepare": _prepare, "tests": _tests, "finetune": _finetune, "packed": _packed,
-                    "ntk": _ntk, "reference": _reference, "compiled": functools.partial(_reference, compiled=True)}
+                    "ntk": _ntk, "reference": _reference,
+                    "compiled": functools.partial(_reference, compiled=True)}
 
 
 # ------------------------------------------------------------------ summary

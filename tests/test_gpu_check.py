@@ -85,7 +85,8 @@ def test_figures_are_consistent(report):
 
     summary = data["summary"]
     assert summary["gpu"] is None and summary["grid_packed_workers"] == "2"
-    assert all(_positive(v) for k, v in summary.items() if k not in ("gpu", "gpu_tests", "grid_packed_workers"))
+    figures = {k: v for k, v in summary.items() if k not in ("gpu", "gpu_tests", "grid_packed_workers")}
+    assert all(_positive(v) for v in figures.values()), figures
 
 
 @pytest.mark.slow
@@ -143,3 +144,19 @@ def test_a_phase_past_its_cap_is_killed_with_its_children(tmp_path, monkeypatch)
     assert "killed after its cap of 6 s" in status["reason"]
     assert not _alive(int((tmp_path / "grandchild.pid").read_text()))
     assert "===== phase ntk (cap 6 s, fork)" in log.read_text()
+
+
+def test_the_device_profile_fits_the_data(zoo_models):
+    """What only the device run would find out otherwise: sizes above the pool, short sequences."""
+    from test_gpu import load_gpu_check
+    from transformers import AutoTokenizer
+
+    from lensllm_nb import zoo
+
+    device = load_gpu_check().DEVICE
+    task = zoo.load_task(test_size=device.grid_test_size)
+    task.check_sizes(device.grid_sizes)  # raises when a size exceeds the training pool
+    long_text = load_gpu_check()._long_text_task(rows=2)
+    tokenized = long_text.tokenize(AutoTokenizer.from_pretrained(zoo.resolve("zoo/gpt2-tiny")),
+                                   max_input_length=device.seq_len)
+    assert {len(row["input_ids"]) for row in tokenized.pool + tokenized.test} == {device.seq_len}
