@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from lensllm_nb import zoo  # noqa: E402
+from lensllm_nb.data import TaskData  # noqa: E402
 from lensllm_nb.finetune import FineTuner  # noqa: E402
 from lensllm_nb.ntk import compute_ntk  # noqa: E402
 
@@ -50,9 +51,15 @@ def load_gpu_check():
 
 @pytest.fixture(scope="module")
 def task(zoo_models):
-    # A 64-example test split: these tests compare runs with each other, and
-    # evaluation is most of a short run's time on CPU.
-    return zoo.load_task(test_size=64)
+    """The zoo task cut to 128 training and 64 test examples.
+
+    These tests compare runs with each other; each FineTuner tokenizes its task
+    once and evaluates the test split after every run, which on CPU is most of
+    the time of a run this short.
+    """
+    full = zoo.load_task(test_size=64)
+    return TaskData.from_records(full.pool_.select(range(128)).to_list(), full.test_.to_list(),
+                                 name="zoo-cut", format="pairs")
 
 
 @pytest.fixture(scope="module")
