@@ -4,8 +4,9 @@ One command on one GPU machine (an H200 of the device tool) runs every phase and
 writes every figure as strict JSON to ``--out``. Each phase runs in its own
 process, forked from one that imported the libraries once, and is killed at its
 deadline: the sum of the caps of the phases so far (time a phase leaves unused
-goes to the later ones), never past ``Profile.total_seconds`` (465 s on the
-device, inside the 8-minute budget). A phase that fails or times out is recorded
+goes to the later ones), never past ``Profile.total_seconds`` (460 s on the
+device, imports included: with the wheels' install and the interpreter's start it
+stays inside the 8-minute budget). A phase that fails or times out is recorded
 as such, its figures null, and the next phase runs:
 
 ``prepare``    build the offline zoo (CPU work), record the machine and library versions.
@@ -105,9 +106,9 @@ DEVICE = Profile(
     grid_sizes=(1024, 2048), grid_epochs=1, grid_test_size=256, packed_workers=(4, 8),
     ntk_n=128, ntk_length=128, ntk_sketch_dim=4096, ntk_exact_n=32, ntk_pairwise_n=3,
     compile_backend="inductor", reference_steps=(5, 30),
-    caps={"prepare": 75, "tests": 100, "finetune": 70, "packed": 90, "ntk": 40, "reference": 25,
+    caps={"prepare": 75, "tests": 100, "finetune": 70, "packed": 85, "ntk": 40, "reference": 25,
           "compiled": 65},
-    total_seconds=465,
+    total_seconds=460,
 )
 SELF_TEST = Profile(
     name="self-test", device="cpu", precision="fp32",
@@ -123,6 +124,7 @@ SELF_TEST = Profile(
 
 # ------------------------------------------------------------------ orchestration
 def main(argv=None) -> int:
+    started = time.monotonic()  # the imports below count towards the total too
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True,
                         help="folder for gpu_check.json, gpu_tests.xml and gpu_check.log")
@@ -142,7 +144,6 @@ def main(argv=None) -> int:
     os.environ[_START_METHOD] = args.start_method
     if args.start_method == "fork":
         _preload()
-    started = time.monotonic()
     report = {
         "schema": 1, "mode": profile.name, "profile": asdict(profile),
         "command": [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)],

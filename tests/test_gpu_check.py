@@ -154,6 +154,8 @@ def test_the_device_profile_fits_the_data(zoo_models):
     from lensllm_nb import zoo
 
     device = load_gpu_check().DEVICE
+    # 8 minutes on the device, less 20 s for installing the wheels and starting Python.
+    assert sum(device.caps.values()) <= device.total_seconds <= 8 * 60 - 20
     task = zoo.load_task(test_size=device.grid_test_size)
     task.check_sizes(device.grid_sizes)  # raises when a size exceeds the training pool
     long_text = load_gpu_check()._long_text_task(rows=2)
