@@ -214,7 +214,22 @@ def _run_phase(profile, name, seconds, out, scratch, log):
         status = {"status": "ok"}
     status.update(seconds=round(time.monotonic() - started, 2), cap_seconds=round(seconds, 1))
     print(f"phase {name:<9} {status['status']:<9} {status['seconds']:7.1f} s", flush=True)
-    return status, (json.loads(path.read_text()) if status["status"] == "ok" else None)
+    if status["status"] == "ok":
+        return status, json.loads(path.read_text())
+    partial = _partial_path(scratch, name)
+    # What the phase had measured before it was killed or failed.
+    return status, ({**json.loads(partial.read_text()), "partial": True} if partial.is_file() else None)
+
+
+def _partial_path(scratch, name):
+    return scratch / f"{name}.partial.json"
+
+
+def _checkpoint(scratch, name, result):
+    """Save a phase's figures so far: they are reported even if the phase is then killed."""
+    partial = _partial_path(scratch, name)
+    partial.with_suffix(".tmp").write_text(strict_json(result))
+    partial.with_suffix(".tmp").replace(partial)
 
 
 def _phase_main(profile, name, out, scratch, deadline, log):
@@ -415,17 +430,27 @@ def _finetune(profile, out, scratch, deadline):
         if i and time.monotonic() > deadline - 25:
             result["full"][str(batch)] = {"status": "skipped", "reason": "phase time cap"}
             continue
-        figures = _tokens_per_second(tuner(batch), task, profile.steps, 2 * batch)
-        per_token = model_flops_per_token(figures["params"], config["n_layer"], config["n_embd"],
-                                          profile.seq_len)
-        flops = figures["tokens_per_s"] * per_token
-        figures.update(model_flops_per_token=per_token, mfu_measured_peak=flops / MEASURED_PEAK,
-                       mfu_datasheet_peak=flops / DATASHEET_PEAK)
+        figures = _attempt(_tokens_per_second, tuner(batch), task, profile.steps, 2 * batch)
+        if "tokens_per_s" in figures:
+            per_token = model_flops_per_token(figures["params"], config["n_layer"], config["n_embd"],
+                                              profile.seq_len)
+            flops = figures["tokens_per_s"] * per_token
+            figures.update(model_flops_per_token=per_token, mfu_measured_peak=flops / MEASURED_PEAK,
+                           mfu_datasheet_peak=flops / DATASHEET_PEAK)
         result["full"][str(batch)] = figures
+        _checkpoint(scratch, "finetune", result)
     batch = profile.batch_sizes[0]
-    result["lora"] = {"batch_size": batch, **_tokens_per_second(tuner(batch, lora=True), task,
-                                                                profile.steps, 2 * batch)}
+    result["lora"] = {"batch_size": batch, **_attempt(_tokens_per_second, tuner(batch, lora=True), task,
+                                                      profile.steps, 2 * batch)}
     return result
+
+
+def _attempt(measure, *args):
+    """`measure(*args)`, or a record of its failure (one failed variant must not lose the others)."""
+    try:
+        return measure(*args)
+    except Exception as exc:  # an out-of-memory batch size, say: recorded, the phase goes on
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def model_flops_per_token(params, layers, width, seq_len) -> float:
@@ -445,15 +470,18 @@ def _packed(profile, out, scratch, deadline):
     sequential = _grid_wall(profile, runs, 1, scratch, deadline)
     result = {"runs": runs, "free_gpu_memory_gib": memory and memory / 2**30,
               "sequential": sequential, "packed": {}}
+    _checkpoint(scratch, "packed", result)
     for k in profile.packed_workers:
         if result["packed"] and time.monotonic() > deadline - 1.5 * sequential["wall_seconds"] / k - 15:
             result["packed"][str(k)] = {"status": "skipped", "reason": "phase time cap"}
             continue
-        packed = _grid_wall(profile, runs, k, scratch, deadline)
-        packed["speedup"] = packed["tokens_per_s"] / sequential["tokens_per_s"]
-        packed["max_abs_test_loss_change"] = max(
-            abs(a["test_loss"] - b["test_loss"]) for a, b in zip(sequential["rows"], packed["rows"]))
+        packed = _attempt(_grid_wall, profile, runs, k, scratch, deadline)
+        if "tokens_per_s" in packed:
+            packed["speedup"] = packed["tokens_per_s"] / sequential["tokens_per_s"]
+            packed["max_abs_test_loss_change"] = max(
+                abs(a["test_loss"] - b["test_loss"]) for a, b in zip(sequential["rows"], packed["rows"]))
         result["packed"][str(k)] = packed
+        _checkpoint(scratch, "packed", result)
     measured = {k: v for k, v in result["packed"].items() if "speedup" in v}
     result["best_workers"] = max(measured, key=lambda k: measured[k]["speedup"]) if measured else None
     return result
@@ -572,31 +600,33 @@ def _ntk(profile, out, scratch, deadline):
     k, n, m = profile.ntk_sketch_dim, profile.ntk_n, profile.ntk_pairwise_n
     compute_ntk(model, head(2), sketch_dim=k)  # warm-up
     sketch = _timed(lambda: compute_ntk(model, batch, sketch_dim=k))
-    params = sketch["value"].n_params
     pairwise = _timed(lambda: pairwise_ntk(model, head(m)))
     per_pass = pairwise["seconds"] / m**2
-    exact_n = _exact_size(profile, params)
+    result = {
+        "n": n, "probe_length": profile.ntk_length, "params": sketch["value"].n_params,
+        "sketch": "countsketch", "sketch_dim": k, "device": profile.device,
+        "sketch_seconds": sketch["seconds"], "spectrum": sketch["value"].spectrum_summary(),
+        "pairwise": {"n_timed": m, "passes_timed": m**2, "seconds": pairwise["seconds"],
+                     "seconds_per_pass": per_pass, "extrapolated_seconds_at_n": per_pass * n**2,
+                     "note": f"pairwise_ntk timed on {m} examples ({m**2} passes) and extrapolated to n²"},
+        "speedup_vs_pairwise_extrapolated": per_pass * n**2 / sketch["seconds"],
+    }
+    _checkpoint(scratch, "ntk", result)
+    exact_n = _exact_size(profile, result["params"])
     exact = _timed(lambda: compute_ntk(model, head(exact_n), sketch="exact"))
     variants = {f"k={k},micro_batch=1": _sketch_figures(sketch, exact)}
+    result["exact"] = {"n": exact_n, "seconds": exact["seconds"],
+                       "rel_frobenius_error_of_sketch": variants[f"k={k},micro_batch=1"]["rel_error_vs_exact"],
+                       "expected_error_sqrt_n_over_k": (exact_n / k) ** 0.5}
+    result["variants"] = variants
     for dim, micro in ((k, 8), (4 * k, 1)):
+        _checkpoint(scratch, "ntk", result)
         if time.monotonic() > deadline - 3 * sketch["seconds"] - 5:
             variants[f"k={dim},micro_batch={micro}"] = {"status": "skipped", "reason": "phase time cap"}
             continue
         variant = _timed(lambda: compute_ntk(model, batch, sketch_dim=dim, micro_batch=micro))
         variants[f"k={dim},micro_batch={micro}"] = _sketch_figures(variant, exact)
-    return {
-        "n": n, "probe_length": profile.ntk_length, "params": params, "sketch": "countsketch",
-        "sketch_dim": k, "device": profile.device, "sketch_seconds": sketch["seconds"],
-        "pairwise": {"n_timed": m, "passes_timed": m**2, "seconds": pairwise["seconds"],
-                     "seconds_per_pass": per_pass, "extrapolated_seconds_at_n": per_pass * n**2,
-                     "note": f"pairwise_ntk timed on {m} examples ({m**2} passes) and extrapolated to n²"},
-        "speedup_vs_pairwise_extrapolated": per_pass * n**2 / sketch["seconds"],
-        "exact": {"n": exact_n, "seconds": exact["seconds"],
-                  "rel_frobenius_error_of_sketch": variants[f"k={k},micro_batch=1"]["rel_error_vs_exact"],
-                  "expected_error_sqrt_n_over_k": (exact_n / k) ** 0.5},
-        "variants": variants,
-        "spectrum": sketch["value"].spectrum_summary(),
-    }
+    return result
 
 
 def _sketch_figures(timed, exact):

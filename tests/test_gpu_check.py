@@ -119,6 +119,9 @@ def _sleep_with_a_child(profile, out, scratch, deadline):
     """A phase that outlives its cap and has a child process of its own (like grid workers)."""
     import time
 
+    from test_gpu import load_gpu_check
+
+    load_gpu_check()._checkpoint(scratch, "ntk", {"figure": 1.5})
     child = subprocess.Popen(["sleep", "120"])
     (scratch / "grandchild.pid").write_text(str(child.pid))
     time.sleep(120)
@@ -132,7 +135,7 @@ def _alive(pid):
     return state != "Z"  # a zombie has exited; only its exit status waits to be collected
 
 
-def test_a_phase_past_its_cap_is_killed_with_its_children(tmp_path, monkeypatch):
+def test_a_phase_past_its_cap_is_killed_with_its_children_and_keeps_its_figures(tmp_path, monkeypatch):
     from test_gpu import load_gpu_check
 
     gpu_check = load_gpu_check()
@@ -140,8 +143,8 @@ def test_a_phase_past_its_cap_is_killed_with_its_children(tmp_path, monkeypatch)
     monkeypatch.setitem(gpu_check._PHASE_FUNCTIONS, "ntk", _sleep_with_a_child)
     log = tmp_path / "gpu_check.log"
     status, result = gpu_check._run_phase(gpu_check.SELF_TEST, "ntk", 6, tmp_path, tmp_path, log)
-    assert status["status"] == "timed_out" and result is None
-    assert "killed after its cap of 6 s" in status["reason"]
+    assert status["status"] == "timed_out" and "killed after its cap of 6 s" in status["reason"]
+    assert result == {"figure": 1.5, "partial": True}  # what it had measured is kept
     assert not _alive(int((tmp_path / "grandchild.pid").read_text()))
     assert "===== phase ntk (cap 6 s, fork)" in log.read_text()
 
