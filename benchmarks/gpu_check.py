@@ -751,14 +751,16 @@ def _summary(report) -> dict:
             value = value[key]
         return value
 
-    first = str(report["profile"]["batch_sizes"][0])
+    full = {b: f for b, f in (get("finetune", "full") or {}).items() if "tokens_per_s" in f}
+    batch = max(full, key=lambda b: full[b]["tokens_per_s"]) if full else None  # the fastest batch size
     best = get("packed", "best_workers")
     return {
         "gpu": get("prepare", "gpu"),
         "gpu_tests": get("tests", "counts"),
-        "finetune_tokens_per_s": get("finetune", "full", first, "tokens_per_s"),
-        "finetune_mfu_measured_peak": get("finetune", "full", first, "mfu_measured_peak"),
-        "finetune_mfu_datasheet_peak": get("finetune", "full", first, "mfu_datasheet_peak"),
+        "finetune_batch_size": batch and int(batch),
+        "finetune_tokens_per_s": get("finetune", "full", batch, "tokens_per_s"),
+        "finetune_mfu_measured_peak": get("finetune", "full", batch, "mfu_measured_peak"),
+        "finetune_mfu_datasheet_peak": get("finetune", "full", batch, "mfu_datasheet_peak"),
         "lora_tokens_per_s": get("finetune", "lora", "tokens_per_s"),
         "grid_sequential_tokens_per_s": get("packed", "sequential", "tokens_per_s"),
         "grid_packed_workers": best,
