@@ -35,6 +35,7 @@ from pathlib import Path
 from .batch_control import RunControl, die_with_parent, lock_folder, sleep_unless_stopped, wait_or_kill
 from .errors import BatchError, ConfigError
 from .safe_output import path_inside, safe_filename, strict_json
+from .store import check_dask_store, mask_urls
 
 __all__ = [
     "DEFAULT_KERNEL",
@@ -388,6 +389,7 @@ def _run_locked(grid, out, executor, workers, scheduler, log, control) -> BatchR
             _check_kernel(grid["kernel"])
         if executor == "dask":
             client, closers = _dask_client(workers, scheduler, any(job.gpu for job in jobs))
+            check_dask_store(client, [job.parameters.get("store") for job in jobs])
             slots = max(1, len(client.scheduler_info().get("workers", {})))
             run_stage = _dask_stage(client)
         else:
@@ -580,8 +582,8 @@ def _substitute(value, places):
 
 
 def _plain(grid) -> dict:
-    """Return the grid as JSON-safe plain values (for the run record)."""
-    return json.loads(json.dumps(grid, default=str))
+    """Return the grid as JSON-safe plain values (for the run record), URL passwords masked."""
+    return mask_urls(json.loads(json.dumps(grid, default=str)))
 
 
 def _check_kernel(name) -> None:

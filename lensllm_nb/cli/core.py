@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..safe_output import strict_json
+from ..select import DEFAULT_METHOD
 
 __all__ = ["register"]
 
@@ -25,11 +27,13 @@ def register(subparsers) -> None:
     bench.add_argument("curves", metavar="CURVES")
     bench.add_argument("--methods", default=None,
                        help="comma-separated: zeroshot,subtuning,modelsize,vanilla,rectified,ats,lensllm,"
-                            "progressive (default: all)")
+                            "robust_curvature,slope_drift,curvature_drift,progressive (default: all)")
     bench.add_argument("--target", type=int, default=None, help="size to predict (default: largest in file)")
     bench.add_argument("--ratios", default="8,16,32,64,128,256,512", help="data-budget ratios (default: %(default)s)")
     bench.add_argument("--dataset", default=None, help="dataset to use when the file holds several")
     bench.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    bench.add_argument("--level", type=float, default=None,
+                       help="also record intervals and p_best at this level (JSON: \"predictions\")")
     bench.add_argument("--out", default=None, help="also write tables and plots into this folder")
     bench.add_argument("--drop-invalid", action="store_true",
                        help="drop invalid rows and too-short curves (they are listed on stderr) instead of refusing")
@@ -38,8 +42,9 @@ def register(subparsers) -> None:
     fit = subparsers.add_parser(
         "fit",
         help="fit a scaling law to every curve and predict a size",
-        description="Per model: fitted parameters, RMSE of log loss, phase-transition size D* and the "
-                    "prediction at N with its interval.",
+        description="Per model: fitted parameters (non-identified ones shown as missing, with the reason), "
+                    "RMSE of log loss, phase-transition size D*, and the prediction at N with its interval "
+                    "from the prediction engine's default method.",
     )
     fit.add_argument("curves", metavar="CURVES")
     fit.add_argument("--law", choices=("lensllm", "rectified", "vanilla"), default="lensllm")
@@ -115,7 +120,6 @@ def _check_ratios(table, ratios, target) -> None:
 
 def _benchmark(args) -> int:
     from ..protocol import run_benchmark
-    from ..safe_output import strict_json
 
     table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
     dataset = _one_dataset(table, args.curves)
@@ -123,7 +127,8 @@ def _benchmark(args) -> int:
     ratios = _int_list(args.ratios, "--ratios")
     _check_ratios(table, ratios, args.target)
     out = None if args.out is None else _prepare_out(args.out)
-    result = run_benchmark(table, methods=methods, target=args.target, ratios=ratios, dataset=dataset)
+    result = run_benchmark(table, methods=methods, target=args.target, ratios=ratios, dataset=dataset,
+                           level=args.level)
     if args.format == "json":
         print(strict_json(result.to_json_dict(), indent=2))
     elif args.format == "csv":
@@ -166,10 +171,11 @@ def _write_benchmark(result, out: Path) -> None:
     from ..benchmarks import published
     from ..provenance import run_record
 
-    from ..safe_output import path_inside, safe_filename, strict_json
+    from ..safe_output import path_inside, safe_filename
 
     # The dataset name comes from the data: it names files only once sanitized.
     stem = safe_filename(result.dataset, fallback="dataset")
+
     def inside(suffix):
         return path_inside(out, f"{stem}_{suffix}")
 
@@ -188,7 +194,6 @@ def _write_benchmark(result, out: Path) -> None:
 
 def _fit(args) -> int:
     from ..curve_fits import fit_curves
-    from ..safe_output import strict_json
 
     table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
     target = args.predict if args.predict is not None else int(table["n_train"].max())
@@ -197,10 +202,12 @@ def _fit(args) -> int:
     if args.max_train is not None and args.max_train <= 0:
         raise ConfigError(f"`--max-train` must be a positive size, got {args.max_train}.")
     models = []
-    # One fit per dataset: the same model has a different law on each.
+    # One fit per dataset: the same model has a different law (and prediction) on each.
     for dataset in sorted(map(str, table["dataset"].unique())):
-        result = fit_curves(table, law=args.law, max_train=args.max_train, dataset=dataset)
-        models.extend(_fit_entry(row, result.laws.get(row["model"]), target, args.level)
+        part = table[table["dataset"] == dataset]
+        result = fit_curves(part, law=args.law, max_train=args.max_train)
+        engine = _engine_predictions(part, target, args.max_train, args.level)
+        models.extend(_fit_entry(row, result.laws.get(row["model"]), engine, target)
                       for row in result.summary.to_dict("records"))
     code = 0 if all(m["status"] == "ok" for m in models) else 1
     if args.format == "json":
@@ -210,15 +217,27 @@ def _fit(args) -> int:
     return code
 
 
-def _fit_entry(row, law, target, level) -> dict:
+def _engine_predictions(table, target, max_train, level):
+    """The prediction engine's default method at `target`, from the sizes the fit saw below it."""
+    from ..predict import predict_candidates
+
+    seen = table["n_train"][(table["n_train"] > 0) & (table["n_train"] < target)]
+    if seen.empty:
+        return None
+    budget = int(seen.max()) if max_train is None else min(max_train, int(seen.max()))
+    return predict_candidates(table, max_train=budget, target=target, level=level).frame.set_index("model")
+
+
+def _fit_entry(row, law, engine, target) -> dict:
     """The JSON entry of one (dataset, model) fit; non-finite values become null."""
-    entry = {"model": row["model"], "dataset": row["dataset"], "params": law.params_ if law else {},
+    params, missing = law.reported_params() if law else ({}, {})
+    entry = {"model": row["model"], "dataset": row["dataset"], "params": params, "missing": missing,
              "rmse_log": float(row["rmse_log"]) if law else None,
-             "d_star": law.d_star_ if law else None, "status": row["status"], "reason": row["reason"]}
-    if law:
-        low, high = law.predict_interval([target], level=level)
-        entry["prediction"] = {"n": int(target), "loss": law.predict(int(target)),
-                               "low": float(low[0]), "high": float(high[0])}
+             "d_star": params.get("d_star"), "status": row["status"], "reason": row["reason"]}
+    if engine is not None and row["model"] in engine.index:
+        p = engine.loc[row["model"]]
+        entry["prediction"] = {"n": int(target), "method": DEFAULT_METHOD, "loss": float(p["predicted"]),
+                               "low": float(p["low"]), "high": float(p["high"]), "p_best": float(p["p_best"])}
     return entry
 
 
@@ -227,14 +246,15 @@ def _print_fit(law, models, target, level) -> None:
 
     rows = []
     for m in models:
-        row = {"model": m["model"], "dataset": m["dataset"], **{k: v for k, v in m["params"].items()}, "rmse_log": m["rmse_log"],
-               "d_star": m["d_star"]}
+        # Non-identified parameters show as n/a; the JSON output says why.
+        row = {"model": m["model"], "dataset": m["dataset"],
+               **{k: ("n/a" if v is None else v) for k, v in m["params"].items()}, "rmse_log": m["rmse_log"]}
+        if m["status"] != "ok":
+            row["status"] = f"failed: {m['reason']}"
         if "prediction" in m:
             p = m["prediction"]
             row.update({f"loss@{target}": p["loss"], f"low{int(level * 100)}": p["low"],
                         f"high{int(level * 100)}": p["high"]})
-        else:
-            row["status"] = f"failed: {m['reason']}"
         rows.append(row)
-    print(f"law {law}")
+    print(f"law {law} (parameters); predictions at {target}: method {DEFAULT_METHOD}")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
