@@ -8,7 +8,7 @@ import pytest
 
 from lensllm_nb.calibration import calibration_predictions, coverage, interval_score, reliability
 from lensllm_nb.errors import ConfigError
-from lensllm_nb.fitting import fit_curves
+from lensllm_nb.curve_fits import fit_curves
 from lensllm_nb.predict import DEFAULT_METHOD, predict_candidates
 from lensllm_nb.protocol import run_benchmark
 from lensllm_nb.curve_sources import prepare_curves
