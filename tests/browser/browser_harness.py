@@ -41,6 +41,8 @@ __all__ = [
     "lab_run_all",
     "lab_errors",
     "widget_cell",
+    "move_budget",
+    "budget_readout",
     "widget_snapshot",
     "wait_for_new_output",
 ]
@@ -352,6 +354,27 @@ def widget_cell(page):
     """The notebook cell whose output holds a slider labelled ``budget`` (the comparison widget)."""
     return page.locator(".jp-CodeCell").filter(
         has=page.locator(".widget-slider", has=page.locator("label", has_text="budget")))
+
+
+def _budget_slider(cell):
+    return cell.locator(".widget-slider", has=cell.page.locator("label", has_text="budget"))
+
+
+def move_budget(cell, key="ArrowRight") -> None:
+    """Move the budget slider one step with the keyboard, the other way at either end."""
+    handle = _budget_slider(cell).locator(".noUi-handle")
+    now, low, high = (handle.get_attribute(name) for name in ("aria-valuenow", "aria-valuemin", "aria-valuemax"))
+    if key == "ArrowRight" and now is not None and now == high:
+        key = "ArrowLeft"
+    elif key == "ArrowLeft" and now is not None and now == low:
+        key = "ArrowRight"
+    handle.focus()
+    handle.press(key)
+
+
+def budget_readout(cell) -> str:
+    """The value the budget slider shows."""
+    return _budget_slider(cell).locator(".widget-readout").inner_text()
 
 
 def widget_snapshot(cell) -> dict:

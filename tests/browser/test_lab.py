@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from browser_harness import (ROOT, lab_errors, lab_open_notebook, lab_run_all, prepare_notebook,
-                             wait_for_new_output, widget_cell, widget_snapshot)
+from browser_harness import (ROOT, budget_readout, lab_errors, lab_open_notebook, lab_run_all, move_budget,
+                             prepare_notebook, wait_for_new_output, widget_cell, widget_snapshot)
 
 KERNEL_NAME = "lensllm-nb"
 KERNEL_DISPLAY_NAME = "Python (lensllm-nb)"
@@ -72,27 +72,17 @@ def test_03_runs_and_the_comparison_widget_shows_live_controls(notebook_03, lab_
     assert not [text for text in lab_page.problems["console"] if "widget" in text.lower()], lab_page.problems
 
 
-def _move_budget(cell, key):
-    handle = cell.locator(".widget-slider", has=cell.page.locator("label", has_text="budget")).locator(
-        ".noUi-handle")
-    handle.focus()
-    handle.press(key)
-
-
-def _budget_readout(cell) -> str:
-    slider = cell.locator(".widget-slider", has=cell.page.locator("label", has_text="budget"))
-    return slider.locator(".widget-readout").inner_text()
-
-
-def test_03_budget_slider_redraws_figure_and_table(notebook_03):
+def test_03_budget_slider_redraws_figure_and_table(notebook_03, tmp_path):
     _, cell = notebook_03
-    before, old = widget_snapshot(cell), _budget_readout(cell)
-    _move_budget(cell, "ArrowRight")
+    cell.screenshot(path=str(tmp_path / "widget-before.png"))
+    before, old = widget_snapshot(cell), budget_readout(cell)
+    move_budget(cell, "ArrowRight")
     try:
         wait_for_new_output(cell, before)
     except AssertionError as exc:
-        raise AssertionError(f"moving the budget slider from {old} to {_budget_readout(cell)}: {exc}") from None
-    assert _budget_readout(cell) != old
+        raise AssertionError(f"moving the budget slider from {old} to {budget_readout(cell)}: {exc}") from None
+    assert budget_readout(cell) != old
+    cell.screenshot(path=str(tmp_path / "widget-after.png"))
     problems = lab_errors(cell)
     assert not problems, "after moving the budget slider the widget shows:\n" + "\n".join(problems)
 
@@ -115,13 +105,14 @@ def test_03_dataset_change_redraws_figure_and_table(notebook_03):
     assert not problems, "after changing the dataset the widget shows:\n" + "\n".join(problems)
 
 
-def test_01_progress_bars_are_live_widgets_and_the_run_finishes(lab, lab_page, lab_root):
+def test_01_progress_bars_are_live_widgets_and_the_run_finishes(lab, lab_page, lab_root, tmp_path):
     prepare_notebook(ROOT / "notebooks" / "01_finetune_subsets.ipynb", lab_root / "01.ipynb",
                      {"model": ZOO_MODEL, "dataset": "zoo", "sizes": [0, 16], "seeds": [0], "epochs": 1,
                       "ntk_probe": 0, "store": str(lab_root / "results.db")})
     page = lab_page.page
     lab_open_notebook(page, lab, "01.ipynb")
     lab_run_all(page, timeout_s=300)
+    page.screenshot(path=str(tmp_path / "notebook-01.png"))
     problems = lab_errors(page)
     assert not problems, "notebook 01 shows:\n" + "\n".join(problems)
     outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea")
