@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 export LENSLLM_NB_DATA ?= $(abspath ../shared/benchmarks)
 
-.PHONY: demo test venv kernel clean
+.PHONY: demo test venv kernel chromium clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,17 @@ venv: $(VENV)/.installed-dev kernel
 demo: venv
 	$(VENV)/bin/lensllm-nb demo
 
-test: venv
+# The browser tests (tests/browser) drive the system Chromium through Playwright (installed
+# by the dev extra); Playwright's own browser download needs a network CI does not have.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the browser tests (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		|| echo "could not install chromium; the browser tests will be skipped: run 'apt-get install -y chromium'"; \
+	else echo "chromium is missing; the browser tests will be skipped: run 'sudo apt-get install -y chromium'"; fi
+
+test: venv chromium
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

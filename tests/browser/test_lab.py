@@ -58,6 +58,7 @@ def test_kernel_is_offered_and_selected_without_a_dialog(lab, lab_page, lab_root
     shown = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Toolbar-kernelName").inner_text()
     assert shown.strip() == KERNEL_DISPLAY_NAME
     assert KERNEL_NAME in {kernel["name"] for kernel in lab.kernels()}
+    lab.shutdown_kernels()
 
 
 def test_03_runs_and_the_comparison_widget_shows_live_controls(notebook_03, lab_page):
@@ -110,6 +111,7 @@ def test_01_progress_bars_are_live_widgets_and_the_run_finishes(lab, lab_page, l
                      {"model": ZOO_MODEL, "dataset": "zoo", "sizes": [0, 16], "seeds": [0], "epochs": 1,
                       "ntk_probe": 0, "store": str(lab_root / "results.db")})
     page = lab_page.page
+    lab.shutdown_kernels()  # notebook 03's, if it ran: the two cores are for this one
     lab_open_notebook(page, lab, "01.ipynb")
     lab_run_all(page, timeout_s=300)
     page.screenshot(path=str(tmp_path / "notebook-01.png"))
