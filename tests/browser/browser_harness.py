@@ -420,7 +420,7 @@ def wait_for_new_output(cell, before, *, timeout_s=30) -> float:
             seen.append("the figure did not change" if now["images"] else "no figure is shown")
         if now["tables"] == before["tables"]:
             seen.append("the table did not change" if now["tables"] else "no table is shown")
-        text = cell.locator(".jp-OutputArea").inner_text()[-600:]
+        text = cell.locator(".jp-Cell-outputArea").first.inner_text()[-600:]
         raise AssertionError(f"after {timeout_s} s, {' and '.join(seen) or 'the output is incomplete'}; "
                              f"the widget's output area shows:\n{text}") from exc
     return time.perf_counter() - started
