@@ -38,6 +38,8 @@ __all__ = [
     "open_page",
     "prepare_notebook",
     "lab_open_notebook",
+    "lab_wait_kernel_idle",
+    "lab_current_notebook",
     "lab_run_all",
     "lab_errors",
     "widget_cell",
@@ -298,10 +300,17 @@ def lab_open_notebook(page, lab, name, *, timeout_s=90) -> None:
     """Open notebook `name` and wait until its kernel is idle."""
     page.goto(lab.notebook_url(name))
     page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=timeout_s * 1000)
-    _wait_kernel_idle(page, timeout_s)
+    lab_wait_kernel_idle(page, timeout_s)
 
 
-def _wait_kernel_idle(page, timeout_s) -> None:
+def lab_current_notebook(page) -> str | None:
+    """The file name on the tab of the notebook shown, or None."""
+    tab = page.locator(".jp-mod-current .lm-TabBar-tabLabel")
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    return tab.first.inner_text().strip() if panel.count() and tab.count() else None
+
+
+def lab_wait_kernel_idle(page, timeout_s=90) -> None:
     """Wait until the notebook's kernel is named and idle, or a dialog asks something."""
     page.wait_for_function(
         """() => {

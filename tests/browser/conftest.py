@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from browser_harness import ROOT, JupyterLab, launch_chromium, missing_requirements, open_page
+from browser_harness import JupyterLab, launch_chromium, missing_requirements, open_page
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from browser_harness import (ROOT, budget_readout, lab_errors, lab_open_notebook, lab_run_all, move_budget,
-                             prepare_notebook, wait_for_new_output, widget_cell, widget_snapshot)
+from browser_harness import (ROOT, budget_readout, lab_current_notebook, lab_errors, lab_open_notebook,
+                             lab_run_all, lab_wait_kernel_idle, move_budget, prepare_notebook,
+                             wait_for_new_output, widget_cell, widget_snapshot)
 
 KERNEL_NAME = "lensllm-nb"
 KERNEL_DISPLAY_NAME = "Python (lensllm-nb)"
@@ -28,37 +29,42 @@ def curves_file(lab_root):
 
 
 @pytest.fixture(scope="module")
-def notebook_03(lab, lab_page, lab_root, curves_file):
-    """Notebook 03 on the 30 benchmark models, all cells run from the Run menu."""
-    prepare_notebook(ROOT / "notebooks" / "03_select_models.ipynb", lab_root / "03.ipynb",
-                     {"store": "", "curves": str(curves_file), "dataset": "flan",
-                      "methods": ["subtuning", "ats", "lensllm"], "widget_mode": "live"})
+def notebook_03_file(lab_root, curves_file):
+    """Notebook 03 with parameters for the 30 benchmark models of FLAN (Gigaword in the same file)."""
+    return prepare_notebook(ROOT / "notebooks" / "03_select_models.ipynb", lab_root / "03.ipynb",
+                            {"store": "", "curves": str(curves_file), "dataset": "flan",
+                             "methods": ["subtuning", "ats", "lensllm"], "widget_mode": "live"})
+
+
+@pytest.fixture(scope="module")
+def notebook_03(lab, lab_page, notebook_03_file):
+    """Notebook 03, all cells run from the Run menu (opened here unless already open)."""
     page = lab_page.page
-    lab_open_notebook(page, lab, "03.ipynb")
+    if lab_current_notebook(page) != notebook_03_file.name:
+        lab_open_notebook(page, lab, notebook_03_file.name)
     lab_run_all(page, timeout_s=240)
     cell = widget_cell(page)
     cell.locator("img").first.wait_for(timeout=30_000)
     return page, cell
 
 
-def test_kernel_is_offered_and_selected_without_a_dialog(lab, lab_page, lab_root):
+def test_kernel_is_offered_and_selected_without_a_dialog(lab, lab_page, notebook_03_file):
     specs = lab.api("GET", "/api/kernelspecs")["kernelspecs"]
     assert KERNEL_NAME in specs, f"JupyterLab offers only {sorted(specs)}; run `make kernel`"
     assert specs[KERNEL_NAME]["spec"]["display_name"] == KERNEL_DISPLAY_NAME
     page = lab_page.page
-    page.goto(lab.url("lab"))
+    page.goto(lab.url("lab") + "&reset")
     card = page.locator(".jp-LauncherCard", has_text=KERNEL_DISPLAY_NAME)
     card.first.wait_for(timeout=60_000)
     assert card.count() >= 1, f"the launcher has no {KERNEL_DISPLAY_NAME!r} card"
-
-    prepare_notebook(ROOT / "notebooks" / "03_select_models.ipynb", lab_root / "kernel.ipynb", {})
-    lab_open_notebook(page, lab, "kernel.ipynb")
+    # Open the notebook as a user does: double-click it in the file browser.
+    page.locator(".jp-DirListing-item", has_text=notebook_03_file.name).first.dblclick()
+    lab_wait_kernel_idle(page)
     dialogs = page.locator(".jp-Dialog")
     assert dialogs.count() == 0, f"opening the notebook asked: {dialogs.first.inner_text()}"
     shown = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Toolbar-kernelName").inner_text()
     assert shown.strip() == KERNEL_DISPLAY_NAME
     assert KERNEL_NAME in {kernel["name"] for kernel in lab.kernels()}
-    lab.shutdown_kernels()
 
 
 def test_03_runs_and_the_comparison_widget_shows_live_controls(notebook_03, lab_page):
