@@ -369,8 +369,11 @@ def _budget_slider(cell):
     return cell.locator(".widget-slider", has=cell.page.locator("label", has_text="budget"))
 
 
-def move_budget(cell, key="ArrowRight") -> None:
-    """Move the budget slider one step with the keyboard, the other way at either end."""
+def move_budget(cell, key="ArrowRight") -> str:
+    """Move the budget slider one step with the keyboard, the other way at either end.
+
+    Returns the key pressed.
+    """
     handle = _budget_slider(cell).locator(".noUi-handle")
     now, low, high = (handle.get_attribute(name) for name in ("aria-valuenow", "aria-valuemin", "aria-valuemax"))
     if key == "ArrowRight" and now is not None and now == high:
@@ -379,6 +382,7 @@ def move_budget(cell, key="ArrowRight") -> None:
         key = "ArrowRight"
     handle.focus()
     handle.press(key)
+    return key
 
 
 def budget_readout(cell) -> str:
