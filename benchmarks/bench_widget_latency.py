@@ -64,7 +64,8 @@ def _measure(page, lab, root, name, changes) -> dict:
     models = benchmarks.load(name)["model"].nunique()
     return {"set": name, "models": models, "changes": len(first), "median": statistics.median(first),
             "max": max(first), "repeats": len(repeat),
-            "repeat_median": statistics.median(repeat) if repeat else float("nan"), "budgets": sorted(seen, key=int)}
+            "repeat_median": statistics.median(repeat) if repeat else float("nan"), "budgets": sorted(seen, key=int),
+            "times": [round(t, 2) for t in first + repeat]}
 
 
 def _section(rows, command, *, load_start, chromium) -> str:
@@ -134,7 +135,7 @@ def main() -> None:
                     rows.append(row)
                     print(f"{name}: {row['models']} models, {row['changes']} new budgets, median "
                           f"{row['median']:.2f} s, max {row['max']:.2f} s; {row['repeats']} revisited, "
-                          f"median {row['repeat_median']:.2f} s (budgets {row['budgets']})")
+                          f"median {row['repeat_median']:.2f} s (budgets {row['budgets']}; seconds {row['times']})")
         finally:
             browser.close()
     command = "LENSLLM_NB_DATA=../shared/benchmarks .venv/bin/python benchmarks/bench_widget_latency.py " + \
