@@ -68,7 +68,7 @@ _START_TIMEOUT_S = 120
 def find_chromium() -> str | None:
     """Path of the Chromium to drive: ``$LENSLLM_NB_CHROMIUM``, else ``chromium`` on PATH."""
     for candidate in (os.environ.get("LENSLLM_NB_CHROMIUM"), shutil.which("chromium"),
-                      shutil.which("chromium-browser"), "/usr/bin/chromium"):
+                      shutil.which("chromium-browser")):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
