@@ -32,8 +32,8 @@ def batch(tmp_path_factory):
         "parameters": {"store": "{out}/results.db"},
         "jobs": [
             {"notebook": "notebooks/01_finetune_subsets.ipynb", "stage": 1,
-             "parameters": {"model": "zoo/gpt2-tiny", "dataset": "zoo", "sizes": [0, 16], "epochs": 1,
-                            "ntk_probe": 0}},
+             "parameters": {"model": "zoo/gpt2-tiny", "dataset": "zoo", "sizes": [0, 16], "full_sizes": [],
+                            "epochs": 1, "ntk_probe": 0}},
             {"notebook": "notebooks/03_select_models.ipynb", "stage": 1,
              "parameters": {"store": "", "curves": "flan", "models": FLAN_MODELS, "max_train": 12800,
                             "methods": ["subtuning", "ats", "lensllm"]}},
