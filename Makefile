@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 export LENSLLM_NB_DATA ?= $(abspath ../shared/benchmarks)
 
-.PHONY: demo test venv kernel chromium clean
+.PHONY: demo test venv kernel chromium clean postgres
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,19 @@ chromium:
 		|| echo "could not install chromium; the browser tests will be skipped: run 'apt-get install -y chromium'"; \
 	else echo "chromium is missing; the browser tests will be skipped: run 'sudo apt-get install -y chromium'"; fi
 
-test: venv chromium
+# The store tests start their own PostgreSQL server (initdb + pg_ctl in a temp folder): install
+# Debian's server package when it is missing and we are root, without a default cluster.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  mkdir -p /etc/postgresql-common && echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	  apt-get install -y -qq -o Dpkg::Options::=--force-confold postgresql >/dev/null; \
+	else echo "make test: PostgreSQL is missing, so its store tests will be skipped; install it with: sudo apt-get install -y postgresql"; fi
+
+# Import layers first (seconds; pyproject.toml [tool.importlinter]), then the tests.
+test: venv postgres chromium
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

@@ -1,9 +1,11 @@
-"""Benchmark: write throughput of the SQLite results store.
+"""Benchmark: write throughput of the results store, SQLite file vs PostgreSQL server.
 
-Measures rows per second for one-row upserts from one process, for
-``upsert_many`` in one transaction, and for several processes upserting at once
-(each row its own transaction, as a grid of fine-tuning runs does), and checks
-that no row is lost. Run from the repository root:
+For each backend, 1 and 4 writer processes upsert rows as a grid of fine-tuning runs
+does (each row its own transaction, with its config/versions JSON), and the rows
+found afterwards are counted (nothing may be lost). Timing starts when every writer
+has opened the store (a barrier), so interpreter start-up is not counted. The
+PostgreSQL server is a throw-away local one (``TemporaryPostgres``: fsync off, on
+127.0.0.1) unless ``--url`` names one. Run from the repository root:
 
     .venv/bin/python benchmarks/bench_store.py
 """
@@ -16,9 +18,12 @@ import shlex
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
-from lensllm_nb.store import ResultsStore
+from lensllm_nb.store import ResultsStore, mask_url
+from lensllm_nb.store.tempserver import TemporaryPostgres
 
 
 def _row(model, n_train):
@@ -27,52 +32,54 @@ def _row(model, n_train):
             "versions": {"python": sys.version.split()[0]}}
 
 
-def _writer(path, model, rows):
-    with ResultsStore(path) as store:
+def _writer(target, model, rows, barrier):
+    with ResultsStore(target) as store:
+        barrier.wait()
         for i in range(rows):
             store.upsert(_row(model, i))
 
 
+def _measure(target, processes, rows):
+    """Return (seconds, rows found) for `processes` writers of `rows` rows each."""
+    ResultsStore(target).close()  # create the schema before the race starts
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes + 1)
+    procs = [ctx.Process(target=_writer, args=(target, f"w{w}", rows, barrier)) for w in range(processes)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for p in procs:
+        p.join()
+    seconds = time.perf_counter() - start
+    with ResultsStore(target) as store:
+        return seconds, len(store)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=500, help="rows per writer")
-    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--rows", type=int, default=300, help="rows per writer")
+    parser.add_argument("--url", default=None, help="PostgreSQL database URL (default: a temporary server)")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as folder:
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        server = None if args.url else stack.enter_context(TemporaryPostgres())
         results = []
-        path = Path(folder) / "single.db"
-        start = time.perf_counter()
-        _writer(path, "single", args.rows)
-        results.append(("upsert, 1 process", args.rows, time.perf_counter() - start, path))
+        for processes in (1, 4):
+            sqlite_file = folder / f"bench-{processes}.db"
+            url = args.url or server.create_database(f"bench_{processes}_{uuid.uuid4().hex[:8]}")
+            for backend, target in (("SQLite file", sqlite_file), ("PostgreSQL URL", url)):
+                seconds, found = _measure(target, processes, args.rows)
+                results.append((backend, processes, processes * args.rows, seconds, found))
 
-        path = Path(folder) / "many.db"
-        start = time.perf_counter()
-        with ResultsStore(path) as store:
-            store.upsert_many([_row("many", i) for i in range(args.rows)])
-        results.append(("upsert_many (one transaction)", args.rows, time.perf_counter() - start, path))
-
-        path = Path(folder) / "concurrent.db"
-        ResultsStore(path).close()  # create the schema before the race starts
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_writer, args=(path, f"w{w}", args.rows)) for w in range(args.processes)]
-        start = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        # Includes starting the interpreters: a lower bound on concurrent throughput.
-        results.append((f"upsert, {args.processes} processes at once", args.processes * args.rows,
-                        time.perf_counter() - start, path))
-
-        print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}")
+        command = [sys.executable, *sys.argv] if argv is None else [sys.executable, __file__, *argv]
+        print(f"command: {' '.join(shlex.quote(mask_url(a)) for a in command)}")
         print()
-        print("| writes | rows | seconds | rows/s | rows found |")
-        print("|---|---:|---:|---:|---:|")
-        for name, rows, seconds, db in results:
-            with ResultsStore(db) as store:
-                found = len(store)
-            print(f"| {name} | {rows} | {seconds:.2f} | {rows / seconds:,.0f} | {found} |")
+        print("| backend | writer processes | rows | seconds | rows/s | rows found |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for backend, processes, rows, seconds, found in results:
+            print(f"| {backend} | {processes} | {rows} | {seconds:.2f} | {rows / seconds:,.0f} | {found} |")
 
 
 if __name__ == "__main__":

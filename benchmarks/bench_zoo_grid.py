@@ -113,7 +113,7 @@ def _compare_trainer(model, task, settings, n=256):
     hand_train = hand["wall_seconds"] - zero["wall_seconds"]
 
     tokenized = tuner._tokenized(task)
-    features = [tokenized.pool[i] for i in task.subset_indices(n, 0)]
+    features = tokenized.rows("pool", task.subset_indices(n, 0))
     tuner._restore()
     steps = math.ceil(n / settings["batch_size"]) * settings["epochs"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import BatchError, ConfigError
+from .store import check_dask_store, mask_urls
 
 __all__ = [
     "DEFAULT_KERNEL",
@@ -360,6 +361,7 @@ def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None,
             _check_kernel(grid["kernel"])
         if executor == "dask":
             client, closers = _dask_client(workers, scheduler, any(job.gpu for job in jobs))
+            check_dask_store(client, [job.parameters.get("store") for job in jobs])
             slots = max(1, len(client.scheduler_info().get("workers", {})))
             run_stage = _dask_stage(client)
         else:
@@ -502,8 +504,8 @@ def _substitute(value, places):
 
 
 def _plain(grid) -> dict:
-    """Return the grid as JSON-safe plain values (for the run record)."""
-    return json.loads(json.dumps(grid, default=str))
+    """Return the grid as JSON-safe plain values (for the run record), URL passwords masked."""
+    return mask_urls(json.loads(json.dumps(grid, default=str)))
 
 
 def _check_kernel(name) -> None:

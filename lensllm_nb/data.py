@@ -17,7 +17,11 @@ measures more data, not different data.
 
 Load a task from the Hugging Face Hub (:meth:`TaskData.from_hub`), from local
 json/jsonl/csv/parquet files (:meth:`TaskData.from_files`), from memory
-(:meth:`TaskData.from_records`), or from one string with :func:`load_task`.
+(:meth:`TaskData.from_records`), or from one string with :func:`load_task`
+(:func:`lensllm_nb.sources.load_task` also knows ``"zoo"``, the offline zoo's task).
+Tokenizing (:func:`tokenize`, :meth:`TaskData.tokenize`) runs
+``datasets.Dataset.map(batched=True)``, so a large dataset is tokenized in
+batches into Arrow and cached, not held as Python lists.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .errors import ConfigError
 
@@ -487,13 +492,35 @@ class TaskData:
 class TokenizedTask:
     """Token ids of every split, ready for :class:`Collator`.
 
-    Each split is a list of ``{"input_ids": [...], "labels": [...]}`` dicts in the
-    row order of :attr:`TaskData.pool_`, ``test_`` and ``validation_``.
+    Each split is a ``datasets.Dataset`` with columns ``input_ids``, ``labels``
+    and ``length`` (the longer of the two), in the row order of
+    :attr:`TaskData.pool_`, ``test_`` and ``validation_``. Arrow-backed (memory
+    mapped for file and hub data), so a large pool is not held as Python lists.
     """
 
-    pool: list
-    test: list
-    validation: list | None
+    pool: object
+    test: object
+    validation: object | None
+
+    def rows(self, split, indices=None) -> list:
+        """Rows of `split` (``"pool"``, ``"test"`` or ``"validation"``) as dicts of Python lists.
+
+        Parameters
+        ----------
+        split : str
+        indices : sequence of int, optional
+            Row positions, in the order wanted; default every row.
+        """
+        ds = getattr(self, split)
+        if indices is not None:
+            ds = ds.select([int(i) for i in indices])
+        columns = ds[:] if len(ds) else {"input_ids": [], "labels": []}
+        return [{"input_ids": i, "labels": l} for i, l in zip(columns["input_ids"], columns["labels"])]
+
+    def longest(self) -> int:
+        """The most tokens of any input or label sequence, over every split."""
+        splits = [ds for ds in (self.pool, self.test, self.validation) if ds is not None and len(ds)]
+        return max(max(ds["length"][:]) for ds in splits)
 
 
 def tokenize(
@@ -508,7 +535,7 @@ def tokenize(
     max_input_length=128,
     max_target_length=64,
     separator="\n",
-) -> list:
+):
     """Tokenize rows into ``input_ids`` and ``labels`` with the loss mask applied.
 
     Parameters
@@ -532,10 +559,13 @@ def tokenize(
 
     Returns
     -------
-    list of dict
-        ``{"input_ids": list[int], "labels": list[int]}`` per row. For causal
-        models `labels` is aligned with `input_ids` (the model shifts); for
-        encoder-decoder models it holds the target ids.
+    datasets.Dataset or list of dict
+        For a Dataset: a Dataset with columns ``input_ids``, ``labels`` and
+        ``length``, made with ``Dataset.map(batched=True)`` (cached on disk for
+        file and hub data, so a second call with the same tokenizer reads the
+        cache). For a list: ``{"input_ids": list[int], "labels": list[int]}``
+        per row. For causal models `labels` is aligned with `input_ids` (the
+        model shifts); for encoder-decoder models it holds the target ids.
     """
     if format not in ("text", "pairs"):
         raise ConfigError(f"`format` must be 'text' or 'pairs'; got {format!r}.")
@@ -547,44 +577,74 @@ def tokenize(
             "The 'text' format trains a causal language model, but the model is an "
             "encoder-decoder; use an input/target dataset or a causal model."
         )
-    eos = tokenizer.eos_token_id
-    prefix = _bos_prefix(tokenizer)
-    suffix = [] if eos is None else [eos]
-    encode = lambda texts: tokenizer(list(texts), add_special_tokens=False)["input_ids"]  # noqa: E731
+    encoder = _Encoder(
+        tokenizer, format=format, columns=(text_column, input_column, target_column),
+        encoder_decoder=encoder_decoder, max_input_length=max_input_length,
+        max_target_length=max_target_length, separator=separator,
+    )
+    if isinstance(examples, list):
+        out = encoder({c: _column(examples, c) for c in encoder.reads})
+        return [{"input_ids": i, "labels": t} for i, t in zip(out["input_ids"], out["labels"])]
+    with _quiet_datasets():
+        return examples.map(encoder, batched=True, remove_columns=list(examples.column_names))
 
-    if format == "text":
-        budget = max_input_length - len(prefix) - len(suffix)
-        out = []
-        for ids in encode(_column(examples, text_column)):
-            ids = prefix + ids[:budget] + suffix
-            out.append({"input_ids": ids, "labels": list(ids)})
-        return out
 
-    targets = [t[: max_target_length - len(suffix)] + suffix for t in encode(_column(examples, target_column))]
-    if encoder_decoder:
-        # The tokenizer's own special tokens (e.g. T5's trailing </s>) belong to
-        # the encoder input, so let it add them and truncate around them.
-        enc = tokenizer(
-            list(_column(examples, input_column)),
-            add_special_tokens=True,
-            truncation=True,
-            max_length=max_input_length,
-        )["input_ids"]
-        return [{"input_ids": i, "labels": t} for i, t in zip(enc, targets)]
-    sep = encode([separator])[0] if separator else []
-    budget = max_input_length - len(prefix) - len(sep)
-    if budget < 1:
-        raise ConfigError(
-            f"`max_input_length`={max_input_length} leaves no room for the input after "
-            f"the separator ({len(sep)} tokens); raise it."
-        )
-    out = []
-    for ids, target in zip(encode(_column(examples, input_column)), targets):
-        # Cut the input, not the separator, so the model always sees where the
-        # target starts.
-        prompt = prefix + ids[:budget] + sep
-        out.append({"input_ids": prompt + target, "labels": [-100] * len(prompt) + target})
-    return out
+class _Encoder:
+    """The batched tokenizing function of :func:`tokenize` (a ``Dataset.map`` function).
+
+    A class rather than a closure so that ``datasets`` fingerprints it by its
+    settings and the tokenizer, and reuses the cached result of an equal call.
+    """
+
+    def __init__(self, tokenizer, *, format, columns, encoder_decoder, max_input_length,
+                 max_target_length, separator):
+        self.tokenizer = tokenizer
+        self.format = format
+        self.text_column, self.input_column, self.target_column = columns
+        self.encoder_decoder = encoder_decoder
+        self.max_input_length = max_input_length
+        self.max_target_length = max_target_length
+        self.separator = separator
+        self.reads = (self.text_column,) if format == "text" else (self.input_column, self.target_column)
+        eos = tokenizer.eos_token_id
+        self.prefix = _bos_prefix(tokenizer)
+        self.suffix = [] if eos is None else [eos]
+        self.sep = self._encode([separator])[0] if separator and format == "pairs" else []
+        if format == "pairs" and not encoder_decoder and max_input_length - len(self.prefix) - len(self.sep) < 1:
+            raise ConfigError(
+                f"`max_input_length`={max_input_length} leaves no room for the input after "
+                f"the separator ({len(self.sep)} tokens); raise it."
+            )
+
+    def __call__(self, batch) -> dict:
+        if self.format == "text":
+            budget = self.max_input_length - len(self.prefix) - len(self.suffix)
+            ids = [self.prefix + row[:budget] + self.suffix for row in self._encode(batch[self.text_column])]
+            return _with_length(ids, [list(row) for row in ids])
+        targets = [t[: self.max_target_length - len(self.suffix)] + self.suffix
+                   for t in self._encode(batch[self.target_column])]
+        if self.encoder_decoder:
+            # The tokenizer's own special tokens (e.g. T5's trailing </s>) belong to
+            # the encoder input, so let it add them and truncate around them.
+            inputs = self.tokenizer(list(batch[self.input_column]), add_special_tokens=True,
+                                    truncation=True, max_length=self.max_input_length)["input_ids"]
+            return _with_length(inputs, targets)
+        budget = self.max_input_length - len(self.prefix) - len(self.sep)
+        ids, labels = [], []
+        for row, target in zip(self._encode(batch[self.input_column]), targets):
+            # Cut the input, not the separator, so the model always sees where the
+            # target starts.
+            prompt = self.prefix + row[:budget] + self.sep
+            ids.append(prompt + target)
+            labels.append([-100] * len(prompt) + target)
+        return _with_length(ids, labels)
+
+    def _encode(self, texts):
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+
+def _with_length(ids, labels):
+    return {"input_ids": ids, "labels": labels, "length": [max(len(i), len(t)) for i, t in zip(ids, labels)]}
 
 
 class Collator:
@@ -629,8 +689,7 @@ def load_task(spec, **settings) -> TaskData:
     Parameters
     ----------
     spec : str, Path or TaskData
-        ``"zoo"`` for the offline zoo task; a json/jsonl/csv/parquet file; a
-        directory holding ``train.*`` (and optionally ``test.*`` and
+        A json/jsonl/csv/parquet file; a directory holding ``train.*`` (and optionally ``test.*`` and
         ``validation.*``); else a Hugging Face Hub dataset id, optionally
         ``"id:config"``. A TaskData is returned unchanged.
     **settings
@@ -645,13 +704,9 @@ def load_task(spec, **settings) -> TaskData:
         return spec
     if not isinstance(spec, (str, Path)) or not str(spec):
         raise ConfigError(
-            f"`dataset` must be 'zoo', a file, a directory or a hub id; got {spec!r}."
+            f"`dataset` must be a file, a directory or a hub id; got {spec!r}."
         )
     text = str(spec)
-    if text == "zoo":
-        from . import zoo
-
-        return zoo.load_task(**settings)
     path = Path(text).expanduser()
     if path.is_dir():
         files = {split: _find_split_file(path, split) for split in _SPLIT_NAMES}
@@ -673,11 +728,7 @@ def load_task(spec, **settings) -> TaskData:
 def _to_dataset(rows, split):
     import datasets
 
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a core dependency
-        pd = None
-    if pd is not None and isinstance(rows, pd.DataFrame):
+    if isinstance(rows, pd.DataFrame):
         return datasets.Dataset.from_pandas(rows, preserve_index=False)
     if isinstance(rows, datasets.Dataset):
         return rows

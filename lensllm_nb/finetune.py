@@ -2,21 +2,23 @@
 
 A fine-tuning curve is the test loss of one pretrained model after fine-tuning on
 nested training subsets of growing size n (n = 0 is the zero-shot loss). This
-module measures such curves with transformers models:
+module keeps the session of such runs:
 
-* :class:`FineTuner` holds the settings of a run (estimator style: stored
+* :class:`FineTuner` holds the settings of a run (declared once in
+  :class:`~lensllm_nb.settings.FineTuneSettings`; estimator style: stored
   unchanged, validated when used), loads the model once, keeps its initial
   weights in memory and restores them before every run.
 * :meth:`FineTuner.grid` / :func:`run_grid` run sizes × seeds into a
   :class:`~lensllm_nb.store.ResultsStore`, skipping runs the store already has
   (a killed grid resumes) and recording failures with their error.
 
-The training loop is a lean hand-written torch loop rather than ``Trainer``:
-for the small models this toolkit fine-tunes on CPU it measured faster (see
-docs/BENCHMARKS.md, "Zoo grid"), and it gives exact token-weighted losses with
-gradient accumulation. It supports optional LoRA (peft), bf16 autocast on GPUs
-that support it (fp32 elsewhere), gradient accumulation, epochs or max steps,
-early stopping on a validation split, and seeds.
+The pieces it composes live along their seams: names become models and tasks in
+:mod:`lensllm_nb.sources`, device, precision and threads are decided in
+:mod:`lensllm_nb.device`, and the training loop and loss are those of
+:mod:`lensllm_nb.training` (shared with the zoo's pretraining and the NTK probe).
+Optional LoRA (peft), bf16 autocast on GPUs that support it, gradient
+accumulation, epochs or max steps, early stopping on a validation split and
+seeds are supported.
 
 Every run records model, dataset, n_train, seed, test_loss, train_loss, steps,
 tokens seen, a FLOPs estimate (6 × parameters × tokens), the parameter count, wall
@@ -26,30 +28,30 @@ result, plus optional NTK features of the pretrained model (``ntk_probe``).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from .data import Collator, TaskData, load_task
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import training
+from .data import Collator, TaskData
+from .device import PRECISIONS, resolve_device, resolve_precision, torch_threads
 from .errors import ConfigError, FinetuneError
+from .ntk import compute_ntk
 from .provenance import config_hash, run_record
+from .settings import SCHEDULERS, FineTuneSettings, settings_doc
+from .sources import load_model, load_task, model_revision, resolve_model
+from .store import ResultsStore
 
 __all__ = [
     "FineTuner", "run_grid", "resolve_device", "resolve_model", "torch_threads",
     "SCHEDULERS", "PRECISIONS",
 ]
 
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-PRECISIONS = ("auto", "fp32", "bf16")
 _ON_ERROR = ("continue", "raise")
-# Files of a local model folder that identify its weights (see _model_revision).
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
-_TOKENIZER_PREFIXES = ("tokenizer", "vocab", "merges", "special_tokens_map", "spiece", "sentencepiece")
-_WHOLE_FILE_LIMIT = 64 << 20
-_SAMPLE_BYTES = 1 << 20
 
 # One loaded model per process: a notebook that calls run_grid for the same
 # model on several datasets must not reload it. The key covers everything that
@@ -57,72 +59,12 @@ _SAMPLE_BYTES = 1 << 20
 _LOADED = {}
 
 
-class FineTuner:
+class FineTuner(FineTuneSettings):
     """Fine-tune one pretrained model on training subsets and measure its test loss.
 
     Parameters
     ----------
-    model : str or Path
-        ``"zoo/NAME"`` (an offline zoo candidate), a local ``save_pretrained``
-        folder, or a Hugging Face Hub model id. Stored runs are named by this string.
-    revision : str, optional
-        Git revision (branch, tag or commit) of a hub model, for reproducible runs.
-    epochs : int
-        Passes over the training subset (ignored when `max_steps` is set).
-    max_steps : int, optional
-        Total optimizer steps, cycling through the subset as often as needed.
-    lr : float
-        Peak learning rate of AdamW.
-    batch_size : int
-        Examples per forward pass.
-    grad_accum : int
-        Forward passes per optimizer step (effective batch ``batch_size * grad_accum``).
-    weight_decay : float
-        AdamW weight decay.
-    warmup_ratio : float
-        Share of the optimizer steps spent warming the learning rate up, in [0, 1).
-    scheduler : {"linear", "cosine", "constant", "constant_with_warmup"}
-        Learning-rate schedule (transformers ``get_scheduler``).
-    max_grad_norm : float or None
-        Gradient clipping norm; None disables clipping.
-    lora : bool
-        Fine-tune LoRA adapters (peft) instead of all weights.
-    lora_r, lora_alpha, lora_dropout : int, float, float
-        LoRA rank, scaling and dropout.
-    lora_target_modules : list of str or "all-linear"
-        Modules that get adapters.
-    early_stopping_patience : int, optional
-        Stop after this many evaluations of the validation loss without
-        improvement and keep the best weights. Needs a validation split (for
-        example ``TaskData(..., val_size=64)``).
-    eval_steps : int, optional
-        Optimizer steps between validation evaluations (default: once an epoch).
-    max_input_length, max_target_length : int
-        Token budgets of the input (the whole text in the "text" format) and of
-        the target; see :func:`lensllm_nb.data.tokenize`.
-    separator : str
-        Text between input and target in causal input/target sequences.
-    precision : {"auto", "fp32", "bf16"}
-        ``"auto"``: bf16 autocast on a GPU that supports it, else fp32.
-    device : {"auto", "cpu", "cuda"} or "cuda:N"
-        ``"auto"`` uses a GPU when torch sees one.
-    eval_batch_size : int, optional
-        Batch size of test/validation evaluation (default ``2 * batch_size``); does
-        not change the result.
-    ntk_probe : int
-        Number of training-pool examples on which to compute the NTK features of
-        the pretrained model (0: none). Computed once per model and task and
-        stored with every run (over the trained parameters: the LoRA adapters
-        when `lora` is set).
-    ntk_sketch_dim : int
-        Sketch dimension of the NTK gradients.
-    threads : int, optional
-        torch CPU threads while this tuner runs (restored afterwards); None keeps
-        torch's setting. Small models gain little from a second thread and lose
-        several-fold when other processes share the cores, so the zoo demo uses
-        1 and runs candidates side by side instead. Not part of the config hash.
-    progress : bool
-        Show tqdm bars for the grid and for each run.
+{parameters}
 
     Attributes
     ----------
@@ -142,67 +84,6 @@ class FineTuner:
         Counts of the last :meth:`grid` call: ``run``, ``skipped``, ``failed``.
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        revision=None,
-        epochs=3,
-        max_steps=None,
-        lr=5e-5,
-        batch_size=16,
-        grad_accum=1,
-        weight_decay=0.0,
-        warmup_ratio=0.0,
-        scheduler="linear",
-        max_grad_norm=1.0,
-        lora=False,
-        lora_r=8,
-        lora_alpha=16,
-        lora_dropout=0.0,
-        lora_target_modules="all-linear",
-        early_stopping_patience=None,
-        eval_steps=None,
-        max_input_length=128,
-        max_target_length=64,
-        separator="\n",
-        precision="auto",
-        device="auto",
-        eval_batch_size=None,
-        ntk_probe=0,
-        ntk_sketch_dim=4096,
-        threads=None,
-        progress=True,
-    ):
-        self.model = model
-        self.revision = revision
-        self.epochs = epochs
-        self.max_steps = max_steps
-        self.lr = lr
-        self.batch_size = batch_size
-        self.grad_accum = grad_accum
-        self.weight_decay = weight_decay
-        self.warmup_ratio = warmup_ratio
-        self.scheduler = scheduler
-        self.max_grad_norm = max_grad_norm
-        self.lora = lora
-        self.lora_r = lora_r
-        self.lora_alpha = lora_alpha
-        self.lora_dropout = lora_dropout
-        self.lora_target_modules = lora_target_modules
-        self.early_stopping_patience = early_stopping_patience
-        self.eval_steps = eval_steps
-        self.max_input_length = max_input_length
-        self.max_target_length = max_target_length
-        self.separator = separator
-        self.precision = precision
-        self.device = device
-        self.eval_batch_size = eval_batch_size
-        self.ntk_probe = ntk_probe
-        self.ntk_sketch_dim = ntk_sketch_dim
-        self.threads = threads
-        self.progress = progress
-
     # ------------------------------------------------------------------ public
     def check(self, task, sizes=None) -> "FineTuner":
         """Validate settings, device, model and task without loading weights.
@@ -219,9 +100,9 @@ class FineTuner:
         sizes : list of int, optional
             Subset sizes to check against the task's training pool.
         """
-        self._check_settings()
+        self.check_settings()
         self.device_ = resolve_device(self.device)
-        self.precision_ = _resolve_precision(self.precision, self.device_)
+        self.precision_ = resolve_precision(self.precision, self.device_)
         self._path, self._config = resolve_model(self.model, revision=self.revision)
         self.family_ = self._config.model_type
         self.encoder_decoder_ = bool(getattr(self._config, "is_encoder_decoder", False))
@@ -250,38 +131,13 @@ class FineTuner:
     def config(self, task) -> dict:
         """Return every setting that affects a run's result (hashed into ``config_hash``)."""
         self.check(task)
-        lora = None
-        if self.lora:
-            lora = {
-                "r": self.lora_r,
-                "alpha": self.lora_alpha,
-                "dropout": self.lora_dropout,
-                "target_modules": self.lora_target_modules,
-            }
         return {
             "model": str(self.model),
-            "model_revision": _model_revision(self._path, self._config),
+            "model_revision": model_revision(self._path, self._config),
             "task": task.describe(),
-            "epochs": None if self.max_steps is not None else self.epochs,
-            "max_steps": self.max_steps,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "grad_accum": self.grad_accum,
-            "weight_decay": self.weight_decay,
-            "warmup_ratio": self.warmup_ratio,
-            "scheduler": self.scheduler,
-            "max_grad_norm": self.max_grad_norm,
-            "lora": lora,
-            "early_stopping_patience": self.early_stopping_patience,
-            "eval_steps": self.eval_steps if self.early_stopping_patience is not None else None,
-            "max_input_length": self.max_input_length,
-            "max_target_length": self.max_target_length,
-            "separator": self.separator if task.format_ == "pairs" and not self.encoder_decoder_ else None,
-            "precision": self.precision_,
-            "ntk": (
-                {"probe": self.ntk_probe, "sketch_dim": self.ntk_sketch_dim, "seed": 0}
-                if self.ntk_probe
-                else None
+            **self.result_settings(
+                text_pairs_causal=task.format_ == "pairs" and not self.encoder_decoder_,
+                precision=self.precision_,
             ),
         }
 
@@ -293,18 +149,14 @@ class FineTuner:
         FineTuner
             self, with `model_`, `tokenizer_`, `params_` and `trainable_params_` set.
         """
-        import torch
-
         if getattr(self, "_path", None) is None:
             raise FinetuneError("Call check(task) (or grid/run) before load().")
-        key = (
-            str(self._path), self.revision, str(self.device_),
-            (self.lora_r, self.lora_alpha, self.lora_dropout, str(self.lora_target_modules))
-            if self.lora else None,
-        )
+        lora = self._lora()
+        key = (str(self._path), self.revision, str(self.device_),
+               None if lora is None else tuple((k, str(v)) for k, v in lora.items()))
         if key not in _LOADED:
             _LOADED.clear()  # free the previous model before loading the next
-            _LOADED[key] = self._load_fresh()
+            _LOADED[key] = self._load_fresh(lora)
         state = _LOADED[key]
         self.model_ = state["model"]
         self.tokenizer_ = state["tokenizer"]
@@ -315,10 +167,6 @@ class FineTuner:
             _pad_id(self.tokenizer_),
             decoder_start_token_id=state["decoder_start"] if self.encoder_decoder_ else None,
         )
-        self._pin = self.device_.type == "cuda"
-        self._autocast = lambda: torch.autocast(
-            self.device_.type, dtype=torch.bfloat16, enabled=self.precision_ == "bf16"
-        )
         return self
 
     def run(self, task, n_train, seed=0) -> dict:
@@ -327,7 +175,7 @@ class FineTuner:
         Parameters
         ----------
         task : TaskData or str
-            The task, or a spec for :func:`lensllm_nb.data.load_task`.
+            The task, or a spec for :func:`lensllm_nb.sources.load_task`.
         n_train : int
             Training examples (0: zero-shot loss).
         seed : int
@@ -358,7 +206,7 @@ class FineTuner:
         Parameters
         ----------
         task : TaskData or str
-            The task, or a spec for :func:`lensllm_nb.data.load_task`.
+            The task, or a spec for :func:`lensllm_nb.sources.load_task`.
         sizes : list of int
             Subset sizes (0: zero-shot).
         seeds : list of int
@@ -374,8 +222,6 @@ class FineTuner:
             The runs of this call (skipped runs are in the store); ``grid_summary_``
             counts run, skipped and failed runs.
         """
-        import pandas as pd
-
         task = load_task(task)
         sizes = task.check_sizes(sizes)
         seeds = _check_seeds(seeds)
@@ -383,17 +229,16 @@ class FineTuner:
             raise ConfigError(f"`on_error` must be one of {_ON_ERROR}; got {on_error!r}.")
         store = _check_store(store)
         config = self.config(task)
-        chash = config_hash(config)
-        owned = store is not None and not _is_store(store)
+        owned = store is not None and not isinstance(store, ResultsStore)
         # A new store file is created only once the model has loaded, so a model
         # that cannot load leaves no empty store behind.
-        opened = None if owned and not Path(store).exists() else _open_store(store)
+        from .store import is_url  # a database URL names no file: open it to skip stored runs
+
+        opened = None if owned and not is_url(store) and not Path(store).exists() else _open_store(store)
         try:
             plan = [(seed, n) for seed in seeds for n in sizes]
-            pending = [
-                (seed, n) for seed, n in plan
-                if opened is None or not opened.is_done(str(self.model), task.name, n, seed, chash)
-            ]
+            pending = [(seed, n) for seed, n in plan if opened is None or not opened.is_done(
+                str(self.model), task.name, n, seed, config_hash(config))]
             self.grid_summary_ = {"run": 0, "skipped": len(plan) - len(pending), "failed": 0}
             rows = []
             if pending:
@@ -412,8 +257,6 @@ class FineTuner:
         return pd.DataFrame(rows)
 
     def _grid_runs(self, task, config, pending, store, on_error, ntk):
-        from tqdm.auto import tqdm
-
         rows = []
         bar = tqdm(pending, desc=f"{self.model} × {task.name}", disable=not self.progress, unit="run")
         for seed, n in bar:
@@ -457,7 +300,7 @@ class FineTuner:
         tokenized = self._tokenized(task)
         self._restore()
         train = self._train(tokenized, task.subset_indices(n, seed), seed) if n else {}
-        test_loss, test_tokens = self._evaluate(tokenized.test)
+        test_loss, test_tokens = self._evaluate(tokenized.rows("test"))
         if not math.isfinite(test_loss):
             raise FinetuneError(
                 f"the test loss is {test_loss} after training; lower `lr` (now {self.lr}) "
@@ -476,210 +319,63 @@ class FineTuner:
         )
 
     def _train(self, tokenized, indices, seed):
+        """Fine-tune on the pool rows `indices` with the shared loop; early stopping lives here."""
         import torch
-        from tqdm.auto import tqdm
-        from transformers import get_scheduler, set_seed
+        from transformers import set_seed
 
         set_seed(seed)
-        features = [tokenized.pool[i] for i in indices]
-        micro_per_epoch = math.ceil(len(features) / self.batch_size)
-        steps_per_epoch = math.ceil(micro_per_epoch / self.grad_accum)
+        features = tokenized.rows("pool", indices)
+        steps_per_epoch = math.ceil(math.ceil(len(features) / self.batch_size) / self.grad_accum)
         total = self.max_steps if self.max_steps is not None else self.epochs * steps_per_epoch
-        eval_every = self.eval_steps or steps_per_epoch
-        params = [p for p in self.model_.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        schedule = get_scheduler(
-            self.scheduler, optimizer,
-            num_warmup_steps=math.ceil(self.warmup_ratio * total), num_training_steps=total,
-        )
-        generator = torch.Generator().manual_seed(seed)
         loader = torch.utils.data.DataLoader(
-            features, batch_size=self.batch_size, shuffle=True, generator=generator,
-            collate_fn=self._collate, pin_memory=self._pin,
+            features, batch_size=self.batch_size, shuffle=True,
+            generator=torch.Generator().manual_seed(seed), collate_fn=self._collate,
+            pin_memory=self.device_.type == "cuda",
         )
-        self.model_.train()
-        step, tokens, loss_sum, loss_count = 0, 0, 0.0, 0
-        best, best_step, bad_evals, best_state = math.inf, None, 0, None
         bar = tqdm(total=total, desc=f"n={len(features)} seed={seed}", leave=False,
                    disable=not self.progress, unit="step")
+        validation = tokenized.rows("validation") if self.early_stopping_patience is not None else None
+        stopper = _EarlyStopping(self, validation, total, self.eval_steps or steps_per_epoch)
+        optimization = training.Optimization(
+            lr=self.lr, total_steps=total, warmup_steps=math.ceil(self.warmup_ratio * total),
+            weight_decay=self.weight_decay, scheduler=self.scheduler, max_grad_norm=self.max_grad_norm,
+        )
+
+        def on_step(step):
+            bar.update(1)
+            return stopper(step)
+
         try:
-            while step < total:
-                batches = iter(loader)
-                for group in _groups(batches, self.grad_accum):
-                    group = [self._to_device(b) for b in group]
-                    group_targets = sum(_target_count(b, self.encoder_decoder_) for b in group)
-                    for batch in group:
-                        with self._autocast():
-                            summed, count = self._loss_sum(batch)
-                        if not torch.isfinite(summed):
-                            raise FinetuneError(
-                                f"the training loss became {summed.item()} at step {step + 1}; "
-                                f"lower `lr` (now {self.lr}) or use precision='fp32'."
-                            )
-                        # Token-weighted over the whole optimizer step, so the
-                        # gradient does not depend on how the step was split.
-                        (summed / group_targets).backward()
-                        loss_sum += summed.item()
-                        loss_count += count
-                        tokens += _token_count(batch, self.encoder_decoder_)
-                    if self.max_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    bar.update(1)
-                    if self.early_stopping_patience is not None and (step % eval_every == 0 or step == total):
-                        val, _ = self._evaluate(tokenized.validation)
-                        self.model_.train()
-                        if val < best:
-                            best, best_step, bad_evals = val, step, 0
-                            best_state = self._trainable_state()
-                        else:
-                            bad_evals += 1
-                        if bad_evals >= self.early_stopping_patience:
-                            total = step  # stop: patience spent
-                    if step >= total:
-                        break
+            done = training.train(
+                self.model_, training.epoch_groups(loader, self.grad_accum), optimization,
+                device=self.device_, precision=self.precision_, on_step=on_step,
+                hint=f"lower `lr` (now {self.lr}) or use precision='fp32'.",
+            )
         finally:
             bar.close()
-        if best_state is not None and best_step != step:
-            self._load_trainable_state(best_state)
-        return {
-            "steps": step,
-            "tokens": int(tokens),
-            "train_loss": loss_sum / max(loss_count, 1),
-            "val_loss": None if best_step is None else best,
-            "best_step": best_step,
-        }
+        stopper.restore_best(done["steps"])
+        return {"steps": done["steps"], "tokens": done["tokens"], "train_loss": done["train_loss"],
+                **stopper.summary()}
 
     def _evaluate(self, features):
-        """Token-weighted mean loss over `features` (sorted by length to pad less)."""
-        import torch
-
-        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-        size = self.eval_batch_size or 2 * self.batch_size
-        total, count = 0.0, 0
-        self.model_.eval()
-        with torch.inference_mode():
-            for start in range(0, len(order), size):
-                batch = self._to_device(self._collate([features[i] for i in order[start:start + size]]))
-                with self._autocast():
-                    summed, n = self._loss_sum(batch)
-                total += summed.item()
-                count += n
-        if count == 0:
-            raise FinetuneError("The evaluation split has no target tokens; check the max lengths.")
-        return total / count, count
-
-    def _loss_sum(self, batch):
-        """Summed cross-entropy over the label tokens of a batch, and their count."""
-        import torch.nn.functional as functional
-
-        labels = batch["labels"]
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        logits = self.model_(**inputs, use_cache=False).logits
-        if not self.encoder_decoder_:
-            logits, labels = logits[:, :-1], labels[:, 1:]  # token t predicts t + 1
-        # fp32 cross-entropy: bf16 logits would round the per-token losses.
-        summed = functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-            ignore_index=-100, reduction="sum",
+        """Token-weighted mean loss over `features` (rows of input_ids and labels) and the target tokens."""
+        return training.evaluate(
+            self.model_, features, self._collate, batch_size=self.eval_batch_size or 2 * self.batch_size,
+            device=self.device_, precision=self.precision_,
         )
-        return summed, int((labels != -100).sum())
 
     # ----------------------------------------------------------------- helpers
-    def _check_settings(self):
-        if not isinstance(self.model, (str, Path)) or not str(self.model):
-            raise ConfigError(
-                f"`model` must be a zoo name ('zoo/NAME'), a local folder or a hub id; got {self.model!r}."
-            )
-        if self.max_steps is None:
-            _check_int("epochs", self.epochs, 1)
-        else:
-            _check_int("max_steps", self.max_steps, 1)
-        _check_number("lr", self.lr, positive=True)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("grad_accum", self.grad_accum, 1)
-        _check_number("weight_decay", self.weight_decay)
-        _check_number("warmup_ratio", self.warmup_ratio)
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"`warmup_ratio` must lie in [0, 1); got {self.warmup_ratio!r}.")
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"`scheduler` must be one of {SCHEDULERS}; got {self.scheduler!r}.")
-        if self.max_grad_norm is not None:
-            _check_number("max_grad_norm", self.max_grad_norm, positive=True)
-        if not isinstance(self.lora, bool):
-            raise ConfigError(f"`lora` must be True or False; got {self.lora!r}.")
-        if self.lora:
-            targets = self.lora_target_modules
-            if targets != "all-linear" and (
-                isinstance(targets, str) or not isinstance(targets, (list, tuple)) or not targets
-                or not all(isinstance(t, str) for t in targets)
-            ):
-                raise ConfigError(
-                    "`lora_target_modules` must be 'all-linear' or a list of module names such "
-                    f"as ['q_proj', 'v_proj']; got {targets!r}."
-                )
-            _check_int("lora_r", self.lora_r, 1)
-            _check_number("lora_alpha", self.lora_alpha, positive=True)
-            _check_number("lora_dropout", self.lora_dropout)
-        if self.early_stopping_patience is not None:
-            _check_int("early_stopping_patience", self.early_stopping_patience, 1)
-        if self.eval_steps is not None:
-            _check_int("eval_steps", self.eval_steps, 1)
-        _check_int("max_input_length", self.max_input_length, 4)
-        _check_int("max_target_length", self.max_target_length, 4)
-        if not isinstance(self.separator, str):
-            raise ConfigError(f"`separator` must be a string; got {self.separator!r}.")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"`precision` must be one of {PRECISIONS}; got {self.precision!r}.")
-        if self.eval_batch_size is not None:
-            _check_int("eval_batch_size", self.eval_batch_size, 1)
-        _check_int("ntk_probe", self.ntk_probe, 0)
-        _check_int("ntk_sketch_dim", self.ntk_sketch_dim, 1)
-        if self.threads is not None:
-            _check_int("threads", self.threads, 1)
+    def _lora(self):
+        if not self.lora:
+            return None
+        return {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
+                "target_modules": self.lora_target_modules}
 
-    def _load_fresh(self):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-        auto = AutoModelForSeq2SeqLM if self.encoder_decoder_ else AutoModelForCausalLM
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self._path, revision=self.revision)
-            # fp32 master weights; bf16 comes from autocast, which keeps AdamW exact.
-            model = auto.from_pretrained(self._path, revision=self.revision, dtype=torch.float32)
-        except Exception as exc:  # a corrupt or incompatible checkpoint
-            raise FinetuneError(
-                f"`model` {self.model!r} could not be loaded ({type(exc).__name__}: "
-                f"{_first_line(exc)}); check that the folder holds a transformers "
-                "model and tokenizer saved with save_pretrained."
-            ) from None
-        params = sum(p.numel() for p in model.parameters())
-        decoder_start = getattr(model.config, "decoder_start_token_id", None)
-        if self.encoder_decoder_ and decoder_start is None:
-            raise FinetuneError(
-                f"`model` {self.model!r} is an encoder-decoder without `decoder_start_token_id` "
-                "in its config; set it (often the pad token id) and save the model again."
-            )
-        model.to(self.device_)
-        if self.lora:
-            from peft import LoraConfig, get_peft_model
-
-            torch.manual_seed(0)  # the adapters' initial weights are part of the model
-            targets = self.lora_target_modules
-            try:
-                model = get_peft_model(model, LoraConfig(
-                    r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                    target_modules=targets if isinstance(targets, str) else list(targets),
-                    task_type="SEQ_2_SEQ_LM" if self.encoder_decoder_ else "CAUSAL_LM",
-                ))
-            except ValueError as exc:  # peft names the modules it could not find
-                raise ConfigError(
-                    f"`lora_target_modules` {targets!r} do not fit {self.model!r}: "
-                    f"{_first_line(exc)}"
-                ) from None
+    def _load_fresh(self, lora):
+        model, tokenizer, decoder_start, params = load_model(
+            self._path, name=self.model, revision=self.revision,
+            encoder_decoder=self.encoder_decoder_, device=self.device_, lora=lora,
+        )
         # Only trainable tensors change during fine-tuning, so they are all that
         # must be restored between runs (with LoRA: the adapters only).
         initial = {
@@ -726,10 +422,7 @@ class FineTuner:
         limit = getattr(self._config, "max_position_embeddings", None)
         if not isinstance(limit, numbers.Integral):
             return  # relative positions (T5): no fixed limit
-        splits = [tokenized.pool, tokenized.test, tokenized.validation or []]
-        longest = max(
-            max(len(f["input_ids"]), len(f["labels"])) for split in splits for f in split
-        )
+        longest = tokenized.longest()
         if longest > limit:
             if self.encoder_decoder_:
                 budget = "`max_input_length` and `max_target_length` are each"
@@ -754,16 +447,14 @@ class FineTuner:
         """
         if not self.ntk_probe:
             return None
-        from .ntk import compute_ntk
-
         cached = getattr(self, "_ntk_cache", None)
         key = config_hash(config)
         if cached is not None and cached[0] == key:
             return cached[1]
         tokenized = self._tokenized(task)
         self._restore()
-        probe = [tokenized.pool[i] for i in task.subset_indices(self.ntk_probe, seed=0)]
-        batch = self._to_device(self._collate(probe))
+        probe = tokenized.rows("pool", task.subset_indices(self.ntk_probe, seed=0))
+        batch = training.to_device(self._collate(probe), self.device_)
         try:
             features = compute_ntk(self.model_, batch, sketch_dim=self.ntk_sketch_dim, seed=0)
         except Exception as exc:
@@ -774,9 +465,37 @@ class FineTuner:
         self._ntk_cache = (key, features.to_dict())
         return self._ntk_cache[1]
 
-    def _to_device(self, batch):
-        return {k: v.to(self.device_, non_blocking=self._pin) for k, v in batch.items()}
 
+# The Parameters section comes from the settings' one declaration (settings.py).
+FineTuner.__doc__ = FineTuner.__doc__.replace("{parameters}", settings_doc())
+
+
+class _EarlyStopping:
+    """Evaluate the validation loss every `every` steps; stop after `patience` evaluations without gain."""
+
+    def __init__(self, tuner, validation, total, every):
+        self.tuner, self.validation, self.total, self.every = tuner, validation, total, every
+        self.best, self.best_step, self.bad, self.best_state = math.inf, None, 0, None
+
+    def __call__(self, step):
+        tuner = self.tuner
+        if tuner.early_stopping_patience is None or not (step % self.every == 0 or step == self.total):
+            return False
+        val, _ = tuner._evaluate(self.validation)
+        tuner.model_.train()
+        if val < self.best:
+            self.best, self.best_step, self.bad = val, step, 0
+            self.best_state = tuner._trainable_state()
+        else:
+            self.bad += 1
+        return self.bad >= tuner.early_stopping_patience
+
+    def restore_best(self, steps):
+        if self.best_state is not None and self.best_step != steps:
+            self.tuner._load_trainable_state(self.best_state)
+
+    def summary(self):
+        return {"val_loss": None if self.best_step is None else self.best, "best_step": self.best_step}
 
 def run_grid(model, dataset, sizes, seeds=(0,), store=None, *, on_error="continue",
              dataset_options=None, **settings):
@@ -825,175 +544,9 @@ def run_grid(model, dataset, sizes, seeds=(0,), store=None, *, on_error="continu
     return tuner.grid(task, sizes, seeds, store, on_error=on_error)
 
 
-def resolve_device(device="auto"):
-    """Return the torch device for ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown name, or a GPU that torch does not see.
-    """
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
-        try:
-            resolved = torch.device(device)
-        except RuntimeError:
-            raise ConfigError(f"`device` {device!r} is not a device name; use 'cuda' or 'cuda:0'.") from None
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"`device`={device!r} but torch {torch.__version__} sees no GPU; pass "
-                "device='auto' or 'cpu', or install a CUDA build of torch on a GPU machine."
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"`device`={device!r} but only {torch.cuda.device_count()} GPU(s) are visible."
-            )
-        return resolved
-    raise ConfigError(f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
-
-
-def resolve_model(model, *, revision=None):
-    """Return ``(path_or_id, config)`` for a zoo name, a local folder or a hub id.
-
-    Only the config is read (no weights), so a bad name fails fast. `revision`
-    pins a hub model to a branch, tag or commit.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown zoo name, a missing folder, a folder without a model
-        config, or a name the Hugging Face Hub does not resolve from here.
-    """
-    from transformers import AutoConfig
-
-    from . import zoo
-
-    text = str(model)
-    if zoo.is_zoo_name(text):
-        path = zoo.resolve(text)
-        return path, AutoConfig.from_pretrained(path)
-    path = Path(text).expanduser()
-    looks_local = text.startswith((".", "/", "~")) or path.exists()
-    if looks_local:
-        if not path.is_dir():
-            raise ConfigError(
-                f"`model` {text!r} is not an existing folder; pass a folder saved with "
-                "save_pretrained, a hub id such as 'gpt2', or a zoo name "
-                f"({', '.join(zoo.names())})."
-            )
-        if not (path / "config.json").is_file():
-            raise ConfigError(
-                f"`model` folder {text!r} has no config.json, so it is not a transformers "
-                "model; pass the folder written by save_pretrained."
-            )
-        try:
-            return path, AutoConfig.from_pretrained(path)
-        except Exception as exc:
-            raise ConfigError(
-                f"`model` folder {text!r} has an unreadable config.json ({type(exc).__name__}: "
-                f"{_first_line(exc)})."
-            ) from None
-    try:
-        return text, AutoConfig.from_pretrained(text, revision=revision)
-    except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors
-        raise ConfigError(
-            f"`model` {text!r} is neither a zoo name, a local folder nor a Hugging Face Hub "
-            f"model reachable from here ({type(exc).__name__}: {_first_line(exc)}). Check the "
-            f"spelling; offline, use a zoo model ({', '.join(zoo.names())}) or a local folder."
-        ) from None
-
-
-@contextmanager
-def torch_threads(threads):
-    """Run a block with `threads` torch CPU threads, then restore the previous count.
-
-    Parameters
-    ----------
-    threads : int or None
-        None leaves torch's setting alone.
-    """
-    import torch
-
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------------- helpers
-def _resolve_precision(precision, device):
-    import torch
-
-    if precision == "fp32":
-        return "fp32"
-    bf16_ok = device.type == "cpu" or torch.cuda.is_bf16_supported()
-    if precision == "bf16":
-        if not bf16_ok:
-            raise ConfigError("`precision`='bf16' but this GPU does not support bf16; use 'fp32'.")
-        return "bf16"
-    # "auto": bf16 only where the GPU has it; CPU bf16 autocast is slower than fp32.
-    return "bf16" if device.type == "cuda" and bf16_ok else "fp32"
-
-
-def _model_revision(path, config):
-    """Identify the weights: the hub commit, or a digest of the local folder's files.
-
-    The digest covers the config, the tokenizer files and the weight files'
-    contents, so a folder rebuilt or retrained in place (same names, same sizes,
-    new weights) gets a new config hash and is not skipped as already run.
-    """
-    commit = getattr(config, "_commit_hash", None)
-    if commit:
-        return commit
-    folder = Path(path)
-    if not folder.is_dir():
-        return None
-    files = sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json"
-                            or p.name.startswith(_TOKENIZER_PREFIXES))
-    )
-    return config_hash({p.name: _file_digest(p) for p in files})
-
-
-def _file_digest(path):
-    """SHA-256 of a file; above 64 MiB, of its size and three 1 MiB samples.
-
-    Reading every byte of a multi-gigabyte checkpoint on each grid call costs
-    seconds to minutes; samples at the start, middle and end still change when
-    the weights do (the end of a safetensors file is tensor data).
-    """
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        if size <= _WHOLE_FILE_LIMIT:
-            digest.update(handle.read())
-        else:
-            digest.update(str(size).encode())
-            for offset in (0, size // 2, size - _SAMPLE_BYTES):
-                handle.seek(offset)
-                digest.update(handle.read(_SAMPLE_BYTES))
-    return digest.hexdigest()
-
-
-def _is_store(store):
-    from .store import ResultsStore
-
-    return isinstance(store, ResultsStore)
-
-
 def _check_store(store):
-    if store is None or _is_store(store):
+    if store is None or isinstance(store, ResultsStore):
         return store
     if isinstance(store, (str, Path)) and str(store):
         if Path(store).is_dir():
@@ -1003,9 +556,7 @@ def _check_store(store):
 
 
 def _open_store(store):
-    from .store import ResultsStore
-
-    if store is None or _is_store(store):
+    if store is None or isinstance(store, ResultsStore):
         return store
     return ResultsStore(store)
 
@@ -1020,41 +571,6 @@ def _check_seeds(seeds):
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ConfigError(f"`seeds` must hold non-negative integers; got {seed!r}.")
     return tuple(dict.fromkeys(int(s) for s in values))
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"`{name}` must be an integer ≥ {minimum}; got {value!r}.")
-
-
-def _check_number(name, value, positive=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value < 0 or (positive and value == 0):
-        kind = "a positive" if positive else "a non-negative"
-        raise ConfigError(f"`{name}` must be {kind} finite number; got {value!r}.")
-
-
-def _groups(iterator, size):
-    group = []
-    for item in iterator:
-        group.append(item)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-def _target_count(batch, encoder_decoder):
-    labels = batch["labels"] if encoder_decoder else batch["labels"][:, 1:]
-    return max(int((labels != -100).sum()), 1)
-
-
-def _token_count(batch, encoder_decoder):
-    tokens = int(batch["attention_mask"].sum())
-    if encoder_decoder:
-        tokens += int((batch["labels"] != -100).sum())
-    return tokens
 
 
 def _pad_id(tokenizer):

@@ -42,7 +42,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, FinetuneError
+from . import training
+from .data import Collator, TaskData, tokenize
+from .device import torch_threads
+from .errors import ConfigError
 from .provenance import cache_dir, config_hash
 
 __all__ = [
@@ -219,8 +222,6 @@ def build(names=None, *, force=False, progress=True) -> list:
     if missing:
         from tqdm.auto import tqdm
 
-        from .finetune import torch_threads
-
         corpus = _ensure_corpus(root)
         _ensure_tokenizer(root, corpus)
         # One thread: parallel reductions round differently with the thread
@@ -249,8 +250,6 @@ def load_task(**settings):
         the defaults give a 256-example test split and a 64-example validation
         split, both fixed.
     """
-    from .data import TaskData
-
     allowed = {"test_size", "val_size", "split_seed"}
     unknown = sorted(set(settings) - allowed)
     if unknown:
@@ -426,9 +425,7 @@ def _pretrain(name, corpus, root, out):
     """Pretrain candidate `name` on its slice and save it (with the tokenizer) to `out`."""
     import numpy as np
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, get_scheduler
-
-    from .data import Collator, tokenize
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     started = time.perf_counter()
     spec, train = CANDIDATES[name], _PRETRAIN_SPEC
@@ -437,7 +434,6 @@ def _pretrain(name, corpus, root, out):
     torch.manual_seed(spec["seed"])
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     model = auto.from_config(config)
-    rng = np.random.default_rng(spec["seed"])
 
     if config.is_encoder_decoder:
         # An encoder-decoder learns code -> summary pairs of the pretraining modules.
@@ -450,29 +446,13 @@ def _pretrain(name, corpus, root, out):
         features = _packed(corpus, spec["slice"], tokenizer, train["seq_len"])
         collate = Collator(tokenizer.pad_token_id)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train["lr"], betas=(0.9, 0.98),
-                                  weight_decay=0.01)
-    scheduler = get_scheduler("cosine", optimizer,
-                              num_warmup_steps=int(train["warmup_ratio"] * spec["steps"]),
-                              num_training_steps=spec["steps"])
-    model.train()
-    losses = []
-    order = rng.permutation(len(features))
-    cursor = 0
-    for _ in range(spec["steps"]):
-        if cursor + train["batch_size"] > len(order):
-            order, cursor = rng.permutation(len(features)), 0
-        batch = collate([features[i] for i in order[cursor:cursor + train["batch_size"]]])
-        cursor += train["batch_size"]
-        loss = model(**batch, use_cache=False).loss
-        if not torch.isfinite(loss):
-            raise FinetuneError(f"Pretraining zoo candidate {name!r} diverged (loss {loss.item()}).")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+    optimization = training.Optimization(
+        lr=train["lr"], total_steps=spec["steps"], betas=(0.9, 0.98), weight_decay=0.01,
+        scheduler="cosine", warmup_steps=int(train["warmup_ratio"] * spec["steps"]), max_grad_norm=1.0,
+    )
+    batches = _pretrain_batches(features, collate, train["batch_size"], np.random.default_rng(spec["seed"]))
+    done = training.train(model, batches, optimization, device=torch.device("cpu"),
+                          hint=f"zoo candidate {name!r} diverged in pretraining; lower its lr.")
 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -482,10 +462,20 @@ def _pretrain(name, corpus, root, out):
         "family": config.model_type,
         "pretrain_slice": spec["slice"],
         "pretrain_steps": spec["steps"],
-        "pretrain_loss": float(np.mean(losses[-10:])),
+        "pretrain_loss": float(np.mean(done["step_losses"][-10:])),
         "build_seconds": round(time.perf_counter() - started, 2),
     }
     (out / "zoo.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _pretrain_batches(features, collate, size, rng):
+    """One-batch steps over `features` in seeded random order, reshuffled when a pass runs out."""
+    order, cursor = rng.permutation(len(features)), 0
+    while True:
+        if cursor + size > len(order):
+            order, cursor = rng.permutation(len(features)), 0
+        yield [collate([features[i] for i in order[cursor:cursor + size]])]
+        cursor += size
 
 
 def _slice_texts(corpus, slice_name):

@@ -259,3 +259,30 @@ def test_task_tokenize_covers_every_split(task, tokenizer):
     tokenized = task.tokenize(tokenizer)
     assert len(tokenized.pool) == task.n_pool
     assert len(tokenized.test) == 20 and len(tokenized.validation) == 10
+
+
+# ------------------------------------------------------- Dataset.map tokenizing
+def test_dataset_tokenizing_matches_row_tokenizing(task, tokenizer):
+    tokenized = task.tokenize(tokenizer, max_input_length=16, max_target_length=8, separator=" => ")
+    rows = tokenize(task.pool_.to_list(), tokenizer, format="pairs", max_input_length=16,
+                    max_target_length=8, separator=" => ")
+    assert tokenized.rows("pool") == rows
+    assert len(tokenized.test) == len(task.test_) and len(tokenized.validation) == len(task.validation_)
+    picked = [5, 0, 3]
+    assert tokenized.rows("pool", picked) == [rows[i] for i in picked]
+    assert tokenized.longest() == max(max(len(r["input_ids"]), len(r["labels"]))
+                                      for split in ("pool", "test", "validation")
+                                      for r in tokenized.rows(split))
+
+
+def test_file_task_tokenizing_is_cached_on_disk(tmp_path, tokenizer, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    pd.DataFrame(_pairs(60)).to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    task = load_task(str(tmp_path / "train.jsonl"), test_size=10)
+    first = task.tokenize(tokenizer, max_input_length=16, max_target_length=8)
+    again = task.tokenize(tokenizer, max_input_length=16, max_target_length=8)
+    files = [f["filename"] for f in first.pool.cache_files]
+    assert files and files == [f["filename"] for f in again.pool.cache_files]
+    other = task.tokenize(tokenizer, max_input_length=20, max_target_length=8)
+    assert [f["filename"] for f in other.pool.cache_files] != files
+

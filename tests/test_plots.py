@@ -385,3 +385,70 @@ def test_save_figure_accepts_facetgrid_and_rejects_bad_paths(tmp_path, flan):
 def test_importing_the_package_does_not_import_matplotlib():
     code = "import sys, lensllm_nb; assert 'matplotlib' not in sys.modules and 'seaborn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------ engine predictions
+
+
+@pytest.fixture(scope="module")
+def prediction(flan):
+    from lensllm_nb.predict import predict_candidates
+
+    return predict_candidates(flan, max_train=MAX_TRAIN, target=TARGET)
+
+
+def test_plot_predictions_draws_curves_bars_and_the_key(flan, prediction):
+    ax, strip = plots.plot_predictions(flan, prediction, highlight=5)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    # one collection for 30 curves, two scatters (visible, held out); one for 30 bars, one for the centres
+    assert len(ax.collections) == 3 and len(strip.collections) == 3
+    bars = strip.collections[0].get_segments()
+    assert len(bars) == 30
+    np.testing.assert_allclose([b[0][1] for b in bars], prediction.frame["low"])
+    np.testing.assert_allclose([b[1][1] for b in bars], prediction.frame["high"])
+    labels = [t.get_text() for t in strip.get_legend().get_texts()]
+    assert labels[0].startswith(f"1. {prediction.chosen}") and "p_best" in labels[0]
+    assert "25 other candidates" in labels and not any("overlay" in label for label in labels)
+    assert "robust" in ax.figure.get_suptitle() or prediction.method in ax.figure.get_suptitle()
+
+
+def test_plot_predictions_overlay_is_named_and_axes_are_reused(flan, prediction):
+    fit = fit_curves(flan, "rectified", max_train=MAX_TRAIN)
+    ax, strip = plots.plot_predictions(flan, prediction, fits=fit, overlay_name="rectified law fit")
+    assert any("rectified law fit (overlay" in t.get_text() for t in strip.get_legend().get_texts())
+    dashed = ax.collections[-1]
+    assert len(dashed.get_segments()) == 8  # the highlighted candidates only
+    again = plots.plot_predictions(flan, prediction, axes=(ax, strip))
+    assert again == (ax, strip) and len(ax.collections) == 3  # the overlay is gone, nothing piles up
+
+
+def test_plot_ranking_bars_and_p_best(prediction):
+    from lensllm_nb.views import ranking_table
+
+    truth = pd.Series(1.5, index=prediction.frame["model"])
+    ax = plots.plot_ranking(ranking_table(prediction, truth), top=10)
+    labels = {t.get_position()[1]: t.get_text() for t in ax.get_yticklabels()}
+    assert labels[9] == prediction.chosen and labels[0] == prediction.frame["model"].iloc[9]  # best on top
+    assert len([t for t in ax.texts if t.get_text().startswith("p_best")]) == 10
+    with pytest.raises(ConfigError, match="`ranking`"):
+        plots.plot_ranking(pd.DataFrame({"model": ["a"]}))
+
+
+def test_plot_coverage_and_reliability():
+    cov = pd.DataFrame({"dataset": "flan", "level": [0.8, 0.8, 0.8, 0.9, 0.9, 0.9],
+                        "ratio": [8, 64, "all", 8, 64, "all"], "coverage": [0.7, 0.8, 0.75, 0.85, 0.9, 0.875]})
+    ax = plots.plot_coverage(cov)
+    assert [list(ln.get_ydata()) for ln in ax.lines if ln.get_marker() == "o"] == [[0.7, 0.8], [0.85, 0.9]]
+    assert any("pooled 88%" in t.get_text() for t in ax.get_legend().get_texts())
+    rel = pd.DataFrame({"dataset": "flan", "mean_p_best": [0.1, 0.6], "observed": [0.05, 0.7], "n": [50, 4]})
+    ax = plots.plot_reliability(rel)
+    assert list(ax.lines[1].get_xdata()) == [0.1, 0.6]
+
+
+def test_user_strings_reach_plots_as_literal_text(flan):
+    """A model or dataset name with $...$ must not switch matplotlib into mathtext."""
+    table = flan[flan["model"].isin(FOUR)].replace({"gpt2": "$\\alpha$ <img src=x>", "flan": "$set$"})
+    ax = plots.plot_curves(table, models=["$\\alpha$ <img src=x>"])
+    assert r"\$set\$" in ax.get_title()
+    assert r"\$\alpha\$ <img src=x>" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax.figure.canvas.draw()  # renders without a mathtext error

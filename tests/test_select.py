@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.errors import ConfigError
-from lensllm_nb.lens import pooled_curvature, theil_sen
+from lensllm_nb.extrapolate import ats_transition, pooled_curvature, theil_sen
 from lensllm_nb.metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from lensllm_nb.progressive import ProgressiveSelector
-from lensllm_nb.select import SELECTORS, ats_transition, make_selector
+from lensllm_nb.select import DEFAULT_METHOD, SELECTORS, make_selector
 
 TARGET = 1638400
 
@@ -32,8 +32,8 @@ def test_every_selector_ranks_all_models(flan):
 
 def test_selectors_cannot_see_beyond_max_train(flan):
     visible = flan[flan["n_train"] <= 3200]
-    a = make_selector("lensllm").fit(flan, max_train=3200, target=TARGET).predictions_
-    b = make_selector("lensllm").fit(visible, max_train=3200, target=TARGET).predictions_
+    a = make_selector(DEFAULT_METHOD).fit(flan, max_train=3200, target=TARGET).predictions_
+    b = make_selector(DEFAULT_METHOD).fit(visible, max_train=3200, target=TARGET).predictions_
     pd.testing.assert_series_equal(a, b)
 
 
@@ -95,5 +95,18 @@ def test_progressive_selection_respects_budget(flan):
     assert history["active"].iloc[0] == 30
     assert history["active"].is_monotonic_decreasing
     assert history["size"].is_monotonic_increasing
+    rounds = sel.p_best_history_.groupby("round")["p_best"]
+    np.testing.assert_allclose(rounds.sum(), 1.0)
+    assert (rounds.size().to_numpy() == history["active"].to_numpy()).all()
     with pytest.raises(ConfigError, match="`budget`"):
         ProgressiveSelector().fit(pool, target=TARGET)
+
+
+def test_theil_sen_equals_scipy_theilslopes():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    x = np.log(200.0 * 2.0 ** np.arange(9))
+    y = 1.0 - 0.07 * x + rng.normal(0, 0.01, x.size)
+    slope, intercept, _, _ = stats.theilslopes(y, x, method="separate")
+    assert theil_sen(x, y) == pytest.approx((slope, intercept), rel=1e-12)

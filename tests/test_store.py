@@ -194,7 +194,7 @@ def test_store_file_can_be_reopened(tmp_path):
 def test_foreign_files_and_bad_arguments_are_refused(tmp_path):
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="junk.db"):
+    with pytest.raises(StoreError, match="junk.db.*not a SQLite file"):
         ResultsStore(junk)
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:

@@ -14,7 +14,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # Command groups, imported lazily by name so `lensllm-nb --help` stays fast.
-_GROUPS = ("core", "collect", "notebooks")
+_GROUPS = ("core", "select", "collect", "store", "notebooks")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +72,10 @@ def _leave_record(args, status, error) -> None:
     """Every command leaves a run record (config, versions, status), also on failure."""
     from ..provenance import run_record, write_record
 
-    config = {k: v for k, v in vars(args).items() if k != "func"}
+    from ..store import mask_urls
+
+    # A database URL's password never reaches a record.
+    config = mask_urls({k: v for k, v in vars(args).items() if k != "func"})
     try:
         write_record(run_record(f"cli-{args.command}", config, seed=config.get("seed"), status=status, error=error))
     except OSError as exc:

@@ -1,9 +1,9 @@
-"""Commands that collect curves: ``finetune``, ``zoo build`` and ``export``.
+"""Commands that collect curves: ``finetune`` and ``zoo build``.
 
 ``lensllm-nb finetune`` runs a grid of subset sizes × seeds for one model into a
 results store (finished runs are skipped, so a killed grid resumes);
-``lensllm-nb zoo build`` builds the offline model zoo; ``lensllm-nb export``
-writes the store's tidy curves table to CSV or Parquet.
+``lensllm-nb zoo build`` builds the offline model zoo (``export`` is in
+:mod:`.store`).
 
 Every input is validated before the store is opened, so bad input leaves no
 store file behind and an existing store unchanged.
@@ -12,44 +12,27 @@ store file behind and an existing store unchanged.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from ..data import load_task
+from .. import zoo
 from ..errors import ConfigError
-from ..finetune import PRECISIONS, SCHEDULERS, FineTuner
+from ..finetune import FineTuner
+from ..settings import PRECISIONS, SCHEDULERS, cli_settings
+from ..sources import load_task
+from ..store import mask_url
 
 __all__ = ["register"]
 
-# CLI flag -> FineTuner setting. Flags default to None so that "not given" can
-# fall back to the zoo's demo settings for `--dataset zoo`.
-_SETTINGS = {
-    "epochs": int,
-    "max_steps": int,
-    "lr": float,
-    "batch_size": int,
-    "grad_accum": int,
-    "weight_decay": float,
-    "warmup_ratio": float,
-    "scheduler": str,
-    "max_input_length": int,
-    "max_target_length": int,
-    "separator": str,
-    "precision": str,
-    "early_stopping_patience": int,
-    "eval_steps": int,
-    "lora_r": int,
-    "lora_alpha": float,
-    "lora_dropout": float,
-    "threads": int,
-}
+# CLI flag -> FineTuner setting, from the settings' one declaration. Flags
+# default to None so that "not given" can fall back to the zoo's demo settings
+# for `--dataset zoo` and otherwise to FineTuner's defaults.
+_SETTINGS = cli_settings()
 _CHOICES = {"scheduler": SCHEDULERS, "precision": PRECISIONS}
 
 
 def register(subparsers) -> None:
-    """Add the ``finetune``, ``zoo`` and ``export`` commands to `subparsers`."""
+    """Add the ``finetune`` and ``zoo`` commands to `subparsers`."""
     _register_finetune(subparsers)
     _register_zoo(subparsers)
-    _register_export(subparsers)
 
 
 # ----------------------------------------------------------------- finetune
@@ -67,27 +50,24 @@ def _register_finetune(subparsers):
     )
     parser.add_argument("--model", required=True,
                         help="zoo/NAME, a local save_pretrained folder, or a Hugging Face Hub id")
-    parser.add_argument("--revision", default=None,
-                        help="branch, tag or commit of a hub model (default: the main branch)")
     parser.add_argument("--dataset", required=True,
                         help="'zoo', a json/jsonl/csv/parquet file, a folder with train.* "
                              "(and test.*), or a hub id (ID or ID:CONFIG)")
     parser.add_argument("--sizes", required=True, help="comma-separated subset sizes, e.g. 0,16,32,64")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    parser.add_argument("--store", required=True, help="results store file (SQLite), e.g. results.db")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where to train (default: auto = GPU when torch sees one)")
-    parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (peft)")
-    parser.add_argument("--ntk-probe", type=int, default=0, metavar="N",
-                        help="compute NTK features on N training examples (default: 0, off)")
+    parser.add_argument("--store", required=True, help="results store: a SQLite file (results.db) or a database URL")
     parser.add_argument("--on-error", default="continue", choices=("continue", "raise"),
                         help="after a failed run is recorded: go on (default) or stop")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     training = parser.add_argument_group(
-        "training settings (default: FineTuner's; with --dataset zoo: zoo.DEMO_SETTINGS)")
-    for name, kind in _SETTINGS.items():
-        training.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                              choices=_CHOICES.get(name))
+        "run settings (default: FineTuner's; with --dataset zoo: zoo.DEMO_SETTINGS)")
+    for name, (kind, doc) in _SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        text = doc.replace("``", "").replace("%", "%%")
+        if kind is bool:
+            training.add_argument(flag, action="store_const", const=True, default=None, help=text)
+        else:
+            training.add_argument(flag, type=kind, default=None, choices=_CHOICES.get(name), help=text)
     data = parser.add_argument_group("dataset settings")
     data.add_argument("--format", default="auto", choices=("auto", "text", "pairs"))
     data.add_argument("--text-column", default="text")
@@ -103,15 +83,10 @@ def _finetune(args) -> int:
     sizes = _int_list("--sizes", args.sizes)
     seeds = _int_list("--seeds", args.seeds)
     settings = {name: getattr(args, name) for name in _SETTINGS if getattr(args, name) is not None}
-    if args.dataset == "zoo":
-        from .. import zoo
-
+    if args.dataset == zoo.TASK_NAME:
         settings = {**zoo.DEMO_SETTINGS, **settings}
     task = load_task(args.dataset, **_dataset_options(args))
-    tuner = FineTuner(
-        args.model, revision=args.revision, lora=args.lora, device=args.device, ntk_probe=args.ntk_probe,
-        progress=not args.no_progress, **settings,
-    )
+    tuner = FineTuner(args.model, progress=not args.no_progress, **settings)
     table = tuner.grid(task, sizes, seeds, args.store, on_error=args.on_error)
     summary = tuner.grid_summary_
     for row in table.to_dict("records"):
@@ -119,14 +94,14 @@ def _finetune(args) -> int:
         print(f"{args.model}\t{task.name}\tn_train={row['n_train']}\tseed={row['seed']}\t{loss}")
     print(
         f"{summary['run']} run(s), {summary['skipped']} skipped (already stored), "
-        f"{summary['failed']} failed -> {args.store}",
+        f"{summary['failed']} failed -> {mask_url(args.store)}",
         file=sys.stderr,
     )
     return 1 if summary["failed"] else 0
 
 
 def _dataset_options(args):
-    if args.dataset == "zoo":
+    if args.dataset == zoo.TASK_NAME:
         options = {}
         for flag, value, default in (
             ("--format", args.format, "auto"), ("--text-column", args.text_column, "text"),
@@ -168,8 +143,6 @@ def _register_zoo(subparsers):
 
 
 def _zoo_build(args) -> int:
-    from .. import zoo
-
     names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
     for model in zoo.build(names, force=args.force, progress=sys.stderr.isatty()):
         print(f"{model.name}\t{model.path}\t{model.params}")
@@ -179,34 +152,6 @@ def _zoo_build(args) -> int:
 def _print_help(parser):
     parser.print_help()
     return 2
-
-
-# ------------------------------------------------------------------- export
-def _register_export(subparsers):
-    parser = subparsers.add_parser(
-        "export", help="write a store's tidy curves table to CSV or Parquet",
-        description="Write the finished runs of a results store as the tidy curves table "
-                    "(model, dataset, n_train, seed, test_loss, ...).",
-    )
-    parser.add_argument("store", help="results store file (SQLite)")
-    parser.add_argument("--format", default="csv", choices=("csv", "parquet"))
-    parser.add_argument("--out", default=None, help="output file (default: STORE with .csv/.parquet)")
-    parser.set_defaults(func=_export)
-
-
-def _export(args) -> int:
-    from ..store import ResultsStore
-
-    path = Path(args.store)
-    # Opening a missing path would create an empty store; an export must not.
-    if not path.is_file():
-        raise ConfigError(f"`store` {args.store!r} does not exist; pass the file given to --store.")
-    out = Path(args.out) if args.out else path.with_suffix("." + args.format)
-    with ResultsStore(path) as store:
-        written = store.export(out, format=args.format)
-        rows = len(store.curves())
-    print(f"{written}\t{rows} rows")
-    return 0
 
 
 # ------------------------------------------------------------------ parsing

@@ -1,0 +1,365 @@
+"""The one prediction engine: every candidate's loss at a target size, with uncertainty.
+
+For a curves table, a budget ``max_train`` (every size above it is ignored) and a
+``target`` size, :func:`predict_candidates` returns per candidate the point
+prediction of a method, an interval at any level, ``p_best`` (the probability that
+the candidate has the lowest loss at ``target``) and ``expected_regret`` (the
+expected loss gap to the best if this candidate is chosen). The selectors, the
+progressive loop, the CLI, the notebooks and the widget all read their predictions
+from here.
+
+The predictive distribution of a candidate's log loss at the target is a Student-t,
+centred on the method's prediction, whose scale comes only from the visible points
+of the curves at hand (never from target losses):
+
+* **extrapolator disagreement** — the root-mean-square gap between the method's
+  prediction and those of the three extrapolators of :data:`REFERENCE_METHODS`
+  (Accept-then-Stop's straight line, ``robust_curvature`` and ``slope_drift``):
+  where credible extrapolations of the same points disagree about the far end,
+  the target is uncertain;
+That scale is multiplied by :data:`SCALE`, the one calibration constant. Its
+degrees of freedom are :data:`DOF` = 2: three extrapolators give a scale estimate
+with two degrees of freedom, and a t with few degrees of freedom has the heavy
+tails that extrapolation errors have. SCALE is the smallest multiplier whose 90%
+interval covers 90% of the FLAN targets over the 7 budgets × 30 models of the
+benchmark protocol, shown to hold on Gigaword; the constant chosen the other way
+round is shown on FLAN (``docs/BENCHMARKS.md``, ``benchmarks/bench_predict.py``).
+
+Candidates are treated as independent given the visible points. ``p_best`` and the
+expected loss of the best candidate are computed by deterministic quadrature over
+each candidate's quantiles; the central 99.9% of each distribution is used, so that
+expected losses exist despite the heavy tails.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .curves import validate_curves
+from .errors import ConfigError
+from .metrics import cost_fraction as _cost_fraction
+from .select import DEFAULT_METHOD, VisibleCurves, make_selector, visible_from_valid
+
+__all__ = [
+    "predict_candidates",
+    "predict_visible",
+    "CandidatePredictions",
+    "DEFAULT_METHOD",
+    "PREDICTIVE_METHODS",
+    "REFERENCE_METHODS",
+    "SCALE",
+    "calibrate_scale",
+    "log_predictive",
+    "p_best",
+    "expected_regret",
+]
+
+# Methods whose prediction is a loss at the target (the baselines rank by a proxy).
+# The intervals are calibrated for DEFAULT_METHOD; the others share its scale rule.
+PREDICTIVE_METHODS = ("curvature_drift", "robust_curvature", "slope_drift", "ats", "vanilla", "rectified",
+                      "lensllm")
+# Extrapolators whose disagreement with the method measures the horizon risk.
+REFERENCE_METHODS = ("ats", "robust_curvature", "slope_drift")
+# Calibration constant and degrees of freedom (see module docstring).
+SCALE = 2.464
+DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on it
+# Quantile levels of the quadrature: midpoints of 512 bins of the central 99.9%.
+_TAIL = 0.0005
+_LEVELS = _TAIL + (1 - 2 * _TAIL) * (np.arange(512) + 0.5) / 512
+# Smallest log-scale allowed (0.1% of the loss): extrapolators that agree exactly
+# must not give a zero-width interval.
+_MIN_SCALE = 1e-3
+
+
+@dataclass(frozen=True)
+class CandidatePredictions:
+    """Predictions of every candidate at one target, best first.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per candidate, sorted best first: model, predicted, low, high,
+        p_best, expected_regret.
+    chosen : str
+        The recommended model (first row).
+    method, dataset, max_train, target, level, cost_fraction
+        What was asked, and the FLOPs of the visible runs relative to fine-tuning
+        every candidate on ``target``.
+    log_center, log_scale : pandas.Series
+        Centre and scale of each candidate's predictive log loss, a Student-t
+        with :data:`DOF` degrees of freedom.
+    """
+
+    frame: pd.DataFrame
+    chosen: str
+    method: str
+    dataset: str
+    max_train: int
+    target: int
+    level: float
+    cost_fraction: float
+    log_center: pd.Series = field(repr=False)
+    log_scale: pd.Series = field(repr=False)
+
+    def interval(self, level) -> pd.DataFrame:
+        """Interval of every candidate at another ``level`` (same distribution, same order)."""
+        low, high = _bounds(self.log_center.to_numpy(), self.log_scale.to_numpy(), _check_level(level))
+        return pd.DataFrame({"model": list(self.log_center.index), "low": low, "high": high}) \
+            .set_index("model").loc[self.frame["model"]].reset_index()
+
+    def to_json_dict(self) -> dict:
+        """The ``lensllm-nb select --format json`` contract (strict-JSON-ready)."""
+        models = [{"model": str(r["model"]), **{k: float(r[k]) for k in
+                   ("predicted", "low", "high", "p_best", "expected_regret")}}
+                  for r in self.frame.to_dict("records")]
+        return {"dataset": str(self.dataset), "method": str(self.method), "max_train": int(self.max_train),
+                "target": int(self.target), "level": float(self.level), "chosen": str(self.chosen),
+                "cost_fraction": float(self.cost_fraction), "models": models}
+
+
+def predict_candidates(table, *, max_train, target=None, method=DEFAULT_METHOD, level=0.9, dataset=None,
+                       models=None) -> CandidatePredictions:
+    """Predict every candidate's loss at ``target`` from sizes ≤ ``max_train``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tidy curves table (model, dataset, n_train, seed, test_loss, [params, ...]);
+        not modified.
+    max_train : int
+        Budget: every size above it is ignored.
+    target : int, optional
+        Size whose loss is predicted; default the largest size in the table.
+    method : str
+        A method with a predictive distribution (:data:`PREDICTIVE_METHODS`).
+    level : float
+        Level of the ``low``/``high`` interval, between 0 and 1.
+    dataset : str, optional
+        Required when the table holds several datasets.
+    models : list of str, optional
+        Restrict to these candidates.
+
+    Returns
+    -------
+    CandidatePredictions
+    """
+    level = _check_level(level)
+    df = validate_curves(table, source=table.attrs.get("source", "<table>"))
+    datasets = sorted(df["dataset"].unique())
+    if dataset is None:
+        if len(datasets) > 1:
+            raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=` to choose one.")
+        dataset = datasets[0]
+    elif dataset not in datasets:
+        raise ConfigError(f"`dataset` {dataset!r} is not in the table; choose from {datasets}.")
+    df = df[df["dataset"] == dataset]
+    if models is not None:
+        unknown = sorted(set(models) - set(df["model"]))
+        if unknown:
+            raise ConfigError(f"`models` has names not in the table: {unknown[:5]}; "
+                              f"choose from {sorted(df['model'].unique())[:10]}.")
+        df = df[df["model"].isin(list(models))]
+    target = int(df["n_train"].max()) if target is None else target
+    if not (isinstance(max_train, (int, np.integer)) and max_train > 0):
+        raise ConfigError(f"`max_train` must be a positive integer, got {max_train!r}.")
+    rows = df[df["n_train"] <= max_train]
+    visible = visible_from_valid(rows, max_train=int(max_train), target=target)
+    cost = _cost_fraction(rows, max_train=int(max_train), target=int(target))
+    return predict_visible(visible, method=method, level=level, dataset=dataset, max_train=int(max_train),
+                           cost_fraction=cost)
+
+
+def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9, dataset="", max_train=None,
+                    cost_fraction=float("nan")) -> CandidatePredictions:
+    """:func:`predict_candidates` on curves already cut by :func:`~lensllm_nb.select.visible_curves`.
+
+    Parameters
+    ----------
+    visible : VisibleCurves
+    method, level
+        As in :func:`predict_candidates`.
+    dataset : str
+        Name recorded in the result.
+    max_train : int, optional
+        Budget recorded in the result; default the largest visible size.
+    cost_fraction : float
+        FLOPs of the visible runs relative to full data, recorded in the result.
+
+    Returns
+    -------
+    CandidatePredictions
+    """
+    method = _check_method(method)
+    level = _check_level(level)
+    center, scale = log_predictive(visible, method=method)
+    return _assemble(visible, center, scale, method=method, level=level, dataset=dataset,
+                     max_train=max_train, cost_fraction=cost_fraction)
+
+
+def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE):
+    """Centre and scale of each candidate's predictive log loss at the target (Student-t, :data:`DOF`).
+
+    Parameters
+    ----------
+    visible : VisibleCurves
+    method : str
+    scale : float
+        Calibration multiplier; the default :data:`SCALE` (other values serve the
+        leave-one-dataset-out benchmark).
+
+    Returns
+    -------
+    (center, scale) : tuple of ndarray
+    """
+    fitted = {}
+    for name in dict.fromkeys((method,) + REFERENCE_METHODS):
+        if name in fitted:
+            continue
+        with warnings.catch_warnings():
+            # A failed law fit falls back to its last visible loss; the spread
+            # then says so, and the selector's warning would repeat it per call.
+            warnings.simplefilter("ignore", UserWarning)
+            fitted[name] = make_selector(name).fit_visible(visible)
+        # A method built from reference extrapolators hands over their fits.
+        fitted.update(getattr(fitted[name], "components_", {}))
+    preds = {name: np.log(sel.predictions_.to_numpy()) for name, sel in fitted.items()}
+    center = preds[method]
+    spread = np.sqrt(np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0))
+    return center, np.maximum(scale * spread, _MIN_SCALE)
+
+
+def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
+    """Smallest :data:`SCALE` whose ``level`` interval covers ``level`` of the given truths.
+
+    This is how :data:`SCALE` was chosen (on FLAN, see the module docstring);
+    use it on curves of your own tasks whose target losses are known.
+
+    Parameters
+    ----------
+    cases : iterable of (VisibleCurves, array_like)
+        Visible curves and the true loss at their target of each candidate, in
+        the order of ``visible.models``.
+    method : str
+    level : float
+
+    Returns
+    -------
+    float
+    """
+    method, level = _check_method(method), _check_level(level)
+    ratios = []
+    for visible, true in cases:
+        center, raw = log_predictive(visible, method=method, scale=1.0)
+        true = np.asarray(true, dtype=float)
+        if true.shape != center.shape or not np.all(np.isfinite(true) & (true > 0)):
+            raise ConfigError(f"`cases`: true losses must be positive, one per model ({center.size}), "
+                              f"got shape {true.shape}.")
+        ratios.append(np.abs(np.log(true) - center) / (raw * _t2_ppf(0.5 + level / 2)))
+    if not ratios:
+        raise ConfigError("`cases` is empty; pass (visible curves, true losses) pairs.")
+    return float(np.quantile(np.concatenate(ratios), level, method="higher"))
+
+
+def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost_fraction):
+    pbest = p_best(center, scale)
+    regret = expected_regret(center, scale)
+    low, high = _bounds(center, scale, level)
+    frame = pd.DataFrame({"model": visible.models, "predicted": np.exp(center), "low": low, "high": high,
+                          "p_best": pbest, "expected_regret": regret})
+    frame = frame.sort_values(["predicted", "model"], kind="stable").reset_index(drop=True)
+    index = pd.Index(visible.models, name="model")
+    if max_train is None:
+        max_train = int(max(s[-1] for s in visible.sizes))
+    return CandidatePredictions(frame=frame, chosen=str(frame["model"].iloc[0]), method=method,
+                                dataset=str(dataset), max_train=int(max_train), target=int(visible.target),
+                                level=float(level), cost_fraction=float(cost_fraction),
+                                log_center=pd.Series(center, index=index), log_scale=pd.Series(scale, index=index))
+
+
+def _quadrature(center, scale):
+    """The others' joint survival at each candidate's quantiles.
+
+    Returns
+    -------
+    ndarray (n, K)
+        Π_{j≠i} P(Y_j > y_ik), y_ik the quantile of candidate i at level k of
+        :data:`_LEVELS`: the chance that no other candidate is lower.
+    """
+    y = center[:, None] + scale[:, None] * _t2_ppf(_LEVELS)[None, :]
+    log_sf = np.log(_t2_sf((y[None, :, :] - center[:, None, None]) / scale[:, None, None]))  # (j, i, K)
+    idx = np.arange(center.size)
+    log_sf[idx, idx, :] = 0.0
+    return np.exp(log_sf.sum(axis=0))
+
+
+def p_best(center, scale) -> np.ndarray:
+    """Probability that each candidate has the lowest loss (independent t log losses).
+
+    ``P_i = E_{y ~ Y_i}[Π_{j≠i} P(Y_j > y)]``, averaged over fixed quantile levels
+    (deterministic); normalized so that the probabilities sum to 1.
+    """
+    center, scale = np.asarray(center, float), np.asarray(scale, float)
+    if center.size == 1:
+        return np.ones(1)
+    others = _quadrature(center, scale)
+    mass = others.mean(axis=1)
+    return mass / mass.sum()
+
+
+def expected_regret(center, scale) -> np.ndarray:
+    """Expected loss of each candidate minus the expected lowest loss (≥ 0).
+
+    Each log loss is a t truncated to its central 99.9% (so that expected losses
+    exist). With S the survival functions, ``E[L_i] − E[min_j L_j] =
+    ∫ (S_i(y) − Π_j S_j(y)) e^y dy``, integrated on one fine grid of log loss;
+    the integrand is never negative, so neither is the regret.
+    """
+    center, scale = np.asarray(center, float), np.asarray(scale, float)
+    if center.size == 1:
+        return np.zeros(1)
+    q = _t2_ppf(1 - _TAIL)
+    y = np.linspace(np.min(center - q * scale), np.max(center + q * scale), 4096)
+    sf = _t2_sf((y[None, :] - center[:, None]) / scale[:, None])
+    sf = np.clip((sf - _TAIL) / (1 - 2 * _TAIL), 0.0, 1.0)
+    gap = (sf - np.prod(sf, axis=0)[None, :]) * np.exp(y)[None, :]
+    return np.maximum(np.trapezoid(gap, y, axis=1), 0.0)
+
+
+def _t2_sf(t):
+    """Survival function of Student's t with 2 degrees of freedom (closed form).
+
+    ``(r − t) / (2r)`` with ``r = √(2 + t²)``, written as ``1 / (r (r + t))`` for
+    t > 0 so the far right tail keeps its precision; scipy's general t costs 10x more
+    and this runs on every widget change.
+    """
+    r = np.sqrt(2.0 + t * t)
+    return np.where(t > 0, 1.0 / (r * (r + np.abs(t))), (r - t) / (2.0 * r))
+
+
+def _t2_ppf(u):
+    """Quantile function of Student's t with 2 degrees of freedom (closed form)."""
+    u = np.asarray(u, dtype=float)
+    return (2.0 * u - 1.0) / np.sqrt(2.0 * u * (1.0 - u))
+
+
+def _bounds(center, scale, level):
+    q = _t2_ppf(0.5 + level / 2)
+    return np.exp(center - q * scale), np.exp(center + q * scale)
+
+
+def _check_level(level):
+    if not (isinstance(level, (int, float, np.floating)) and 0 < float(level) < 1):
+        raise ConfigError(f"`level` must be between 0 and 1, got {level!r}; e.g. 0.9 for a 90% interval.")
+    return float(level)
+
+
+def _check_method(method):
+    name = str(method).strip().lower()
+    if name not in PREDICTIVE_METHODS:
+        raise ConfigError(f"`method` {method!r} has no predictive distribution; choose from "
+                          f"{', '.join(PREDICTIVE_METHODS)}.")
+    return name
