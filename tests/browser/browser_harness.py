@@ -63,6 +63,25 @@ _LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
 }
 _START_TIMEOUT_S = 120
+# "ename: evalue" of every error output of the notebook shown (null when none is shown).
+# JupyterLab renders a traceback with the same markup as stderr text, so the notebook
+# model is asked which outputs are errors.
+_ERROR_OUTPUTS_JS = """() => {
+    const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    if (!panel || !panel.content || !panel.content.widgets) return null;
+    const found = [];
+    for (const cell of panel.content.widgets) {
+        const outputs = cell.model.outputs;
+        for (let i = 0; outputs && i < outputs.length; i++) {
+            const output = outputs.get(i);
+            if (output.type === 'error') {
+                const json = output.toJSON();
+                found.push(json.ename + ': ' + json.evalue);
+            }
+        }
+    }
+    return found;
+}"""
 
 
 def find_chromium() -> str | None:
@@ -160,7 +179,9 @@ class JupyterLab:
         command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
                    f"--port={self.port}", "--ServerApp.port_retries=0",
                    f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
-                   "--LabApp.news_url=None", "--ServerApp.open_browser=False"]
+                   "--LabApp.news_url=None", "--ServerApp.open_browser=False",
+                   # window.jupyterapp: error outputs look like stderr in the DOM, the model tells them apart
+                   "--LabApp.expose_app_in_browser=True"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-root")
         log = open(self.log_path, "wb")
@@ -328,15 +349,20 @@ def lab_wait_kernel_idle(page, timeout_s=90) -> None:
 
 
 def lab_run_all(page, *, timeout_s=180) -> None:
-    """Run all cells from the Run menu and wait until every code cell has run."""
+    """Run all cells from the Run menu; wait until every code cell has run or one failed.
+
+    JupyterLab stops a run at the first error, leaving later cells unrun, so an error
+    output ends the wait too (`lab_errors` then says what it is).
+    """
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     page.wait_for_function(
         """() => {
             const prompts = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];
             const s = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
+            const errors = (""" + _ERROR_OUTPUTS_JS + """)() || [];
             return prompts.length > 0 && s && s.getAttribute('data-status') === 'idle'
-                && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+                && (errors.length > 0 || prompts.every(p => /\\[\\d+\\]/.test(p.textContent)));
         }""",
         timeout=timeout_s * 1000,
         polling=250,
@@ -344,11 +370,15 @@ def lab_run_all(page, *, timeout_s=180) -> None:
 
 
 def lab_errors(scope) -> list:
-    """User-visible problems inside `scope` (a page or locator): error outputs and widget errors."""
-    problems = []
-    errors = scope.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]')
-    for i in range(errors.count()):
-        problems.append("error output: " + errors.nth(i).inner_text()[-800:])
+    """User-visible problems in the notebook shown: error outputs, and widget errors in `scope`.
+
+    `scope` is the page or a locator inside it (such as one cell).
+    """
+    page = scope.page if hasattr(scope, "page") and not callable(scope.page) else scope
+    errors = page.evaluate(_ERROR_OUTPUTS_JS)
+    if errors is None:
+        raise RuntimeError("no notebook is shown, or JupyterLab runs without expose_app_in_browser")
+    problems = [f"error output: {error[-800:]}" for error in errors]
     text = scope.locator(".jp-OutputArea").all_inner_texts()
     for marker in WIDGET_ERROR_TEXTS:
         if any(marker in chunk for chunk in text):
