@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 export LENSLLM_NB_DATA ?= $(abspath ../shared/benchmarks)
 
-.PHONY: demo test venv kernel clean postgres
+.PHONY: demo test venv kernel chromium clean postgres
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ venv: $(VENV)/.installed-dev kernel
 demo: venv
 	$(VENV)/bin/lensllm-nb demo
 
+# The browser tests (tests/browser) drive the system Chromium through Playwright (installed
+# by the dev extra); Playwright's own browser download needs a network CI does not have.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the browser tests (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		|| echo "could not install chromium; the browser tests will be skipped: run 'apt-get install -y chromium'"; \
+	else echo "chromium is missing; the browser tests will be skipped: run 'sudo apt-get install -y chromium'"; fi
+
 # The store tests start their own PostgreSQL server (initdb + pg_ctl in a temp folder): install
 # Debian's server package when it is missing and we are root, without a default cluster.
 postgres:
@@ -37,7 +47,7 @@ postgres:
 	else echo "make test: PostgreSQL is missing, so its store tests will be skipped; install it with: sudo apt-get install -y postgresql"; fi
 
 # Import layers first (seconds; pyproject.toml [tool.importlinter]), then the tests.
-test: venv postgres
+test: venv postgres chromium
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider
 
