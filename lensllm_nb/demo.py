@@ -82,7 +82,7 @@ def demo_grid(*, candidates=None, sets=None) -> dict:
             "parameters": {"store": "{out}/results.db"}, "jobs": jobs}
 
 
-def run_demo(out="reports/demo", *, workers=2, executor="local", log=print):
+def run_demo(out="reports/demo", *, candidates=None, workers=2, executor="local", log=print):
     """Build the zoo, run the demo grid and write the answer; return the `BatchResult`.
 
     Parameters
@@ -90,6 +90,8 @@ def run_demo(out="reports/demo", *, workers=2, executor="local", log=print):
     out : str or Path
         Output folder (``index.html``, ``summary.json``, reports, executed
         notebooks, results store).
+    candidates : list of str, optional
+        Zoo candidates (``"zoo/NAME"``); default every candidate.
     workers : int
         Notebooks at a time.
     executor : {"local", "dask"}
@@ -106,7 +108,7 @@ def run_demo(out="reports/demo", *, workers=2, executor="local", log=print):
     out = Path(out).expanduser().resolve()
     say(f"building the offline model zoo in {zoo.zoo_dir()} (cached after the first run) ...")
     # Built here, once, so that the parallel notebooks only read it.
-    models = zoo.build(progress=log is not None)
+    models = zoo.build(candidates, progress=log is not None)
     say(f"zoo ready after {time.perf_counter() - started:.0f} s: " + ", ".join(m.name for m in models))
     kept = _stored_candidates([m.name for m in models], out)
     if kept:
