@@ -9,6 +9,7 @@ __all__ = [
     "ConfigError",
     "CurveDataError",
     "FitError",
+    "NotFittedError",
     "FinetuneError",
     "StoreError",
     "BatchError",
@@ -29,6 +30,10 @@ class CurveDataError(LensLLMError, ValueError):
 
 class FitError(LensLLMError, RuntimeError):
     """A law could not be fitted to a curve (names the model and the reason)."""
+
+
+class NotFittedError(LensLLMError, AttributeError):
+    """An estimator was used before ``fit`` ran (distinct from a fit that failed)."""
 
 
 class FinetuneError(LensLLMError, RuntimeError):

@@ -39,6 +39,7 @@ __all__ = [
     "BatchFit",
     "fit_batch",
     "law_log_predict",
+    "law_jacobian",
     "fit_curves",
     "FitResult",
     "PARAM_BOUNDS",
@@ -211,6 +212,25 @@ def _bounds(n, y, mask, spec, dl_max):
     if spec.pre_learned == "bounded":
         hi[:, 2] = np.minimum(hi[:, 2], np.log(dl_max))
     return lo, hi
+
+
+def law_jacobian(theta, D):
+    """Log loss of one law and its exact derivatives with respect to ``theta``.
+
+    Parameters
+    ----------
+    theta : array_like (4,)
+        (log B, beta, log D_l, log E).
+    D : array_like (m,)
+        Positive sizes.
+
+    Returns
+    -------
+    (log_loss, jac) : ndarray (m,), ndarray (m, 4)
+    """
+    theta = np.asarray(theta, dtype=float)[None, :]
+    log_l, jac = _jacobian(theta, np.log(np.asarray(D, dtype=float))[None, :])
+    return log_l[0], jac[0]
 
 
 def _jacobian(theta, log_d):

@@ -19,13 +19,14 @@ pre-learned term), the asymptote ``E_`` and the phase of any size (:meth:`phase`
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
-from .errors import ConfigError, FitError
-from .fitting import LawSpec, fit_batch, law_log_predict
+from .errors import ConfigError, FitError, NotFittedError
+from .fitting import PARAM_BOUNDS, LawSpec, fit_batch, law_jacobian, law_log_predict
 
 __all__ = ["PowerLaw", "RectifiedLaw", "LensLLMLaw", "make_law", "LAWS"]
 
@@ -52,8 +53,21 @@ class _Law:
         """Return the settings given to ``__init__``."""
         return {k: getattr(self, k) for k in self._settings()}
 
+    def set_params(self, **params):
+        """Change settings (scikit-learn style); unknown names raise. Returns self."""
+        unknown = sorted(set(params) - set(self._settings()))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown} for {type(self).__name__}; "
+                              f"valid settings are {sorted(self._settings())}.")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def is_fitted(self) -> bool:
+        """Whether a fit has run; ``success_`` then says whether it succeeded."""
+        return hasattr(self, "theta_")
+
     def _settings(self):
-        import inspect
         return [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
 
     def __repr__(self):
@@ -144,22 +158,36 @@ class _Law:
         self.beta_ = float(beta)
         self.D_l_ = float(np.exp(log_dl))
         self.E_ = float(np.exp(log_e))
-        self.d_star_ = self._d_star()
+        self.d_star_, self.d_star_reason_ = self._d_star()
         self.params_ = self._named_params()
 
     def _d_star(self):
+        """Phase-transition size and, when it is not identified, why (None, reason)."""
         # D* solves D**beta = D_l; below it the pre-learned term dominates.
-        if self.D_l_ <= 0:
-            return None
-        return float(np.exp(np.log(self.D_l_) / self.beta_))
+        log_dl = self.theta_[2]
+        if not np.isfinite(log_dl) or self.D_l_ <= 0:
+            return None, "this law has no pre-learned term"
+        if log_dl <= PARAM_BOUNDS["log_Dl"][0] + 1e-6:
+            return None, "the pre-learned term fell to its lower bound (degenerate: no pre-power phase seen)"
+        log_star = log_dl / self.beta_
+        # Plausible: between one example and 1000x the largest fitted size; outside
+        # it the value is an artefact of the optimizer, not a measured transition.
+        if log_star < 0:
+            return None, "D* below one example: no pre-power phase in the fitted sizes"
+        if log_star > np.log(1e3 * self.D_.max()):
+            return None, f"D* beyond 1000x the largest fitted size ({self.D_.max():g}): not identified"
+        return float(np.exp(log_star)), ""
 
     def _named_params(self) -> dict:
         return {"B": self.B_, "beta": self.beta_, "D_l": self.D_l_, "E": self.E_}
 
     # -- using a fitted law ---------------------------------------------------
     def _check_fitted(self):
-        if not getattr(self, "success_", False):
-            raise FitError(f"{type(self).__name__} is not fitted; call `fit(D, L)` first.")
+        if not self.is_fitted():
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call `fit(D, L)` first.")
+        if not self.success_:
+            raise FitError(f"{type(self).__name__} failed to fit model {self.model_ or '<curve>'!r}: "
+                           f"{self.reason_}; it has no prediction.")
 
     def predict(self, D):
         """Predicted test loss at sizes ``D`` (array_like, positive)."""
@@ -202,17 +230,9 @@ class _Law:
         return low, high
 
     def _delta_interval(self, D, level):
-        eps = 1e-6
-        center = law_log_predict(self.theta_, D[None])[0]
-        grads = []
-        for j in range(self.theta_.size):
-            shifted = self.theta_.copy()
-            if not np.isfinite(shifted[j]):
-                grads.append(np.zeros_like(center))
-                continue
-            shifted[j] += eps
-            grads.append((law_log_predict(shifted, D[None])[0] - center) / eps)
-        g = np.stack(grads, axis=-1)
+        center, g = law_jacobian(self.theta_, D)
+        # Parameters pinned at a bound (non-finite) carry no uncertainty.
+        g = np.where(np.isfinite(self.theta_)[None, :], g, 0.0)
         var = np.einsum("pi,ij,pj->p", g, np.nan_to_num(self.cov_), g) + self.sigma_ ** 2
         q = stats.t.ppf(0.5 + level / 2, self.dof_)
         half = q * np.sqrt(np.maximum(var, 0.0))
@@ -374,18 +394,16 @@ class LensLLMLaw(_Law):
         return params
 
     def _solve_t(self, value):
-        """Invert the decreasing F(t) = value by bisection on log t."""
+        """Invert the decreasing F(t) = value for t (root of F(e^s) − value in s = log t)."""
         feats = self._features(self.ntk)
         if value >= feats.F(0.0, self.eta):
             return 0.0
+        gap = lambda s: float(feats.F(np.exp(s), self.eta)) - value  # noqa: E731
         lo, hi = -30.0, 30.0
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if feats.F(np.exp(mid), self.eta) > value:
-                lo = mid
-            else:
-                hi = mid
-        return float(np.exp(0.5 * (lo + hi)))
+        if gap(hi) > 0:
+            # F has not fallen to the value even at t = e^30: t is not identified.
+            return float("inf")
+        return float(np.exp(optimize.brentq(gap, lo, hi, xtol=1e-12)))
 
 
 LAWS = {"vanilla": PowerLaw, "rectified": RectifiedLaw, "lensllm": LensLLMLaw}

@@ -54,9 +54,9 @@ __all__ = [
 ]
 
 # Methods whose prediction is a loss at the target (the baselines rank by a proxy).
-PREDICTIVE_METHODS = ("vanilla", "rectified", "lensllm", "ats")
+PREDICTIVE_METHODS = ("robust_curvature", "vanilla", "rectified", "lensllm", "ats")
 # Extrapolators whose disagreement with the method measures the horizon risk.
-REFERENCE_METHODS = ("ats", "vanilla", "rectified", "lensllm")
+REFERENCE_METHODS = ("ats", "vanilla", "rectified", "robust_curvature")
 # Calibration constant on the combined scale (see module docstring).
 SCALE = 1.0
 # Quadrature points for p_best and the expected best loss.

@@ -21,6 +21,8 @@ import pandas as pd
 from scipy import stats
 
 from .errors import ConfigError
+from .metrics import full_data_flops, training_flops
+from .select import DEFAULT_METHOD, VisibleCurves, make_selector, visible_curves
 
 __all__ = ["ProgressiveSelector"]
 
@@ -33,7 +35,7 @@ class ProgressiveSelector:
     budget : float, optional
         Training FLOPs allowed, as a fraction of fine-tuning every candidate on the
         full target set; can also be given to :meth:`fit`.
-    method : str, default "lensllm"
+    method : str, default DEFAULT_METHOD
         Selector used to predict the full-data loss each round.
     start_points : int, default 3
         Smallest sizes every candidate is fine-tuned on before the first cut
@@ -58,7 +60,7 @@ class ProgressiveSelector:
 
     name = "progressive"
 
-    def __init__(self, *, budget=None, method="lensllm", start_points=3, confidence=0.9, min_keep=2):
+    def __init__(self, *, budget=None, method=DEFAULT_METHOD, start_points=3, confidence=0.9, min_keep=2):
         self.budget = budget
         self.method = method
         self.start_points = start_points
@@ -83,9 +85,6 @@ class ProgressiveSelector:
         -------
         self
         """
-        from .metrics import full_data_flops, training_flops
-        from .select import make_selector, visible_curves
-
         budget = self.budget if budget is None else budget
         if not (isinstance(budget, (int, float)) and budget > 0):
             raise ConfigError(f"`budget` must be a positive fraction of full-data FLOPs, got {budget!r}; "
@@ -140,8 +139,6 @@ class ProgressiveSelector:
 
 def _bought(pool, idx, n_bought):
     """The curves of candidates ``idx`` cut to the sizes bought so far."""
-    from .select import VisibleCurves
-
     return VisibleCurves(models=[pool.models[i] for i in idx],
                          sizes=[pool.sizes[i][: n_bought[i]] for i in idx],
                          losses=[pool.losses[i][: n_bought[i]] for i in idx],
@@ -158,8 +155,6 @@ def _confidently_worse(log_pred, half, min_keep):
 
 def _backtest_scale(selector, view):
     """Robust spread of the log error when the largest size is predicted from the rest."""
-    from .select import VisibleCurves
-
     if min(s.size for s in view.sizes) <= 3:
         # Too few points to hold one out: assume a 5% error per doubling, the
         # order of the published extrapolation errors at small budgets.

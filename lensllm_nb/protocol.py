@@ -16,12 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .curves import validate_curves
 from .errors import ConfigError
+from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from .progressive import ProgressiveSelector
+from .select import DEFAULT_METHOD, make_selector, visible_curves
 
-__all__ = ["DEFAULT_RATIOS", "METHODS", "BenchmarkResult", "run_benchmark"]
+__all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark"]
 
 DEFAULT_RATIOS = (8, 16, 32, 64, 128, 256, 512)
-METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "progressive")
+METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "robust_curvature", "slope_drift",
+           "progressive")
 
 
 @dataclass
@@ -53,7 +58,8 @@ class BenchmarkResult:
         for rec in self.results[keys].to_dict("records"):
             rows.append({k: (int(v) if k in ("ratio", "max_train") else
                              str(v) if k in ("method", "chosen") else float(v)) for k, v in rec.items()})
-        return {"dataset": self.dataset, "target": int(self.target), "results": rows,
+        return {"dataset": self.dataset, "target": int(self.target), "default_method": DEFAULT_METHOD,
+                "results": rows,
                 "wall_seconds": float(self.wall_seconds)}
 
 
@@ -95,11 +101,6 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
     -------
     BenchmarkResult
     """
-    from .curves import validate_curves
-    from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
-    from .progressive import ProgressiveSelector
-    from .select import make_selector, visible_curves
-
     start = time.perf_counter()
     methods = _check_methods(methods)
     ratios = _check_ratios(ratios)

@@ -15,19 +15,26 @@ and sets
 
 Methods: ``zeroshot``, ``subtuning``, ``modelsize`` (baselines of Lin et al. 2024),
 ``vanilla`` and ``rectified`` (law fits), ``ats`` (Accept-then-Stop, Lin et al.
-2024) and ``lensllm`` (the project's default, :class:`LensLLMSelector`).
+2024), ``lensllm`` (the LensLLM law of Zeng et al. 2025 fitted per candidate) and
+``robust_curvature`` (the project's own extrapolator: AtS window, Theil–Sen line,
+curvature pooled over candidates). :data:`DEFAULT_METHOD` names the default.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from .curves import validate_curves
 from .errors import ConfigError
+from .extrapolate import ats_transition, robust_curvature_predict
+from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from .statespace import fit_slope_drift
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -37,6 +44,8 @@ __all__ = [
     "LawFitSelector",
     "AtSSelector",
     "LensLLMSelector",
+    "RobustCurvatureSelector",
+    "SlopeDriftSelector",
     "SELECTORS",
     "make_selector",
     "visible_curves",
@@ -49,7 +58,7 @@ __all__ = [
 ]
 
 # The method every user-facing prediction uses unless told otherwise (one place).
-DEFAULT_METHOD = "lensllm"
+DEFAULT_METHOD = "robust_curvature"
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,6 @@ def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
     dataset : str, optional
         Needed when the table holds several datasets.
     """
-    from .curves import validate_curves
-
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
     datasets = sorted(df["dataset"].unique())
     if dataset is None and len(datasets) > 1:
@@ -135,8 +142,17 @@ class _Selector:
     _min_points = 1
 
     def get_params(self) -> dict:
-        import inspect
+        """Return the settings given to ``__init__``."""
         return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
+
+    def set_params(self, **params):
+        """Change settings (scikit-learn style); unknown names raise. Returns self."""
+        _set_params(self, params)
+        return self
+
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has run (a fit with failed curves is still fitted)."""
+        return hasattr(self, "predictions_")
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
@@ -205,6 +221,17 @@ class _Selector:
 
     def _predict(self, visible):
         raise NotImplementedError
+
+
+def _set_params(estimator, params):
+    """Shared by selectors and laws: set known settings, name the valid ones otherwise."""
+    valid = estimator.get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown} for {type(estimator).__name__}; "
+                          f"valid settings are {sorted(valid)}.")
+    for key, value in params.items():
+        setattr(estimator, key, value)
 
 
 class ZeroShotSelector(_Selector):
@@ -276,11 +303,13 @@ class LawFitSelector(_Selector):
     def name(self):
         return self.law
 
-    def _predict(self, visible):
-        from .laws import make_law
+    def _ntk_list(self, models):
+        return None
 
+    def _predict(self, visible):
         law = make_law(self.law, **(self.law_params or {}))
-        fitted = law._fit_many(visible.sizes, visible.losses, names=visible.models)
+        fitted = law._fit_many(visible.sizes, visible.losses, names=visible.models,
+                               ntk=self._ntk_list(visible.models))
         pred, failed = [], []
         for model, f, losses in zip(visible.models, fitted, visible.losses):
             if f.success_:
@@ -325,40 +354,11 @@ class AtSSelector(_Selector):
         return np.array(pred), []
 
 
-def ats_transition(x, y, *, k=3, delta=5.0) -> int:
-    """Index of the last pre-power point found by Accept-then-Stop (−1: none).
+class RobustCurvatureSelector(_Selector):
+    """AtS power-phase window, Theil–Sen line and curvature pooled over candidates.
 
-    Parameters
-    ----------
-    x, y : ndarray
-        Log sizes (increasing) and log losses of one curve.
-    k : int
-        Points in the first line fit.
-    delta : float
-        Threshold on the standardized residual of the next point back.
-
-    Notes
-    -----
-    Follows the published procedure exactly, including that the smallest size
-    is never accepted when the walk reaches it without stopping; this is what
-    reproduces the published figures.
-    """
-    n = x.size
-    if n <= k:
-        return -1
-    for used in range(k, n):
-        slope, intercept = np.polyfit(x[-used:], y[-used:], 1)
-        spread = np.std(y[-used:] - (slope * x[-used:] + intercept))
-        nxt = n - used - 1
-        residual = abs(y[nxt] - (slope * x[nxt] + intercept))
-        # A perfectly straight tail (spread 0) makes any deviation infinite.
-        if residual > delta * spread:
-            break
-    return n - used - 1
-
-
-class LensLLMSelector(_Selector):
-    """The project's default selector; see :mod:`lensllm_nb.lens` for the method.
+    The project's own extrapolator (see :mod:`lensllm_nb.extrapolate`); it was
+    called ``lensllm`` before, which it is not.
 
     Parameters
     ----------
@@ -366,19 +366,89 @@ class LensLLMSelector(_Selector):
         |t| of the pooled curvature above which curves are bent (the 5% level).
     """
 
-    name = "lensllm"
+    name = "robust_curvature"
     _min_points = 3
 
     def __init__(self, significance=1.96):
         self.significance = significance
 
     def _predict(self, visible):
-        from .lens import lens_predict
-
         if not (isinstance(self.significance, (int, float)) and self.significance > 0):
             raise ConfigError(f"`significance` must be a positive number, got {self.significance!r}; "
                               "1.96 is the 5% level.")
-        return lens_predict(visible, significance=self.significance), []
+        return robust_curvature_predict(visible, significance=self.significance), []
+
+
+class SlopeDriftSelector(_Selector):
+    """State-space slope-drift extrapolator (see :mod:`lensllm_nb.statespace`).
+
+    A local linear trend on log loss over log size whose slope drifts, run on each
+    candidate's visible points; the slope growth ρ and drift q are shared
+    by the candidates and fitted by maximum likelihood, each candidate's noise is
+    profiled.
+
+    Parameters
+    ----------
+    window : {"all", "ats"}, default "all"
+        Filter every visible point (the pre-power bend is slope growth the
+        filter sees) or only the Accept-then-Stop power-phase window.
+    """
+
+    name = "slope_drift"
+    _min_points = 3
+
+    def __init__(self, window="all"):
+        self.window = window
+
+    def _predict(self, visible):
+        mean, _ = self.forecast(visible)
+        return np.exp(mean), []
+
+    def forecast(self, visible):
+        """Mean and Kalman variance of every candidate's log loss at the target."""
+        if self.window not in ("ats", "all"):
+            raise ConfigError(f"`window` must be 'ats' or 'all', got {self.window!r}.")
+        xs = [np.log(s) for s in visible.sizes]
+        ys = [np.log(l) for l in visible.losses]
+        if self.window == "ats":
+            # The filter needs 3 points; a shorter window keeps its last 3.
+            starts = [min(ats_transition(x, y) + 1, x.size - 3) for x, y in zip(xs, ys)]
+            xs = [x[w:] for x, w in zip(xs, starts)]
+            ys = [y[w:] for y, w in zip(ys, starts)]
+        self.fit_ = fit_slope_drift(xs, ys)
+        return self.fit_.forecast(np.log(visible.target))
+
+
+class LensLLMSelector(LawFitSelector):
+    """The method of the LensLLM paper (Zeng et al. 2025): its law fitted per candidate.
+
+    ``L = B / (F(Θ, t) + D**β) + E`` is fitted to each visible curve, with F from
+    the model's NTK features when they are given and a fitted non-negative term
+    otherwise; candidates are ranked by the law's prediction at the target.
+
+    Parameters
+    ----------
+    ntk : dict, optional
+        Model name -> NTK features (:class:`~lensllm_nb.ntk.NTKFeatures` or its
+        ``to_dict()``), for every candidate or for none.
+    law_params : dict, optional
+        Other settings of :class:`~lensllm_nb.laws.LensLLMLaw`.
+    """
+
+    def __init__(self, ntk=None, law_params=None):
+        self.ntk = ntk
+        self.law_params = law_params
+
+    @property
+    def law(self):
+        return "lensllm"
+
+    def _ntk_list(self, models):
+        if self.ntk is None:
+            return None
+        if not isinstance(self.ntk, dict):
+            raise ConfigError(f"`ntk` must be a dict model -> NTK features, got {type(self.ntk).__name__}.")
+        return [self.ntk.get(m) for m in models]
 
 
 SELECTORS = {
@@ -389,6 +459,8 @@ SELECTORS = {
     "rectified": lambda **kw: LawFitSelector(law="rectified", **kw),
     "ats": AtSSelector,
     "lensllm": LensLLMSelector,
+    "robust_curvature": RobustCurvatureSelector,
+    "slope_drift": SlopeDriftSelector,
 }
 
 

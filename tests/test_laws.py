@@ -3,7 +3,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lensllm_nb.errors import ConfigError, FitError
+from lensllm_nb.errors import ConfigError, FitError, NotFittedError
 from lensllm_nb.fitting import LawSpec, fit_batch, fit_curves
 from lensllm_nb.laws import LensLLMLaw, PowerLaw, RectifiedLaw, make_law
 
@@ -106,8 +106,34 @@ def test_settings_are_stored_unchanged_and_validated():
         RectifiedLaw().fit([100, 200, 400], [4, np.nan, 2])
     with pytest.raises(ConfigError, match="at least 3 distinct"):
         RectifiedLaw().fit([100, 100, 400], [4, 3, 2])
-    with pytest.raises(FitError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         RectifiedLaw().predict(100)
+    law = RectifiedLaw()
+    assert law.set_params(n_starts=5) is law and law.n_starts == 5 and not law.is_fitted()
+    with pytest.raises(ConfigError, match="unknown setting"):
+        law.set_params(colour="red")
+
+
+def test_delta_interval_uses_the_exact_jacobian():
+    from lensllm_nb.fitting import law_jacobian, law_log_predict
+
+    theta = np.array([np.log(50.0), 0.4, np.log(30.0), np.log(0.5)])
+    _, jac = law_jacobian(theta, SIZES)
+    eps = 1e-7
+    for j in range(4):
+        step = np.zeros(4)
+        step[j] = eps
+        numeric = (law_log_predict(theta + step, SIZES[None])[0] - law_log_predict(theta - step, SIZES[None])[0]) / (2 * eps)
+        np.testing.assert_allclose(jac[:, j], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_d_star_outside_the_plausible_range_is_missing_with_a_reason():
+    D = SIZES
+    L = 0.2 + 40.0 * D ** -0.45  # a pure power law: no pre-power phase
+    law = RectifiedLaw().fit(D, L)
+    assert law.d_star_ is None or 1.0 <= law.d_star_ <= 1e3 * D.max()
+    if law.d_star_ is None:
+        assert law.d_star_reason_
 
 
 def test_fit_curves_matches_published_fit_error(flan, gigaword):

@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.errors import ConfigError
-from lensllm_nb.lens import pooled_curvature, theil_sen
+from lensllm_nb.extrapolate import ats_transition, pooled_curvature, theil_sen
 from lensllm_nb.metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from lensllm_nb.progressive import ProgressiveSelector
-from lensllm_nb.select import SELECTORS, ats_transition, make_selector
+from lensllm_nb.select import DEFAULT_METHOD, SELECTORS, make_selector
 
 TARGET = 1638400
 
@@ -32,8 +32,8 @@ def test_every_selector_ranks_all_models(flan):
 
 def test_selectors_cannot_see_beyond_max_train(flan):
     visible = flan[flan["n_train"] <= 3200]
-    a = make_selector("lensllm").fit(flan, max_train=3200, target=TARGET).predictions_
-    b = make_selector("lensllm").fit(visible, max_train=3200, target=TARGET).predictions_
+    a = make_selector(DEFAULT_METHOD).fit(flan, max_train=3200, target=TARGET).predictions_
+    b = make_selector(DEFAULT_METHOD).fit(visible, max_train=3200, target=TARGET).predictions_
     pd.testing.assert_series_equal(a, b)
 
 

@@ -1,4 +1,8 @@
-"""The LensLLM selector's extrapolation: robust power-phase lines plus pooled curvature.
+"""Extrapolators of visible curves: Accept-then-Stop windows, robust lines, pooled curvature.
+
+The ``robust_curvature`` method (the project's own extrapolator, formerly misnamed
+``lensllm``) and the phase-transition rule of Accept-then-Stop live here, below the
+selector registry, so that selectors import extrapolators and never the reverse.
 
 Why this and not a free law fit per curve: with a handful of visible sizes the four
 parameters of the rectified / LensLLM law are not identified, and free fits
@@ -35,10 +39,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from scipy import stats
 
-from .select import ats_transition
-
-__all__ = ["lens_predict", "pooled_curvature", "theil_sen"]
+__all__ = ["ats_transition", "robust_curvature_predict", "pooled_curvature", "theil_sen"]
 
 _RATE_GRID = np.linspace(0.0, 0.6, 121)
 _SLOPE_GRID = np.linspace(0.0, 0.6, 121)
@@ -51,17 +54,46 @@ def theil_sen(x, y):
     Parameters
     ----------
     x, y : ndarray
-        One curve, at least 2 points.
+        One curve, at least 2 points with distinct x.
 
     Returns
     -------
     (slope, intercept) : tuple of float
     """
-    i, j = np.triu_indices(x.size, k=1)
-    dx = x[j] - x[i]
-    keep = dx != 0
-    slope = float(np.median((y[j] - y[i])[keep] / dx[keep])) if keep.any() else 0.0
-    return slope, float(np.median(y) - slope * np.median(x))
+    slope, intercept, _, _ = stats.theilslopes(y, x, method="separate")
+    return float(slope), float(intercept)
+
+
+def ats_transition(x, y, *, k=3, delta=5.0) -> int:
+    """Index of the last pre-power point found by Accept-then-Stop (−1: none).
+
+    Parameters
+    ----------
+    x, y : ndarray
+        Log sizes (increasing) and log losses of one curve.
+    k : int
+        Points in the first line fit.
+    delta : float
+        Threshold on the standardized residual of the next point back.
+
+    Notes
+    -----
+    Follows the published procedure exactly, including that the smallest size
+    is never accepted when the walk reaches it without stopping; this is what
+    reproduces the published figures.
+    """
+    n = x.size
+    if n <= k:
+        return -1
+    for used in range(k, n):
+        slope, intercept = np.polyfit(x[-used:], y[-used:], 1)
+        spread = np.std(y[-used:] - (slope * x[-used:] + intercept))
+        nxt = n - used - 1
+        residual = abs(y[nxt] - (slope * x[nxt] + intercept))
+        # A perfectly straight tail (spread 0) makes any deviation infinite.
+        if residual > delta * spread:
+            break
+    return n - used - 1
 
 
 def _bend(u, rate):
@@ -147,7 +179,7 @@ def pooled_curvature(log_sizes, log_losses):
     return rate, stderr
 
 
-def lens_predict(visible, *, significance) -> np.ndarray:
+def robust_curvature_predict(visible, *, significance) -> np.ndarray:
     """Predicted loss at ``visible.target`` for every candidate.
 
     Parameters
