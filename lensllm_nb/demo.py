@@ -34,8 +34,10 @@ BENCHMARK_SETS = ("flan", "gigaword")
 # fine-tuning every candidate on the full target.
 PROGRESSIVE_BUDGET = 0.05
 # Two notebooks at a time on two cores: one torch thread each, no oversubscription.
+# No progress bars from the hub libraries: reports show tables, not bars.
 _JOB_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 _NOTEBOOKS = ("01_finetune_subsets", "02_fit_phase_law", "03_select_models", "04_benchmark")
 _FINETUNE_KEYS = ("epochs", "lr", "batch_size")
 
