@@ -115,10 +115,12 @@ class SelectionAnswer:
                                 & (self.curves["n_train"] <= pred.max_train)]
             ax.plot(curve["n_train"], curve["test_loss"], "o-", color=color, ms=4,
                     label=escape_mathtext(row["model"]))
-            ax.errorbar([pred.target], [row["predicted"]], fmt="D", color=color, ms=6, capsize=3,
+            # Side by side around the target, so that the intervals do not hide each other.
+            at = pred.target * 1.07 ** (i - (len(pred.frame) - 1) / 2)
+            ax.errorbar([at], [row["predicted"]], fmt="D", color=color, ms=6, capsize=3,
                         yerr=[[row["predicted"] - row["low"]], [row["high"] - row["predicted"]]])
             if row["model"] in self.truth.index:
-                ax.plot([pred.target], [self.truth[row["model"]]], "o", mfc="none", mec=color, ms=11, mew=1.5)
+                ax.plot([at], [self.truth[row["model"]]], "o", mfc="none", mec=color, ms=11, mew=1.5)
         ax.axvspan(ax.get_xlim()[0], pred.max_train, color="#eef3f8", zorder=0)
         ax.set_xscale("log")
         ax.set_xlabel("training examples (log scale)")
