@@ -25,10 +25,13 @@ import pandas as pd
 from .errors import ConfigError
 from .safe_output import escape_html, escape_mathtext
 
-__all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK"]
+__all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]
 
 # The notebook whose job makes a grid "select a model".
 SELECT_NOTEBOOK = "03_select_models"
+# The keys of ``summary.json`` (issue 8's contract), in order.
+SUMMARY_KEYS = ("chosen", "method", "predicted", "low", "high", "p_best", "cost_fraction", "candidates",
+                "selection_max_train", "target", "true_rank", "relacc")
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,17 @@ class SelectionAnswer:
                 "regret": top1_regret(chosen, true)}
 
     def summary(self) -> dict:
-        """The ``summary.json`` facts (strict-JSON-ready; see `lensllm_nb.safe_output.strict_json`)."""
+        """The ``summary.json`` contract of issue 8, exactly these keys (strict-JSON-ready).
+
+        ``chosen``, ``method``, ``predicted``, ``low``, ``high``, ``p_best``,
+        ``cost_fraction``, ``candidates``, ``selection_max_train``, ``target``,
+        ``true_rank`` and ``relacc`` (the last two None without full runs).
+        """
+        facts = self.facts()
+        return {key: facts[key] for key in SUMMARY_KEYS}
+
+    def facts(self) -> dict:
+        """Everything the index shows: the summary plus dataset, level, regret, best model, progressive."""
         pred = self.prediction
         row = pred.frame.iloc[0]
         return {
@@ -86,7 +99,7 @@ class SelectionAnswer:
 
     def to_html(self) -> str:
         """The answer section of an index page (every value escaped, the figure embedded)."""
-        facts = self.summary()
+        facts = self.facts()
         return _ANSWER_HTML.format(
             chosen=escape_html(facts["chosen"]), dataset=escape_html(facts["dataset"]),
             predicted=_loss(facts["predicted"]), level=f"{facts['level']:.0%}",

@@ -131,7 +131,7 @@ def run_demo(out="reports/demo", *, candidates=None, workers=2, executor="local"
         say(f"no answer: {answer or 'notebook 03 did not finish'}")
     else:
         write_summary(answer, out / "summary.json")
-        facts = answer.summary()
+        facts = answer.facts()
         say(f"answer: fine-tune {facts['chosen']} (true rank {facts['true_rank']} of {facts['candidates']}, "
             f"RelAcc {facts['relacc']:.3f}) for {facts['cost_fraction']:.1%} of the FLOPs of fine-tuning all")
     say(f"demo finished in {time.perf_counter() - started:.0f} s; open {result.index}")
@@ -139,7 +139,7 @@ def run_demo(out="reports/demo", *, candidates=None, workers=2, executor="local"
 
 
 def write_summary(answer, path) -> Path:
-    """Write the answer's facts as strict JSON (see `lensllm_nb.answer.SelectionAnswer.summary`).
+    """Write the answer's summary as strict JSON (see `lensllm_nb.answer.SelectionAnswer.summary`).
 
     Parameters
     ----------

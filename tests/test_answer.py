@@ -40,6 +40,7 @@ def answer():
 
 def test_summary_holds_the_issue_facts_with_their_types(answer, tmp_path):
     facts = json.loads(write_summary(answer, tmp_path / "summary.json").read_text())
+    assert list(facts) == list(SUMMARY_TYPES)
     for key, kind in SUMMARY_TYPES.items():
         assert isinstance(facts[key], kind), (key, facts[key])
     assert facts["candidates"] == 4 and facts["target"] == TARGET and facts["selection_max_train"] == 128
@@ -52,7 +53,7 @@ def test_summary_holds_the_issue_facts_with_their_types(answer, tmp_path):
 def test_check_reads_the_full_runs_only_after_predicting(answer):
     table = _curves()
     truth = table[table["n_train"] == TARGET].set_index("model")["test_loss"]
-    facts = answer.summary()
+    facts = answer.facts()
     assert facts["true_rank"] == int((truth < truth[facts["chosen"]]).sum()) + 1
     assert facts["best_true"] == truth.idxmin()
     # The prediction must not depend on the full runs: change them, same prediction.
@@ -63,7 +64,7 @@ def test_check_reads_the_full_runs_only_after_predicting(answer):
 
 
 def test_progressive_is_checked_too(answer):
-    progressive = answer.summary()["progressive"]
+    progressive = answer.facts()["progressive"]
     assert progressive["cost_fraction"] <= 0.05 + 1e-9
     assert progressive["true_rank"] >= 1 and 0 <= progressive["relacc"] <= 1
 
