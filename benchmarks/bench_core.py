@@ -19,7 +19,7 @@ import numpy as np
 
 from lensllm_nb.benchmarks import load
 from lensllm_nb.fitting import fit_curves
-from lensllm_nb.protocol import run_benchmark
+from lensllm_nb.protocol import DEFAULT_METHOD, run_benchmark
 
 
 def _best_of(fn, repeat=5):
@@ -73,7 +73,8 @@ def main():
         res = run_benchmark(table).results
         means = res.groupby("method")[["pearson", "relacc", "cost_fraction"]].mean().round(4)
         print(means.to_string())
-        print("lensllm by ratio:", res[res.method == "lensllm"].set_index("ratio")["pearson"].round(3).to_dict())
+        print(f"{DEFAULT_METHOD} by ratio:",
+              res[res.method == DEFAULT_METHOD].set_index("ratio")["pearson"].round(3).to_dict())
         if args.reference:
             print(f"reference per-curve minimize (rectified, 10 starts, 7 ratios x 30 curves): "
                   f"{_reference_minimize(table):.1f} s")

@@ -181,6 +181,35 @@ class _Law:
     def _named_params(self) -> dict:
         return {"B": self.B_, "beta": self.beta_, "D_l": self.D_l_, "E": self.E_}
 
+    def reported_params(self):
+        """Fitted parameters for display: non-identified ones are None, with the reason.
+
+        Returns
+        -------
+        (params, missing) : dict, dict
+            ``params`` maps every name of ``params_`` (plus ``d_star``) to a finite
+            float or None; ``missing`` maps each None to why it is not shown (a
+            pre-learned term at its bound is an optimizer artefact such as 1e-99,
+            not a measurement).
+        """
+        self._check_fitted()
+        params = {k: (float(v) if np.isfinite(v) else None) for k, v in self.params_.items()}
+        missing = {k: "not finite" for k, v in params.items() if v is None}
+        if "E" in params and self.theta_[3] <= PARAM_BOUNDS["log_E"][0] + 1e-6:
+            params["E"] = None
+            missing["E"] = "the asymptote fell to its lower bound (not identified by the fitted sizes)"
+        if self.d_star_ is None:
+            params["d_star"] = None
+            missing["d_star"] = self.d_star_reason_
+            # D_l (F) and D* stand or fall together: D* = D_l**(1/beta).
+            for name in ("D_l", "F"):
+                if name in params:
+                    params[name] = None
+                    missing[name] = self.d_star_reason_
+        else:
+            params["d_star"] = self.d_star_
+        return params, missing
+
     # -- using a fitted law ---------------------------------------------------
     def _check_fitted(self):
         if not self.is_fitted():

@@ -1,15 +1,18 @@
 """Budgeted progressive selection.
 
 Start every candidate on the smallest subsets, predict each one's full-data loss,
-drop the candidates whose prediction is confidently worse than the leader's, and
-double the subset for the survivors until the FLOPs budget is spent. On a benchmark
-table a "fine-tune" is a lookup of the measured loss; with a live collector the same
-loop decides which runs to buy.
+drop the candidates that the prediction engine (:mod:`lensllm_nb.predict`) says are
+unlikely to be best, and buy the next size for the survivors until the FLOPs budget
+is spent. On a benchmark table a "fine-tune" is a lookup of the measured loss; with a
+live collector the same loop decides which runs to buy.
 
-Confidence comes from backtesting, not from a model of noise: at every round the
-largest purchased size is predicted from the smaller ones, and the spread of those
-log errors across candidates, grown linearly with the number of doublings still to
-extrapolate, is the scale of the prediction error.
+The drop rule uses ``p_best``, the engine's probability that a candidate has the
+lowest loss at the target: each round, the candidates with the smallest ``p_best``
+are dropped as long as their summed ``p_best`` stays ≤ ``risk``. Under the engine's
+distribution the chance that a round drops the best candidate is then at most
+``risk``; with the default 0.01 and the ten-odd doublings between the smallest
+subsets and a full data set, the chance of ever dropping it stays near 10%, the
+miss rate the 90% intervals accept.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ import itertools
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .errors import ConfigError
 from .metrics import full_data_flops, training_flops
-from .select import DEFAULT_METHOD, VisibleCurves, make_selector, visible_curves
+from .predict import log_predictive, p_best
+from .select import DEFAULT_METHOD, VisibleCurves, visible_curves
 
 __all__ = ["ProgressiveSelector"]
 
@@ -40,9 +43,13 @@ class ProgressiveSelector:
     start_points : int, default 3
         Smallest sizes every candidate is fine-tuned on before the first cut
         (a law needs three points).
-    confidence : float, default 0.9
-        Two-sided level of the intervals; a candidate is dropped when its interval
-        lies wholly above the leader's.
+    risk : float, default 0.01
+        Largest summed ``p_best`` of the candidates dropped in one round.
+    drop_from : int, default 5
+        No candidate is dropped before every active one has this many sizes: the
+        engine's intervals are calibrated at the benchmark protocol's budgets,
+        whose smallest leaves 5 sizes; with 3 or 4 points every extrapolator
+        draws the same line and their agreement says nothing.
     min_keep : int, default 2
         Never keep fewer candidates than this while budget remains.
 
@@ -56,15 +63,19 @@ class ProgressiveSelector:
         FLOPs spent relative to fine-tuning all candidates on the full set.
     history_ : pandas.DataFrame
         One row per round: round, size, active, spent, leader, dropped.
+    p_best_history_ : pandas.DataFrame
+        One row per (round, active model): p_best, predicted.
     """
 
     name = "progressive"
 
-    def __init__(self, *, budget=None, method=DEFAULT_METHOD, start_points=3, confidence=0.9, min_keep=2):
+    def __init__(self, *, budget=None, method=DEFAULT_METHOD, start_points=3, risk=0.01, drop_from=5,
+                 min_keep=2):
         self.budget = budget
         self.method = method
         self.start_points = start_points
-        self.confidence = confidence
+        self.risk = risk
+        self.drop_from = drop_from
         self.min_keep = min_keep
 
     def fit(self, table, *, target, budget=None, dataset=None):
@@ -85,39 +96,56 @@ class ProgressiveSelector:
         -------
         self
         """
+        pool = visible_curves(table, max_train=int(target) - 1, target=target, dataset=dataset)
+        rows = table if dataset is None else table[table["dataset"] == dataset]
+        return self.fit_pool(pool, rows, target=target, budget=budget)
+
+    def fit_pool(self, pool, rows, *, target, budget=None):
+        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.select.visible_curves` (shared across budgets).
+
+        Parameters
+        ----------
+        pool : VisibleCurves
+            Every size that may be bought.
+        rows : pandas.DataFrame
+            The tidy rows of those curves (for their FLOPs).
+        target, budget
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        self
+        """
         budget = self.budget if budget is None else budget
         if not (isinstance(budget, (int, float)) and budget > 0):
             raise ConfigError(f"`budget` must be a positive fraction of full-data FLOPs, got {budget!r}; "
                               "e.g. 0.01 for 1%.")
-        if not 0 < self.confidence < 1:
-            raise ConfigError(f"`confidence` must be between 0 and 1, got {self.confidence!r}.")
-        pool = visible_curves(table, max_train=int(target) - 1, target=target, dataset=dataset)
+        if not (isinstance(self.risk, (int, float)) and 0 <= self.risk < 1):
+            raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")
         if min(s.size for s in pool.sizes) < self.start_points:
             raise ConfigError(f"every candidate needs at least `start_points`={self.start_points} sizes below "
                               "the target.")
-        rows = table if dataset is None else table[table["dataset"] == dataset]
         cost_of = _cost_lookup(rows, training_flops)
         total = full_data_flops(rows, target=target)
-        selector = make_selector(self.method)
-
         n_bought = np.full(len(pool.models), self.start_points)
         spent = sum(cost_of(m, s) for m, sizes in zip(pool.models, pool.sizes) for s in sizes[: self.start_points])
         active = np.ones(len(pool.models), dtype=bool)
         pred = np.full(len(pool.models), np.nan)
-        history = []
-        z = stats.norm.ppf(0.5 + self.confidence / 2)
+        history, p_history = [], []
         for round_ in itertools.count(1):
             idx = np.flatnonzero(active)
             view = _bought(pool, idx, n_bought)
-            pred[idx], _ = selector._predict(view)
-            doublings = np.log2(target / np.array([s[-1] for s in view.sizes]))
-            half = z * _backtest_scale(selector, view) * np.maximum(doublings, 1.0)
-            worse = _confidently_worse(np.log(pred[idx]), half, self.min_keep)
-            leader = idx[np.argmin(pred[idx])]
-            active[idx[worse]] = False
+            center, scale = log_predictive(view, method=self.method)
+            pred[idx] = np.exp(center)
+            pb = p_best(center, scale)
+            ready = min(s.size for s in view.sizes) >= self.drop_from
+            drop = _unlikely_best(pb, self.risk if ready else 0.0, self.min_keep)
+            active[idx[drop]] = False
             history.append({"round": round_, "size": int(max(s[-1] for s in view.sizes)), "active": int(idx.size),
-                            "spent": spent / total, "leader": pool.models[leader],
-                            "dropped": int(worse.sum())})
+                            "spent": spent / total, "leader": pool.models[idx[np.argmax(pb)]],
+                            "dropped": int(drop.sum())})
+            p_history += [{"round": round_, "model": pool.models[i], "p_best": float(p), "predicted": float(pred[i])}
+                          for i, p in zip(idx, pb)]
             survivors = np.flatnonzero(active & (n_bought < np.array([s.size for s in pool.sizes])))
             if survivors.size == 0:
                 break
@@ -133,6 +161,7 @@ class ProgressiveSelector:
         self.chosen_ = self.ranking_[0]
         self.cost_fraction_ = spent / total
         self.history_ = pd.DataFrame(history)
+        self.p_best_history_ = pd.DataFrame(p_history)
         self.budget_ = float(budget)
         return self
 
@@ -145,27 +174,14 @@ def _bought(pool, idx, n_bought):
                          zero_shot=pool.zero_shot[idx], params=pool.params[idx], target=pool.target)
 
 
-def _confidently_worse(log_pred, half, min_keep):
-    """Candidates whose interval lies wholly above the leader's; the best ``min_keep`` stay."""
-    best = np.argmin(log_pred)
-    worse = log_pred - half > log_pred[best] + half[best]
-    worse[np.argsort(log_pred, kind="stable")[:min_keep]] = False
-    return worse
-
-
-def _backtest_scale(selector, view):
-    """Robust spread of the log error when the largest size is predicted from the rest."""
-    if min(s.size for s in view.sizes) <= 3:
-        # Too few points to hold one out: assume a 5% error per doubling, the
-        # order of the published extrapolation errors at small budgets.
-        return 0.05
-    held = VisibleCurves(models=view.models, sizes=[s[:-1] for s in view.sizes],
-                         losses=[l[:-1] for l in view.losses], zero_shot=view.zero_shot,
-                         params=view.params, target=int(view.sizes[0][-1]))
-    back, _ = selector._predict(held)
-    err = np.log(back) - np.log([l[-1] for l in view.losses])
-    # Median absolute deviation is not thrown off by one odd curve.
-    return max(1.4826 * float(np.median(np.abs(err - np.median(err)))), 1e-3)
+def _unlikely_best(pb, risk, min_keep):
+    """Mask of the lowest-p_best candidates whose summed p_best is ≤ ``risk``; ``min_keep`` stay."""
+    order = np.argsort(pb, kind="stable")
+    droppable = order[: max(pb.size - min_keep, 0)]
+    cut = np.searchsorted(np.cumsum(pb[droppable]), risk, side="right")
+    drop = np.zeros(pb.size, dtype=bool)
+    drop[droppable[:cut]] = True
+    return drop
 
 
 def _cost_lookup(rows, training_flops):

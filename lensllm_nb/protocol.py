@@ -19,14 +19,15 @@ import pandas as pd
 from .curves import validate_curves
 from .errors import ConfigError
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from .predict import PREDICTIVE_METHODS, predict_visible
 from .progressive import ProgressiveSelector
-from .select import DEFAULT_METHOD, make_selector, visible_curves
+from .select import DEFAULT_METHOD, make_selector, visible_from_valid
 
 __all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark"]
 
 DEFAULT_RATIOS = (8, 16, 32, 64, 128, 256, 512)
-METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "robust_curvature", "slope_drift",
-           "progressive")
+METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "robust_curvature",
+           "slope_drift", "curvature_drift", "progressive")
 
 
 @dataclass
@@ -39,7 +40,11 @@ class BenchmarkResult:
         One row per (dataset, method, ratio): max_train, pearson, relacc,
         spearman, regret, cost_fraction, chosen.
     predictions : pandas.DataFrame
-        One row per (dataset, method, ratio, model): predicted, true.
+        One row per (dataset, method, ratio, model): predicted, true; with a
+        ``level``, also low, high and p_best for the methods of
+        :data:`~lensllm_nb.predict.PREDICTIVE_METHODS`.
+    level : float or None
+        Level of the intervals, when asked for.
     dataset : str
     target : int
     wall_seconds : float
@@ -50,6 +55,7 @@ class BenchmarkResult:
     dataset: str
     target: int
     wall_seconds: float
+    level: float | None = None
 
     def to_json_dict(self) -> dict:
         """The stable JSON contract of ``lensllm-nb benchmark --format json``."""
@@ -58,9 +64,15 @@ class BenchmarkResult:
         for rec in self.results[keys].to_dict("records"):
             rows.append({k: (int(v) if k in ("ratio", "max_train") else
                              str(v) if k in ("method", "chosen") else float(v)) for k, v in rec.items()})
-        return {"dataset": self.dataset, "target": int(self.target), "default_method": DEFAULT_METHOD,
-                "results": rows,
-                "wall_seconds": float(self.wall_seconds)}
+        doc = {"dataset": self.dataset, "target": int(self.target), "default_method": DEFAULT_METHOD,
+               "results": rows, "wall_seconds": float(self.wall_seconds)}
+        if self.level is not None:
+            doc["level"] = float(self.level)
+            cols = ["method", "ratio", "model", "predicted", "low", "high", "p_best", "true"]
+            with_interval = self.predictions.dropna(subset=["low"])[cols]
+            doc["predictions"] = [{k: (int(v) if k == "ratio" else str(v) if k in ("method", "model") else float(v))
+                                   for k, v in rec.items()} for rec in with_interval.to_dict("records")]
+        return doc
 
 
 def _check_methods(methods):
@@ -81,7 +93,8 @@ def _check_ratios(ratios):
     return ratios
 
 
-def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, dataset=None) -> BenchmarkResult:
+def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, dataset=None,
+                  level=None) -> BenchmarkResult:
     """Run the selection protocol on one dataset of a tidy curves table.
 
     Parameters
@@ -96,12 +109,17 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
         Data-budget ratios r: sizes ≤ target / r are visible.
     dataset : str, optional
         Needed when the table holds several datasets.
+    level : float, optional
+        When given, the methods with a predictive distribution also record
+        their interval at this level and p_best for every model.
 
     Returns
     -------
     BenchmarkResult
     """
     start = time.perf_counter()
+    if level is not None and not (isinstance(level, (int, float)) and 0 < level < 1):
+        raise ConfigError(f"`level` must be between 0 and 1, got {level!r}; e.g. 0.9.")
     methods = _check_methods(methods)
     ratios = _check_ratios(ratios)
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
@@ -120,17 +138,20 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
         raise ConfigError(f"`target`={target}: no measured loss at that size for {missing[:3]}; "
                           "the benchmark needs the true loss of every model at the target.")
     rows, preds = [], []
+    # Progressive selection may buy any size below the target; its pool is cut once.
+    below = df[df["n_train"] < target]
+    pool = visible_from_valid(below, max_train=int(target) - 1, target=target) if "progressive" in methods else None
     for ratio in ratios:
         max_train = target // ratio
         # The protocol hides the target itself and everything above the budget;
         # the visible curves are cut once and shared by every method.
         visible_rows = df[df["n_train"] <= max_train]
-        visible = visible_curves(visible_rows, max_train=max_train, target=target)
+        visible = visible_from_valid(visible_rows, max_train=max_train, target=target)
         costs = {kind: cost_fraction(visible_rows, max_train=max_train, target=target, sizes=kind)
                  for kind in ("all", "largest", "none")}
         for method in methods:
             if method == "progressive":
-                selector = ProgressiveSelector().fit(df[df["n_train"] < target], target=target, budget=costs["all"])
+                selector = ProgressiveSelector().fit_pool(pool, below, target=target, budget=costs["all"])
             else:
                 selector = make_selector(method)
                 selector.fit_visible(visible, cost_fraction=costs[selector._cost_sizes])
@@ -143,7 +164,12 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
                 "spearman": spearman(pred, true), "regret": top1_regret(chosen_true, true),
                 "cost_fraction": float(selector.cost_fraction_), "chosen": selector.chosen_,
             })
-            preds.append(pd.DataFrame({"dataset": dataset, "method": method, "ratio": int(ratio),
-                                       "model": selector.predictions_.index, "predicted": pred, "true": true}))
+            frame = pd.DataFrame({"dataset": dataset, "method": method, "ratio": int(ratio),
+                                  "model": selector.predictions_.index, "predicted": pred, "true": true})
+            if level is not None and method in PREDICTIVE_METHODS:
+                dist = predict_visible(visible, method=method, level=level).frame.set_index("model")
+                frame = frame.join(dist[["low", "high", "p_best"]], on="model")
+            preds.append(frame)
     return BenchmarkResult(results=pd.DataFrame(rows), predictions=pd.concat(preds, ignore_index=True),
-                           dataset=dataset, target=int(target), wall_seconds=time.perf_counter() - start)
+                           dataset=dataset, target=int(target), wall_seconds=time.perf_counter() - start,
+                           level=None if level is None else float(level))

@@ -17,7 +17,10 @@ Methods: ``zeroshot``, ``subtuning``, ``modelsize`` (baselines of Lin et al. 202
 ``vanilla`` and ``rectified`` (law fits), ``ats`` (Accept-then-Stop, Lin et al.
 2024), ``lensllm`` (the LensLLM law of Zeng et al. 2025 fitted per candidate) and
 ``robust_curvature`` (the project's own extrapolator: AtS window, Theil–Sen line,
-curvature pooled over candidates). :data:`DEFAULT_METHOD` names the default.
+curvature pooled over candidates), ``slope_drift`` (a state-space local linear trend
+whose slope drifts) and ``curvature_drift`` (the default, :data:`DEFAULT_METHOD`:
+``robust_curvature`` averaged with ``slope_drift`` when the curves share a
+significant steepening).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import pandas as pd
 
 from .curves import validate_curves
 from .errors import ConfigError
-from .extrapolate import ats_transition, robust_curvature_predict
+from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from .statespace import fit_slope_drift
@@ -46,9 +49,11 @@ __all__ = [
     "LensLLMSelector",
     "RobustCurvatureSelector",
     "SlopeDriftSelector",
+    "CurvatureDriftSelector",
     "SELECTORS",
     "make_selector",
     "visible_curves",
+    "visible_from_valid",
     "VisibleCurves",
     "pearcorr",
     "relacc",
@@ -58,7 +63,7 @@ __all__ = [
 ]
 
 # The method every user-facing prediction uses unless told otherwise (one place).
-DEFAULT_METHOD = "robust_curvature"
+DEFAULT_METHOD = "curvature_drift"
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,12 @@ def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
     dataset : str, optional
         Needed when the table holds several datasets.
     """
-    df = validate_curves(table, source=table.attrs.get("source", "<table>"))
+    return visible_from_valid(validate_curves(table, source=table.attrs.get("source", "<table>")),
+                              max_train=max_train, target=target, dataset=dataset)
+
+
+def visible_from_valid(df, *, max_train, target, dataset=None) -> VisibleCurves:
+    """:func:`visible_curves` on a table that :func:`~lensllm_nb.curves.validate_curves` already checked."""
     datasets = sorted(df["dataset"].unique())
     if dataset is None and len(datasets) > 1:
         raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=` to choose one.")
@@ -349,7 +359,7 @@ class AtSSelector(_Selector):
         for sizes, losses in zip(visible.sizes, visible.losses):
             x, y = np.log(sizes), np.log(losses)
             start = ats_transition(x, y, k=self.k, delta=self.delta) + 1
-            slope, intercept = np.polyfit(x[start:], y[start:], 1)
+            slope, intercept = line_fit(x[start:], y[start:])
             pred.append(np.exp(intercept + slope * x_t))
         return np.array(pred), []
 
@@ -376,7 +386,8 @@ class RobustCurvatureSelector(_Selector):
         if not (isinstance(self.significance, (int, float)) and self.significance > 0):
             raise ConfigError(f"`significance` must be a positive number, got {self.significance!r}; "
                               "1.96 is the 5% level.")
-        return robust_curvature_predict(visible, significance=self.significance), []
+        pred, self.rate_ = robust_curvature_predict(visible, significance=self.significance)
+        return pred, []
 
 
 class SlopeDriftSelector(_Selector):
@@ -417,6 +428,41 @@ class SlopeDriftSelector(_Selector):
             ys = [y[w:] for y, w in zip(ys, starts)]
         self.fit_ = fit_slope_drift(xs, ys)
         return self.fit_.forecast(np.log(visible.target))
+
+
+class CurvatureDriftSelector(_Selector):
+    """``robust_curvature``, averaged with ``slope_drift`` where the curves steepen.
+
+    Both extrapolators see steepening; the straight-line part of
+    ``robust_curvature`` is the safer pick where there is none. So the pooled
+    curvature test of ``robust_curvature`` (|t| > ``significance``) decides: when
+    the candidates share a significant steepening the prediction is the
+    equal-weight average, in log space, of ``robust_curvature`` and
+    ``slope_drift``; otherwise ``robust_curvature`` alone. No weight or threshold
+    is fitted: equal weights and the 5% level.
+
+    Parameters
+    ----------
+    significance : float, default 1.96
+        |t| of the pooled curvature above which the slope-drift forecast joins.
+    """
+
+    name = "curvature_drift"
+    _min_points = 3
+
+    def __init__(self, significance=1.96):
+        self.significance = significance
+
+    def _predict(self, visible):
+        curved = RobustCurvatureSelector(significance=self.significance).fit_visible(visible)
+        self.rate_ = curved.rate_
+        # The fitted parts, for the prediction engine to reuse.
+        self.components_ = {"robust_curvature": curved}
+        if self.rate_ == 0.0:
+            return curved.predictions_.to_numpy(), []
+        drift = SlopeDriftSelector().fit_visible(visible)
+        self.components_["slope_drift"] = drift
+        return np.exp(0.5 * (np.log(curved.predictions_.to_numpy()) + np.log(drift.predictions_.to_numpy()))), []
 
 
 class LensLLMSelector(LawFitSelector):
@@ -461,6 +507,7 @@ SELECTORS = {
     "lensllm": LensLLMSelector,
     "robust_curvature": RobustCurvatureSelector,
     "slope_drift": SlopeDriftSelector,
+    "curvature_drift": CurvatureDriftSelector,
 }
 
 

@@ -50,13 +50,113 @@ def test_predict_candidates_rejects_bad_input(flan):
 
 
 def test_p_best_and_regret_agree_with_simulation():
+    from scipy import stats
+
+    from lensllm_nb.predict import DOF
+
     center = np.array([0.0, 0.05, 0.3])
     scale = np.array([0.1, 0.2, 0.05])
     pb = p_best(center, scale)
     assert pb.sum() == pytest.approx(1.0)
-    draws = np.random.default_rng(0).normal(center, scale, size=(200_000, 3))
+    # Seeded draws from the same (central 99.9%) Student-t distributions.
+    u = np.random.default_rng(0).uniform(0.0005, 0.9995, size=(200_000, 3))
+    draws = center + scale * stats.t.ppf(u, DOF)
     best = np.argmin(draws, axis=1)
     assert pb == pytest.approx(np.bincount(best, minlength=3) / len(best), abs=0.01)
     loss = np.exp(draws)
     regret = (loss - loss.min(axis=1, keepdims=True)).mean(axis=0)
-    assert expected_regret(center, scale) == pytest.approx(regret, abs=0.005)
+    # Heavy tails make the simulated mean noisy (standard error about 2% here).
+    assert expected_regret(center, scale) == pytest.approx(regret, rel=0.08, abs=0.01)
+
+
+def test_closed_form_t2_matches_scipy():
+    from scipy import stats
+
+    from lensllm_nb.predict import _t2_ppf, _t2_sf
+
+    t = np.array([-50.0, -3.0, -0.1, 0.0, 0.7, 4.0, 1e3])
+    np.testing.assert_allclose(_t2_sf(t), stats.t.sf(t, 2), rtol=1e-10)
+    u = np.array([0.0005, 0.1, 0.5, 0.95, 0.9995])
+    np.testing.assert_allclose(_t2_ppf(u), stats.t.ppf(u, 2), rtol=1e-10, atol=1e-12)
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "lensllm_nb.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_select_json_is_strict_and_ignores_sizes_above_max_train(data_dir, tmp_path, flan):
+    out = _cli("select", str(data_dir / "flan.csv"), "--max-train", "6400", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    doc = _strict_loads(out.stdout)
+    assert set(doc) == {"dataset", "method", "max_train", "target", "level", "chosen", "cost_fraction", "models"}
+    assert doc["method"] == DEFAULT_METHOD and doc["max_train"] == 6400 and doc["target"] == TARGET
+    assert doc["chosen"] == doc["models"][0]["model"]
+    assert [m["predicted"] for m in doc["models"]] == sorted(m["predicted"] for m in doc["models"])
+    assert sum(m["p_best"] for m in doc["models"]) == pytest.approx(1.0)
+    # Sizes above --max-train (except the target) removed from the file: same answer.
+    cut = flan[(flan["n_train"] <= 6400) | (flan["n_train"] == TARGET)]
+    cut.to_csv(tmp_path / "cut.csv", index=False)
+    again = _strict_loads(_cli("select", str(tmp_path / "cut.csv"), "--max-train", "6400", "--format", "json").stdout)
+    assert again["models"] == doc["models"]
+    bad = _cli("select", str(data_dir / "flan.csv"), "--max-train", "6400", "--level", "2")
+    assert bad.returncode == 2 and "`level`" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_fit_and_benchmark_json_are_strict(data_dir):
+    fit = _cli("fit", str(data_dir / "gigaword.csv"), "--max-train", "12800", "--format", "json")
+    doc = _strict_loads(fit.stdout)
+    for m in doc["models"]:
+        assert m["prediction"]["method"] == DEFAULT_METHOD
+        assert m["prediction"]["low"] < m["prediction"]["loss"] < m["prediction"]["high"]
+        for name, value in m["params"].items():
+            # Never an optimizer artefact such as 1e-99: missing, with a reason.
+            assert value is None and m["missing"][name] or value > 1e-6 or name == "E"
+    bench = _cli("benchmark", str(data_dir / "gigaword.csv"), "--methods", f"ats,{DEFAULT_METHOD}", "--ratios",
+                 "8,64", "--format", "json", "--level", "0.9")
+    doc = _strict_loads(bench.stdout)
+    assert doc["default_method"] == DEFAULT_METHOD and doc["level"] == 0.9
+    preds = doc["predictions"]
+    assert {p["method"] for p in preds} == {"ats", DEFAULT_METHOD} and len(preds) == 2 * 2 * 30
+    assert set(preds[0]) == {"method", "ratio", "model", "predicted", "low", "high", "p_best", "true"}
+
+
+def _synthetic_cases(seed, tasks=4, n=30, noise=0.01):
+    """Rectified-law curves (L = B / (D_l + D**beta) + E) with log-normal noise of known size."""
+    from lensllm_nb.select import visible_curves
+
+    rng = np.random.default_rng(seed)
+    sizes = 200 * 2 ** np.arange(14)
+    out = []
+    for _ in range(tasks):
+        rows, truth = [], []
+        for i in range(n):
+            beta = rng.uniform(0.2, 0.6)
+            d_l = np.exp(rng.uniform(np.log(10), np.log(2000))) ** beta
+            loss = rng.uniform(2, 20) * d_l / (d_l + sizes ** beta) + rng.uniform(0.3, 1.5)
+            measured = loss * np.exp(rng.normal(0, noise, sizes.size))
+            rows += [{"model": f"m{i:02d}", "dataset": "syn", "n_train": int(s), "seed": 0, "test_loss": float(v)}
+                     for s, v in zip(sizes[:-1], measured[:-1])]
+            truth.append(measured[-1])
+        table = pd.DataFrame(rows)
+        for max_train in (sizes[-1] // 8, sizes[-1] // 64, sizes[-1] // 512):
+            out.append((visible_curves(table, max_train=int(max_train), target=int(sizes[-1])), np.array(truth)))
+    return out
+
+
+def test_calibrated_intervals_hold_on_new_curves_from_the_same_law():
+    from lensllm_nb.predict import _t2_ppf, calibrate_scale, log_predictive
+
+    # Calibrated on one draw of tasks, checked on another; each level on its own
+    # (the t(2) shape is not exact for these curves: calibrated at 90%, the 80%
+    # interval covers about 86% of them, see docs/BENCHMARKS.md).
+    calibration, check = _synthetic_cases(1), _synthetic_cases(2)
+    for level in (0.9, 0.8):
+        scale = calibrate_scale(calibration, level=level)
+        covered = []
+        for visible, truth in check:
+            center, spread = log_predictive(visible, scale=scale)
+            covered.append(np.abs(np.log(truth) - center) <= _t2_ppf(0.5 + level / 2) * spread)
+        assert np.mean(covered) == pytest.approx(level, abs=0.04)

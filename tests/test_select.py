@@ -95,5 +95,18 @@ def test_progressive_selection_respects_budget(flan):
     assert history["active"].iloc[0] == 30
     assert history["active"].is_monotonic_decreasing
     assert history["size"].is_monotonic_increasing
+    rounds = sel.p_best_history_.groupby("round")["p_best"]
+    np.testing.assert_allclose(rounds.sum(), 1.0)
+    assert (rounds.size().to_numpy() == history["active"].to_numpy()).all()
     with pytest.raises(ConfigError, match="`budget`"):
         ProgressiveSelector().fit(pool, target=TARGET)
+
+
+def test_theil_sen_equals_scipy_theilslopes():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    x = np.log(200.0 * 2.0 ** np.arange(9))
+    y = 1.0 - 0.07 * x + rng.normal(0, 0.01, x.size)
+    slope, intercept, _, _ = stats.theilslopes(y, x, method="separate")
+    assert theil_sen(x, y) == pytest.approx((slope, intercept), rel=1e-12)

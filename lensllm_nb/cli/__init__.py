@@ -14,7 +14,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # Command groups, imported lazily by name so `lensllm-nb --help` stays fast.
-_GROUPS = ("core", "collect", "notebooks")
+_GROUPS = ("core", "select", "collect", "notebooks")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..safe_output import strict_json
+from ..select import DEFAULT_METHOD
 
 __all__ = ["register"]
 
@@ -26,19 +28,22 @@ def register(subparsers) -> None:
     bench.add_argument("curves", metavar="CURVES")
     bench.add_argument("--methods", default=None,
                        help="comma-separated: zeroshot,subtuning,modelsize,vanilla,rectified,ats,lensllm,"
-                            "progressive (default: all)")
+                            "robust_curvature,slope_drift,curvature_drift,progressive (default: all)")
     bench.add_argument("--target", type=int, default=None, help="size to predict (default: largest in file)")
     bench.add_argument("--ratios", default="8,16,32,64,128,256,512", help="data-budget ratios (default: %(default)s)")
     bench.add_argument("--dataset", default=None, help="dataset to use when the file holds several")
     bench.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    bench.add_argument("--level", type=float, default=None,
+                       help="also record intervals and p_best at this level (JSON: \"predictions\")")
     bench.add_argument("--out", default=None, help="also write tables and plots into this folder")
     bench.set_defaults(func=_benchmark)
 
     fit = subparsers.add_parser(
         "fit",
         help="fit a scaling law to every curve and predict a size",
-        description="Per model: fitted parameters, RMSE of log loss, phase-transition size D* and the "
-                    "prediction at N with its interval.",
+        description="Per model: fitted parameters (non-identified ones shown as missing, with the reason), "
+                    "RMSE of log loss, phase-transition size D*, and the prediction at N with its interval "
+                    "from the prediction engine's default method.",
     )
     fit.add_argument("curves", metavar="CURVES")
     fit.add_argument("--law", choices=("lensllm", "rectified", "vanilla"), default="lensllm")
@@ -80,10 +85,10 @@ def _benchmark(args) -> int:
 
     table = _read(args.curves, args.dataset)
     methods = None if args.methods is None else [m for m in args.methods.split(",") if m.strip()]
-    result = run_benchmark(table, methods=methods, target=args.target, ratios=_int_list(args.ratios, "--ratios"))
+    result = run_benchmark(table, methods=methods, target=args.target, ratios=_int_list(args.ratios, "--ratios"),
+                           level=args.level)
     if args.format == "json":
-        json.dump(result.to_json_dict(), sys.stdout, indent=2)
-        print()
+        print(strict_json(result.to_json_dict(), indent=2))
     elif args.format == "csv":
         result.results.to_csv(sys.stdout, index=False)
     else:
@@ -115,7 +120,7 @@ def _write_benchmark(result, out: Path) -> None:
     stem = result.dataset
     result.results.to_csv(out / f"{stem}_results.csv", index=False)
     result.predictions.to_csv(out / f"{stem}_predictions.csv", index=False)
-    (out / f"{stem}_results.json").write_text(json.dumps(result.to_json_dict(), indent=2))
+    (out / f"{stem}_results.json").write_text(strict_json(result.to_json_dict(), indent=2))
     for metric in ("pearson", "relacc"):
         ax = plots.plot_benchmark_heatmap(result.results, metric=metric, published=published(stem))
         plots.save_figure(ax, out / f"{stem}_{metric}_heatmap.png")
@@ -127,27 +132,32 @@ def _write_benchmark(result, out: Path) -> None:
 
 def _fit(args) -> int:
     from ..fitting import fit_curves
+    from ..predict import predict_candidates
 
     table = _read(args.curves, args.dataset)
     target = args.predict if args.predict is not None else int(table["n_train"].max())
     if target <= 0:
         raise ConfigError(f"`--predict` must be a positive size, got {target}.")
     result = fit_curves(table, law=args.law, max_train=args.max_train)
+    # The prediction at N comes from the prediction engine (the default method),
+    # from the sizes the fit saw that lie below N.
+    seen = table["n_train"][table["n_train"] < target]
+    budget = int(seen.max()) if args.max_train is None else min(args.max_train, int(seen.max()))
+    engine = predict_candidates(table, max_train=budget, target=target, level=args.level).frame.set_index("model")
     models = []
     for row in result.summary.to_dict("records"):
         law = result.laws.get(row["model"])
-        entry = {"model": row["model"], "params": law.params_ if law else {},
+        params, missing = law.reported_params() if law else ({}, {})
+        entry = {"model": row["model"], "params": params, "missing": missing,
                  "rmse_log": float(row["rmse_log"]) if law else None,
-                 "d_star": law.d_star_ if law else None, "status": row["status"], "reason": row["reason"]}
-        if law:
-            low, high = law.predict_interval([target], level=args.level)
-            # JSON has no infinity: an unbounded side (too few points) is null.
-            entry["prediction"] = {"n": int(target), "loss": float(law.predict(target)),
-                                   "low": float(low[0]), "high": float(high[0]) if high[0] < float("inf") else None}
+                 "d_star": params.get("d_star"), "status": row["status"], "reason": row["reason"]}
+        if row["model"] in engine.index:
+            p = engine.loc[row["model"]]
+            entry["prediction"] = {"n": int(target), "method": DEFAULT_METHOD, "loss": float(p["predicted"]),
+                                   "low": float(p["low"]), "high": float(p["high"]), "p_best": float(p["p_best"])}
         models.append(entry)
     if args.format == "json":
-        json.dump({"law": args.law, "models": models}, sys.stdout, indent=2)
-        print()
+        print(strict_json({"law": args.law, "models": models}, indent=2))
         return 0 if all(m["status"] == "ok" for m in models) else 1
     _print_fit(args.law, models, target, args.level)
     return 0 if all(m["status"] == "ok" for m in models) else 1
@@ -158,14 +168,15 @@ def _print_fit(law, models, target, level) -> None:
 
     rows = []
     for m in models:
-        row = {"model": m["model"], **{k: v for k, v in m["params"].items()}, "rmse_log": m["rmse_log"],
-               "d_star": m["d_star"]}
+        # Non-identified parameters show as n/a; the JSON output says why.
+        row = {"model": m["model"], **{k: ("n/a" if v is None else v) for k, v in m["params"].items()},
+               "rmse_log": m["rmse_log"]}
+        if m["status"] != "ok":
+            row["status"] = f"failed: {m['reason']}"
         if "prediction" in m:
             p = m["prediction"]
             row.update({f"loss@{target}": p["loss"], f"low{int(level * 100)}": p["low"],
                         f"high{int(level * 100)}": p["high"]})
-        else:
-            row["status"] = f"failed: {m['reason']}"
         rows.append(row)
-    print(f"law {law}")
+    print(f"law {law} (parameters); predictions at {target}: method {DEFAULT_METHOD}")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))

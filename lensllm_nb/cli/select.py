@@ -1,0 +1,52 @@
+"""``lensllm-nb select``: rank candidates with the prediction engine."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import ConfigError
+from ..predict import DEFAULT_METHOD, PREDICTIVE_METHODS, predict_candidates
+from ..safe_output import strict_json
+from .core import _read
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    """Add the ``select`` sub-command."""
+    sel = subparsers.add_parser(
+        "select",
+        help="rank candidate models by their predicted loss at a target size",
+        description=(
+            "Ignores every size above --max-train (as the benchmark protocol does) and predicts each "
+            "model's loss at --target (default: the largest size in the file), with an interval at "
+            "--level, the probability of being best (p_best) and the expected regret. CURVES is a tidy "
+            "or wide-layout CSV/Parquet file, or a benchmark name (flan, gigaword, wmt19)."
+        ),
+    )
+    sel.add_argument("curves", metavar="CURVES")
+    sel.add_argument("--max-train", type=int, required=True, help="largest training size that may be used")
+    sel.add_argument("--target", type=int, default=None, help="size to predict (default: largest in the file)")
+    sel.add_argument("--method", default=DEFAULT_METHOD, choices=PREDICTIVE_METHODS,
+                     help="prediction method (default: %(default)s)")
+    sel.add_argument("--level", type=float, default=0.9, help="interval level (default: %(default)s)")
+    sel.add_argument("--dataset", default=None, help="dataset to use when the file holds several")
+    sel.add_argument("--format", choices=("table", "json"), default="table")
+    sel.set_defaults(func=_select)
+
+
+def _select(args) -> int:
+    if args.max_train <= 0:
+        raise ConfigError(f"`--max-train` must be a positive size, got {args.max_train}.")
+    table = _read(args.curves, args.dataset)
+    result = predict_candidates(table, max_train=args.max_train, target=args.target, method=args.method,
+                                level=args.level, dataset=args.dataset)
+    if args.format == "json":
+        print(strict_json(result.to_json_dict(), indent=2))
+        return 0
+    print(f"dataset {result.dataset}, method {result.method}, sizes <= {result.max_train} used, "
+          f"loss predicted at {result.target}, {result.level:.0%} intervals, "
+          f"cost {result.cost_fraction:.2%} of fine-tuning every model on the target")
+    print(result.frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"chosen: {result.chosen}")
+    return 0
