@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 export LENSLLM_NB_DATA ?= $(abspath ../shared/benchmarks)
 
-.PHONY: demo test venv kernel chromium clean postgres
+.PHONY: demo test venv kernel lab chromium clean postgres
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ venv: $(VENV)/.installed-dev kernel
 
 demo: venv
 	$(VENV)/bin/lensllm-nb demo
+
+# JupyterLab on the notebooks with the lensllm-nb kernel; as root Jupyter needs --allow-root.
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # The browser tests (tests/browser) drive the system Chromium through Playwright (installed
 # by the dev extra); Playwright's own browser download needs a network CI does not have.

@@ -701,7 +701,7 @@ def _progress(log, done, total):
 def _write_outputs(result: BatchResult, grid, config, error) -> None:
     """Write the run record and the index page of a (possibly failed) batch."""
     from .provenance import run_record
-    from .report import write_index
+    from .report import index_answer, write_index
 
     status = "interrupted" if result.interrupted else "failed" if error or not result.ok else "ok"
     record = run_record("batch", config, status=status, error=error,
@@ -709,7 +709,8 @@ def _write_outputs(result: BatchResult, grid, config, error) -> None:
     result.record.write_text(strict_json(record, indent=2), encoding="utf-8")
     entries = [{**item, "notebook": item["output"]} for item in result.results]
     write_index(entries, result.index, title=f"lensllm-nb batch: {grid['name']}",
-                note=f"Run record: {result.record.name} · {result.wall_seconds:.0f} s in all")
+                note=f"Run record: {result.record.name} · {result.wall_seconds:.0f} s in all",
+                answer=index_answer(result.results))
 
 
 def _result(job, status, seconds, error=None, attempts=0) -> dict:

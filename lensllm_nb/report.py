@@ -2,9 +2,13 @@
 
 Each executed notebook becomes one self-contained HTML file rendered with the
 ``lensllm_report`` nbconvert template (``templates/lensllm_report``, based on
-``lab``): a title block with the run's status and parameters, code input hidden,
-images embedded as ``data:`` URIs and the saved widget state included. A batch run
-also gets an ``index.html`` that links every report with its status.
+``lab``): a title block with the run's status and parameters, code input hidden and
+images embedded as ``data:`` URIs. A report opens anywhere: it loads nothing from
+the network (no require.js, MathJax or widget manager from a CDN), and widget
+outputs are replaced by their static text (a progress bar by its final line; the
+notebooks draw the figures and tables of their interactive controls). A batch run
+also gets an ``index.html`` that links every report with its status, led by the
+grid's answer when the grid selects a model (see :mod:`lensllm_nb.answer`).
 
 papermill's ``report_mode`` only sets notebook metadata that nbconvert ignores, so
 the input is hidden here with ``exclude_input`` (and by the template itself).
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from pathlib import Path
 
 from .errors import ConfigError
@@ -21,9 +26,11 @@ from .errors import ConfigError
 __all__ = [
     "TEMPLATE_NAME",
     "find_templates",
+    "index_answer",
     "notebook_status",
     "render_report",
     "render_reports",
+    "static_widgets",
     "write_index",
 ]
 
@@ -31,6 +38,9 @@ TEMPLATE_NAME = "lensllm_report"
 
 # Cells with this tag are dropped from reports (setup cells, scratch work).
 _REMOVE_TAGS = ("remove-cell", "remove_cell")
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# The text/plain of a widget that has no text of its own: "HBox(children=(...))".
+_WIDGET_REPR = re.compile(r"^[A-Za-z_][\w.]*\(")
 
 
 def find_templates(path=None) -> Path:
@@ -121,6 +131,9 @@ def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
     nb = _read_notebook(notebook)
     if title is not None:
         nb.metadata.setdefault("lensllm_nb", {})["title"] = title
+    replaced = static_widgets(nb)
+    if replaced:
+        nb.metadata.setdefault("lensllm_nb", {})["widgets_replaced"] = replaced
 
     exporter = HTMLExporter(
         template_name=TEMPLATE_NAME,
@@ -150,6 +163,44 @@ def _read_notebook(path):
         detail = " ".join(str(exc).split())[:200]
         raise ConfigError(f"`notebook` = {str(path)!r} is not a valid .ipynb file ({type(exc).__name__}: "
                           f"{detail}); pass an executed Jupyter notebook") from None
+
+
+def static_widgets(nb) -> int:
+    """Replace widget outputs of `nb` by their static text, in place; return how many.
+
+    A widget view needs a widget manager script (from a CDN) to draw anything, so
+    a report keeps only the view's ``text/plain`` when it says something (a tqdm
+    bar's final line, such as ``gpt2 × zoo: 100% 6/6``) and drops it when it is the
+    bare widget repr (``HBox(children=...)``). The saved widget state goes too.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        A notebook read for rendering (not the file on disk).
+
+    Returns
+    -------
+    int
+        The number of widget outputs replaced or dropped.
+    """
+    from nbformat.v4 import new_output
+
+    nb.metadata.pop("widgets", None)
+    replaced = 0
+    for cell in nb.cells:
+        outputs = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if _WIDGET_VIEW not in data:
+                outputs.append(output)
+                continue
+            replaced += 1
+            text = "".join(data.get("text/plain", ""))
+            if text.strip() and not _WIDGET_REPR.match(text.strip()):
+                outputs.append(new_output("stream", name="stdout", text=text.rstrip() + "\n"))
+        if "outputs" in cell:
+            cell["outputs"] = outputs
+    return replaced
 
 
 def render_reports(notebooks, out, *, templates=None, title="lensllm-nb reports") -> list[dict]:
@@ -190,20 +241,23 @@ def render_reports(notebooks, out, *, templates=None, title="lensllm-nb reports"
     return entries
 
 
-def write_index(entries, path, *, title="lensllm-nb reports", note=None) -> Path:
-    """Write an ``index.html`` that links reports with their status.
+def write_index(entries, path, *, title="lensllm-nb reports", note=None, answer=None) -> Path:
+    """Write an ``index.html`` that links reports with their status, led by the answer.
 
     Parameters
     ----------
     entries : list of dict
         Each with ``name``, ``status`` and optionally ``report``, ``notebook``,
-        ``seconds``, ``error`` and ``parameters`` (a dict shown under the name).
+        ``seconds``, ``error``, ``parameters`` (a dict shown under the name) and
+        ``note`` (a line shown under the name).
     path : str or Path
         The HTML file to write; links are relative to its folder.
     title : str
         The page title.
     note : str, optional
         A line shown under the title (for example where the run record is).
+    answer : lensllm_nb.answer.SelectionAnswer or str, optional
+        The grid's answer, shown first; a string is shown as the reason there is none.
 
     Returns
     -------
@@ -216,11 +270,38 @@ def write_index(entries, path, *, title="lensllm-nb reports", note=None) -> Path
     rows = "\n".join(_index_row(entry, path.parent) for entry in entries)
     summary = f"{len(entries)} notebooks, {n_failed} failed" if n_failed else f"{len(entries)} notebooks, all ok"
     note_html = f"<p>{html.escape(note)}</p>" if note else ""
+    if isinstance(answer, str):
+        answer_html = f'<p class="error">No answer: {html.escape(answer)}</p>'
+    else:
+        answer_html = answer.to_html() if answer is not None else ""
     path.write_text(
-        _INDEX_PAGE.format(title=html.escape(title), summary=summary, note=note_html, rows=rows),
+        _INDEX_PAGE.format(title=html.escape(title), summary=summary, note=note_html, rows=rows,
+                           answer=answer_html),
         encoding="utf-8",
     )
     return path
+
+
+def index_answer(results):
+    """The answer an index leads with: a `SelectionAnswer`, a reason it failed, or None.
+
+    Parameters
+    ----------
+    results : list of dict
+        Batch results (see `lensllm_nb.answer.grid_answer`).
+
+    Returns
+    -------
+    lensllm_nb.answer.SelectionAnswer or str or None
+        None when the grid selects no model; a one-line reason when its data
+        cannot answer (the index is written either way).
+    """
+    from .answer import grid_answer
+
+    try:
+        return grid_answer(results)
+    except Exception as exc:  # the index lists the notebooks whatever went wrong with the answer
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _relative_link(target, folder) -> str:
@@ -244,6 +325,8 @@ def _index_row(entry, folder) -> str:
     seconds = f"{seconds:.1f}" if isinstance(seconds, (int, float)) else ""
     status = html.escape(entry["status"])
     error = html.escape(entry.get("error") or "")
+    if entry.get("note"):
+        name += f'<div class="params">{html.escape(entry["note"])}</div>'
     return (f'<tr><td>{name}</td><td><span class="status {status}">{status}</span></td>'
             f"<td>{seconds}</td><td>{notebook}</td><td class=\"error\">{error}</td></tr>")
 
@@ -264,10 +347,18 @@ th {{ background: #f5f5f5; }}
 .status.interrupted, .status.cancelled {{ background: #ef6c00; }}
 .params {{ color: #666; font-size: 0.85em; font-family: monospace; }}
 .error {{ color: #c62828; font-family: monospace; font-size: 0.85em; max-width: 40em; }}
+.answer {{ border: 2px solid #2e7d32; border-radius: 0.4em; padding: 0.2em 1.2em 1em 1.2em;
+  margin: 1em 0 2em 0; max-width: 62em; }}
+.answer h2 {{ margin: 0.6em 0 0.3em 0; }}
+.answer-lead {{ font-size: 1.15em; }}
+.answer img {{ max-width: 100%; }}
+.answer-check {{ background: #f5f7fa; border-left: 4px solid #90a4ae; padding: 0.4em 0.8em; }}
 </style>
 </head>
 <body>
 <h1>{title}</h1>
+{answer}
+<h2>Notebooks</h2>
 <p>{summary}</p>
 {note}
 <table>

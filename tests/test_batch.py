@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -233,25 +234,36 @@ def test_example_grids_expand(name, tmp_path):
     assert {Path(job.notebook).name for job in jobs} == {
         "01_finetune_subsets.ipynb", "02_fit_phase_law.ipynb", "03_select_models.ipynb", "04_benchmark.ipynb"}
     assert all(job.parameters["store"] == str(tmp_path.resolve() / "results.db") for job in jobs)
+    root = Path(__file__).resolve().parents[1]
+    # Every file the grid's comments point to exists.
+    for ref in re.findall(r"(?:docs/)?[\w-]+\.md", (root / "templates" / name).read_text()):
+        assert (root / ref).is_file(), ref
+    if name == "grid.yaml":
+        # Offline as documented: notebook 04 downloads nothing unless sets are added.
+        (bench,) = [job for job in jobs if Path(job.notebook).stem == "04_benchmark"]
+        assert bench.parameters["sets"] == [] and bench.parameters["store"]
     if name == "grid_gpu_hub.yaml":
         models = [job.parameters["model"] for job in jobs if job.stage == 1]
         assert models == ["gpt2", "facebook/opt-350m", "t5-base"]
         assert all(job.gpu for job in jobs if job.stage == 1)
 
 
-def test_demo_fits_on_six_sizes_and_holds_the_largest_out(tmp_path):
-    # Four or five sizes leave a 4-parameter law a prediction band spanning orders of magnitude.
+def test_demo_selects_on_the_selection_sizes_and_holds_the_full_runs_out(tmp_path):
     from lensllm_nb import zoo
-    from lensllm_nb.demo import demo_grid
+    from lensllm_nb.demo import PROGRESSIVE_BUDGET, demo_grid
 
+    assert zoo.FULL_SIZE >= 16 * zoo.SELECTION_MAX_TRAIN
     jobs = expand_grid(demo_grid(candidates=["zoo/gpt2-tiny"], sets=[]), out=tmp_path)
-    budgets = {Path(job.notebook).stem: job.parameters["max_train"] for job in jobs if job.stage == 2
-               and "max_train" in job.parameters}
-    sizes = sorted(n for n in zoo.DEMO_SIZES if n > 0)
-    assert set(budgets) == {"02_fit_phase_law", "03_select_models"}
-    for budget in budgets.values():
-        visible = [n for n in sizes if n <= budget]
-        assert len(visible) >= 6 and visible[-1] < sizes[-1]
+    (finetune,) = [job for job in jobs if job.stage == 1]
+    assert finetune.parameters["sizes"] == list(zoo.SELECTION_SIZES)
+    assert finetune.parameters["full_sizes"] == [zoo.FULL_SIZE]
+    stage2 = {Path(job.notebook).stem: job.parameters for job in jobs if job.stage == 2}
+    for name in ("02_fit_phase_law", "03_select_models"):
+        assert stage2[name]["max_train"] == zoo.SELECTION_MAX_TRAIN < zoo.FULL_SIZE == stage2[name]["target"]
+    assert stage2["03_select_models"]["progressive_budget"] == PROGRESSIVE_BUDGET <= 0.05
+    # Notebook 04 only ever sees budgets of the selection sizes.
+    assert all(zoo.FULL_SIZE // ratio <= zoo.SELECTION_MAX_TRAIN for ratio in stage2["04_benchmark"]["store_ratios"])
+    assert [job.stage for job in expand_grid(demo_grid(candidates=[], sets=[]), out=tmp_path)] == [2, 2, 2]
 
 
 # ---------------------------------------------------------------- hardening (issue 9)

@@ -42,7 +42,8 @@ def test_grid_stores_every_run(grid):
     assert set(runs["model"]) == set(GRID_MODELS) and set(runs["dataset"]) == {"zoo"}
     for _, row in runs.iterrows():
         trained = row["n_train"] > 0
-        assert row["steps"] == (3 * math.ceil(row["n_train"] / 16) if trained else 0)
+        per_epoch = math.ceil(row["n_train"] / zoo.DEMO_SETTINGS["batch_size"])
+        assert row["steps"] == (zoo.DEMO_SETTINGS["epochs"] * per_epoch if trained else 0)
         assert (row["tokens"] > 0) == trained
         assert row["flops"] == pytest.approx(6 * row["params"] * row["tokens"])
         assert (row["train_loss"] > 0) if trained else np.isnan(row["train_loss"])

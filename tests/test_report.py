@@ -10,7 +10,9 @@ import pytest
 
 from lensllm_nb.cli import main
 from lensllm_nb.errors import ConfigError
-from lensllm_nb.report import find_templates, notebook_status, render_report, render_reports, write_index
+from lensllm_nb.report import (find_templates, notebook_status, render_report, render_reports, static_widgets,
+                               write_index)
+from offline_html import network_loads
 
 # A 1×1 PNG.
 _PNG = base64.b64encode(bytes.fromhex(
@@ -74,19 +76,45 @@ def test_failed_notebook_renders_with_its_error(tmp_path):
     assert "lensllm-status-failed" in html and "ValueError: bad (cell In [4])" in html
 
 
-def test_widget_state_is_kept_and_the_offline_limits_are_stated(tmp_path):
+def test_widgets_become_static_text_and_nothing_loads_from_the_network(tmp_path):
     html = render_report(_executed(tmp_path / "w.ipynb", widgets=True), title="Selection").read_text()
-    assert "application/vnd.jupyter.widget-state+json" in html
-    assert "Interactive controls" in html and "work offline" in html
+    assert "application/vnd.jupyter.widget-state+json" not in html
+    assert "application/vnd.jupyter.widget-view+json" not in html
+    assert "progress 8/8" in html  # the bar's final line, as text
+    assert "loads nothing from the network" in html
     assert "<h1>Selection</h1>" in html
+    assert network_loads(html) == []
+    assert "cdnjs" not in html and "unpkg" not in html and "require.min.js" not in html
 
 
-def test_saved_state_without_a_displayed_widget_needs_no_note(tmp_path):
+def test_bare_widget_reprs_are_dropped_and_the_file_is_untouched(tmp_path):
+    path = _executed(tmp_path / "w.ipynb", widgets=True)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[-1].outputs[0]["data"]["text/plain"] = "HBox(children=(IntProgress(value=8),))"
+    nbformat.write(nb, path)
+    before = path.read_bytes()
+    html = render_report(path).read_text()
+    assert "HBox(" not in html and "IntProgress" not in html
+    assert path.read_bytes() == before
+    assert static_widgets(nbformat.read(path, as_version=4)) == 1
+
+
+def test_report_without_widgets_needs_no_note_and_loads_nothing(tmp_path):
     path = _executed(tmp_path / "s.ipynb")
     nb = nbformat.read(path, as_version=4)
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     nbformat.write(nb, path)
-    assert "Interactive controls" not in render_report(path).read_text()
+    html = render_report(path).read_text()
+    assert "loads nothing from the network" not in html
+    assert network_loads(html) == []
+
+
+def test_network_loads_finds_cdn_scripts_styles_and_fonts():
+    page = ('<script src="https://cdnjs.cloudflare.com/require.js"></script><link rel="stylesheet" '
+            'href="//fonts.example/x.css"><style>@import "https://a.example/b.css"; '
+            'p { background: url(http://c.example/d.png) }</style><a href="https://ok.example/">link</a>'
+            '<img src="data:image/png;base64,AAAA"><script>var s = "https://unpkg.com/x/embed.js";</script>')
+    assert len(network_loads(page)) == 5
 
 
 def test_render_reports_writes_an_index_with_relative_links(tmp_path):

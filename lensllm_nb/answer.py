@@ -1,0 +1,305 @@
+"""The answer of a selection, first: which model to fine-tune, at what cost, and how right.
+
+A report index (``lensllm-nb run``, ``lensllm-nb demo``) opens with the answer of
+its grid: the recommended model, its predicted full-data loss with an interval and
+``p_best`` (from :func:`lensllm_nb.predict.predict_candidates`), the FLOPs spent
+relative to fine-tuning every candidate on the target, and, when every candidate
+was also fine-tuned on the full target, the check against those runs (true rank of
+the pick, RelAcc, regret). The full runs are ground truth only: the prediction is
+made from the sizes up to the selection budget, and they are read afterwards.
+
+:func:`grid_answer` finds the selection job of a batch (notebook
+``03_select_models`` on a results store) and answers from its parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ConfigError
+from .safe_output import escape_html, escape_mathtext
+
+__all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]
+
+# The notebook whose job makes a grid "select a model".
+SELECT_NOTEBOOK = "03_select_models"
+# The keys of ``summary.json`` (issue 8's contract), in order.
+SUMMARY_KEYS = ("chosen", "method", "predicted", "low", "high", "p_best", "cost_fraction", "candidates",
+                "selection_max_train", "target", "true_rank", "relacc")
+
+
+@dataclass(frozen=True)
+class SelectionAnswer:
+    """A selection's answer and its check against the full runs.
+
+    Attributes
+    ----------
+    prediction : lensllm_nb.predict.CandidatePredictions
+        Every candidate's predicted loss at ``target``, best first.
+    curves : pandas.DataFrame
+        The candidates' mean loss per size (model, n_train, test_loss), full runs included.
+    truth : pandas.Series
+        Mean loss of each candidate's full run at ``target`` (ground truth); empty
+        when some candidate has none.
+    progressive : dict or None
+        Progressive selection's pick, cost fraction and check, when it was run.
+    """
+
+    prediction: object
+    curves: pd.DataFrame
+    truth: pd.Series
+    progressive: dict | None = None
+
+    @property
+    def checked(self) -> bool:
+        """Whether every candidate has a full run at the target to check against."""
+        return len(self.truth) == len(self.prediction.frame)
+
+    def check(self, model) -> dict:
+        """True rank (1 = best), RelAcc and regret of picking `model`; None without full runs."""
+        from .metrics import relacc, top1_regret
+
+        if not self.checked:
+            return {"true_rank": None, "relacc": None, "regret": None}
+        true = self.truth.to_numpy()
+        chosen = float(self.truth[model])
+        return {"true_rank": int((true < chosen).sum()) + 1, "relacc": relacc(chosen, true),
+                "regret": top1_regret(chosen, true)}
+
+    def summary(self) -> dict:
+        """The ``summary.json`` contract of issue 8, exactly these keys (strict-JSON-ready).
+
+        ``chosen``, ``method``, ``predicted``, ``low``, ``high``, ``p_best``,
+        ``cost_fraction``, ``candidates``, ``selection_max_train``, ``target``,
+        ``true_rank`` and ``relacc`` (the last two None without full runs).
+        """
+        facts = self.facts()
+        return {key: facts[key] for key in SUMMARY_KEYS}
+
+    def facts(self) -> dict:
+        """Everything the index shows: the summary plus dataset, level, regret, best model, progressive."""
+        pred = self.prediction
+        row = pred.frame.iloc[0]
+        return {
+            "chosen": str(pred.chosen), "method": str(pred.method), "dataset": str(pred.dataset),
+            "predicted": float(row["predicted"]), "low": _finite(row["low"]), "high": _finite(row["high"]),
+            "level": float(pred.level), "p_best": _finite(row["p_best"]),
+            "cost_fraction": float(pred.cost_fraction), "candidates": int(len(pred.frame)),
+            "selection_max_train": int(pred.max_train), "target": int(pred.target),
+            **self.check(pred.chosen),
+            "best_true": str(self.truth.idxmin()) if self.checked else None,
+            "progressive": self.progressive,
+        }
+
+    def to_html(self) -> str:
+        """The answer section of an index page (every value escaped, the figure embedded)."""
+        facts = self.facts()
+        return _ANSWER_HTML.format(
+            chosen=escape_html(facts["chosen"]), dataset=escape_html(facts["dataset"]),
+            predicted=_loss(facts["predicted"]), level=f"{facts['level']:.0%}",
+            interval=_interval(facts["low"], facts["high"]),
+            p_best="n/a" if facts["p_best"] is None else f"{facts['p_best']:.2f}",
+            method=escape_html(facts["method"]), target=f"{facts['target']:,}",
+            max_train=f"{facts['selection_max_train']:,}", candidates=facts["candidates"],
+            cost=f"{facts['cost_fraction']:.1%}", check=_check_html(facts),
+            progressive=_progressive_html(facts["progressive"], facts["target"]),
+            table=self._table_html(), figure=_figure_data(self.figure()),
+        )
+
+    def figure(self):
+        """The candidates' measured curves with each prediction (and full run) at the target."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        pred = self.prediction
+        fig, ax = plt.subplots(figsize=(8.5, 4.8))
+        colors = plt.get_cmap("tab10")
+        for i, row in enumerate(pred.frame.to_dict("records")):
+            color = colors(i % 10)
+            curve = self.curves[(self.curves["model"] == row["model"]) & (self.curves["n_train"] > 0)
+                                & (self.curves["n_train"] <= pred.max_train)]
+            ax.plot(curve["n_train"], curve["test_loss"], "o-", color=color, ms=4,
+                    label=escape_mathtext(row["model"]))
+            # Side by side around the target, so that the intervals do not hide each other.
+            at = pred.target * 1.07 ** (i - (len(pred.frame) - 1) / 2)
+            ax.errorbar([at], [row["predicted"]], fmt="D", color=color, ms=6, capsize=3,
+                        yerr=[[row["predicted"] - row["low"]], [row["high"] - row["predicted"]]])
+            if row["model"] in self.truth.index:
+                ax.plot([at], [self.truth[row["model"]]], "o", mfc="none", mec=color, ms=11, mew=1.5)
+        ax.axvspan(ax.get_xlim()[0], pred.max_train, color="#eef3f8", zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("training examples (log scale)")
+        ax.set_ylabel("test loss")
+        ax.set_title(f"seen: sizes ≤ {pred.max_train:,} (shaded) · ◆ prediction at {pred.target:,} with "
+                     f"{pred.level:.0%} interval · ○ full run (ground truth)", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+        return fig
+
+    def _table_html(self) -> str:
+        rows = []
+        for row in self.prediction.frame.to_dict("records"):
+            true = self.truth.get(row["model"]) if self.checked else None
+            rows.append(
+                f"<tr><td>{escape_html(row['model'])}</td><td>{_loss(row['predicted'])}</td>"
+                f"<td>{_interval(_finite(row['low']), _finite(row['high']))}</td><td>{row['p_best']:.2f}</td>"
+                f"<td>{'' if true is None else _loss(true)}</td>"
+                f"<td>{'' if true is None else self.check(row['model'])['true_rank']}</td></tr>"
+            )
+        return "\n".join(rows)
+
+
+def answer_selection(table, *, max_train, target=None, dataset=None, method=None, models=None,
+                     progressive_budget=None) -> SelectionAnswer:
+    """Predict every candidate at `target` from sizes ≤ `max_train` and check against full runs.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tidy curves table; not modified. Rows above `max_train` are read only as
+        ground truth at `target`.
+    max_train : int
+        The selection budget: the largest size the prediction sees.
+    target : int, optional
+        Size whose loss is predicted; default the largest size in the table.
+    dataset : str, optional
+        Required when the table holds several datasets.
+    method : str, optional
+        Prediction method; default `lensllm_nb.predict.DEFAULT_METHOD`.
+    models : list of str, optional
+        Restrict to these candidates.
+    progressive_budget : float, optional
+        Also run progressive selection on the sizes below `target` with this FLOPs budget.
+
+    Returns
+    -------
+    SelectionAnswer
+    """
+    from .predict import DEFAULT_METHOD, predict_candidates
+
+    pred = predict_candidates(table, max_train=max_train, target=target, method=method or DEFAULT_METHOD,
+                              dataset=dataset, models=models)
+    rows = table[(table["dataset"] == pred.dataset) & table["model"].isin(pred.frame["model"])]
+    curves = rows.groupby(["model", "n_train"], as_index=False)["test_loss"].mean()
+    truth = curves[curves["n_train"] == pred.target].set_index("model")["test_loss"]
+    truth = truth.reindex(pred.frame["model"]).dropna()
+    answer = SelectionAnswer(prediction=pred, curves=curves, truth=truth)
+    if progressive_budget is None:
+        return answer
+    return SelectionAnswer(prediction=pred, curves=curves, truth=truth,
+                           progressive=_progressive(rows, answer, pred.target, progressive_budget))
+
+
+def grid_answer(results):
+    """The answer of a batch whose grid selects a model, or None.
+
+    Looks for a finished ``03_select_models`` job that read a results store, and
+    answers with its ``dataset``, ``max_train``, ``target`` and ``models``.
+
+    Parameters
+    ----------
+    results : list of dict
+        Batch results (`lensllm_nb.batch.BatchResult.results`): ``notebook``,
+        ``status`` and ``output`` (the executed notebook) are read.
+
+    Returns
+    -------
+    SelectionAnswer or None
+        None when no job selects a model; a `ConfigError` of the data (too few
+        sizes, a missing store) propagates so the caller can show it.
+    """
+    import nbformat
+
+    for result in results:
+        if Path(result.get("notebook") or "").stem != SELECT_NOTEBOOK or result.get("status") != "ok":
+            continue
+        params = nbformat.read(result["output"], as_version=4).metadata.get("papermill", {}).get("parameters", {})
+        if not params.get("store") or params.get("max_train") is None:
+            continue
+        from .store import ResultsStore
+
+        if not Path(params["store"]).is_file():
+            raise ConfigError(f"`store` = {params['store']!r} of job {result.get('name')!r} does not exist")
+        table = ResultsStore(params["store"]).curves()
+        return answer_selection(table, max_train=int(params["max_train"]), target=params.get("target"),
+                                dataset=params.get("dataset"), models=params.get("models"),
+                                progressive_budget=params.get("progressive_budget"))
+    return None
+
+
+def _progressive(rows, answer, target, budget) -> dict:
+    """Progressive selection on the sizes below `target`, checked like the main pick."""
+    from .progressive import ProgressiveSelector
+
+    selector = ProgressiveSelector(budget=float(budget)).fit(rows[rows["n_train"] < target], target=target)
+    return {"chosen": str(selector.chosen_), "budget": float(budget),
+            "cost_fraction": float(selector.cost_fraction_), **answer.check(selector.chosen_)}
+
+
+def _finite(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _loss(value) -> str:
+    return f"{float(value):.3f}"
+
+
+def _interval(low, high) -> str:
+    if low is None or high is None:
+        return "n/a"
+    return f"{low:.3f} – {high:.3f}"
+
+
+def _check_html(facts) -> str:
+    if facts["true_rank"] is None:
+        return ("<p class=\"answer-check\">No full runs at the target to check against: the pick is a "
+                "prediction only.</p>")
+    return (f"<p class=\"answer-check\">Check against the full runs (ground truth, never seen by the "
+            f"selection): the pick is <b>#{facts['true_rank']} of {facts['candidates']}</b> by true loss "
+            f"(best: {escape_html(facts['best_true'])}); RelAcc <b>{facts['relacc']:.3f}</b>, "
+            f"regret {facts['regret']:.3f} nats.</p>")
+
+
+def _progressive_html(progressive, target) -> str:
+    if not progressive:
+        return ""
+    check = ("" if progressive["true_rank"] is None else
+             f"; true rank #{progressive['true_rank']}, RelAcc {progressive['relacc']:.3f}")
+    return (f"<p>Progressive selection (budget {progressive['budget']:.0%} of fine-tuning all on "
+            f"{target:,}) picks <b>{escape_html(progressive['chosen'])}</b> for "
+            f"{progressive['cost_fraction']:.1%} of those FLOPs{check}.</p>")
+
+
+def _figure_data(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+_ANSWER_HTML = """<section class="answer">
+<h2>Fine-tune <code>{chosen}</code></h2>
+<p class="answer-lead">Predicted loss on all {target} examples of <code>{dataset}</code>: <b>{predicted}</b>
+({level} interval {interval}); probability that it is the best candidate: <b>{p_best}</b>.</p>
+<p>Selection by <code>{method}</code> from fine-tunes on at most {max_train} examples of each of
+{candidates} candidates: <b>{cost}</b> of the FLOPs of fine-tuning every candidate on {target} examples.</p>
+{check}
+{progressive}
+<img alt="candidates' curves with the prediction at the target" src="data:image/png;base64,{figure}">
+<table class="answer-table">
+<tr><th>candidate</th><th>predicted</th><th>interval</th><th>p_best</th><th>full run (ground truth)</th><th>true rank</th></tr>
+{table}
+</table>
+</section>
+"""

@@ -1,0 +1,92 @@
+"""The answer an index leads with: pick, prediction, cost and the check against full runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lensllm_nb.answer import answer_selection
+from lensllm_nb.demo import write_summary
+from lensllm_nb.report import write_index
+from offline_html import network_loads
+
+SIZES = (0, 8, 16, 32, 64, 128)
+TARGET = 2048
+SUMMARY_TYPES = {"chosen": str, "method": str, "predicted": float, "low": (float, type(None)),
+                 "high": (float, type(None)), "p_best": (float, type(None)), "cost_fraction": float,
+                 "candidates": int, "selection_max_train": int, "target": int, "true_rank": int,
+                 "relacc": float}
+
+
+def _curves(names=("a", "b", "c", "<script>d</script>")):
+    """Rectified-law curves that cross: the zero-shot best is not the best at the target."""
+    rows = []
+    for i, name in enumerate(names):
+        b, d_l, beta, e = 2.0 + i, 20.0 * (i + 1), 0.5 + 0.1 * i, 3.0 - 0.15 * i
+        for n in (*SIZES, TARGET):
+            loss = b / (d_l + n ** beta) + e
+            rows.append({"model": name, "dataset": "zoo", "n_train": n, "seed": 0, "test_loss": loss,
+                         "params": 1000 * (i + 1), "tokens": 60 * 3 * n, "flops": 6.0 * 1000 * (i + 1) * 180 * n})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def answer():
+    return answer_selection(_curves(), max_train=128, target=TARGET, progressive_budget=0.05)
+
+
+def test_summary_holds_the_issue_facts_with_their_types(answer, tmp_path):
+    facts = json.loads(write_summary(answer, tmp_path / "summary.json").read_text())
+    assert list(facts) == list(SUMMARY_TYPES)
+    for key, kind in SUMMARY_TYPES.items():
+        assert isinstance(facts[key], kind), (key, facts[key])
+    assert facts["candidates"] == 4 and facts["target"] == TARGET and facts["selection_max_train"] == 128
+    # Visible sizes 8..128 of every candidate against each fine-tuned on 2048.
+    assert facts["cost_fraction"] == pytest.approx(248 / 2048)
+    assert facts["low"] <= facts["predicted"] <= facts["high"]
+    assert 0 <= facts["p_best"] <= 1 and 0 <= facts["relacc"] <= 1
+
+
+def test_check_reads_the_full_runs_only_after_predicting(answer):
+    table = _curves()
+    truth = table[table["n_train"] == TARGET].set_index("model")["test_loss"]
+    facts = answer.facts()
+    assert facts["true_rank"] == int((truth < truth[facts["chosen"]]).sum()) + 1
+    assert facts["best_true"] == truth.idxmin()
+    # The prediction must not depend on the full runs: change them, same prediction.
+    moved = table.assign(test_loss=np.where(table["n_train"] == TARGET, table["test_loss"] + 5, table["test_loss"]))
+    again = answer_selection(moved, max_train=128, target=TARGET)
+    pd.testing.assert_frame_equal(again.prediction.frame, answer.prediction.frame)
+    assert again.summary()["true_rank"] is not None
+
+
+def test_progressive_is_checked_too(answer):
+    progressive = answer.facts()["progressive"]
+    assert progressive["cost_fraction"] <= 0.05 + 1e-9
+    assert progressive["true_rank"] >= 1 and 0 <= progressive["relacc"] <= 1
+
+
+def test_without_full_runs_the_check_is_null(tmp_path):
+    table = _curves()
+    table = table[table["n_train"] <= 128]
+    answer = answer_selection(table, max_train=64, target=TARGET)
+    facts = json.loads(write_summary(answer, tmp_path / "s.json").read_text())
+    assert facts["true_rank"] is None and facts["relacc"] is None
+    assert "No full runs" in answer.to_html()
+
+
+def test_index_leads_with_the_answer_escaped_and_offline(answer, tmp_path):
+    entries = [{"name": "03_select_models", "status": "ok", "seconds": 1.0}]
+    html = write_index(entries, tmp_path / "index.html", answer=answer).read_text()
+    assert html.index("Fine-tune") < html.index("<h2>Notebooks</h2>")
+    assert "<script>d</script>" not in html and "&lt;script&gt;d&lt;/script&gt;" in html
+    assert "data:image/png;base64," in html and "RelAcc" in html
+    assert network_loads(html) == []
+
+
+def test_index_states_why_there_is_no_answer(tmp_path):
+    html = write_index([], tmp_path / "index.html", answer="ConfigError: too few <sizes>").read_text()
+    assert "No answer: ConfigError: too few &lt;sizes&gt;" in html
