@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from . import zoo
 from .provenance import config_hash
+from .store import ResultsStore
 
 __all__ = ["finetune_options", "grid_runs", "missing_runs", "ROLE_SELECTION", "ROLE_TRUTH"]
 
@@ -41,8 +43,6 @@ def finetune_options(model, settings=None, **values) -> dict:
     -------
     dict
     """
-    from . import zoo
-
     options = dict(zoo.DEMO_SETTINGS) if zoo.is_zoo_name(model) else {}
     options.update(settings or {})
     options.update(values)
@@ -89,8 +89,6 @@ def grid_runs(store, tuner, task, sizes, seeds, *, full_sizes=()) -> pd.DataFram
         Columns role, n_train, seed, status, test_loss, ... sorted by n_train and seed;
         failed runs included.
     """
-    from .store import ResultsStore
-
     opened = store if isinstance(store, ResultsStore) else ResultsStore(store)
     runs = opened.runs()
     chash = config_hash(tuner.config(task))
