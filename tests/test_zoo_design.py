@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from lensllm_nb import zoo
-from lensllm_nb.fitting import fit_curves
+from lensllm_nb.curve_fits import fit_curves
 from lensllm_nb.metrics import cost_fraction
 
 CURVES = Path(__file__).parent / "data" / f"zoo_v{zoo.ZOO_VERSION}_curves.csv"
