@@ -2,8 +2,9 @@
 
 Goal (docs/BENCHMARKS.md, "Zoo grid"): the whole grid in at most 4 minutes on
 2 CPU cores. The script also times the zoo build (``--fresh`` builds into a new
-temporary cache so the build is timed cold), prints each candidate's curve and
-log-log slopes (to check the pre-power and power phases), and with
+temporary cache so the build is timed cold), prints each candidate's curve,
+log-log slopes and the phase-transition size D* of the rectified law fitted on
+the selection sizes (issue 8 asks for D* inside them for most candidates), and with
 ``--compare-trainer`` times the hand-written training loop of
 :class:`lensllm_nb.finetune.FineTuner` against transformers ``Trainer`` on the
 same run.
@@ -70,13 +71,14 @@ def _bench(args):
     print(f"sizes {sizes}, settings {settings}")
 
     task = zoo.load_task()
-    curves = {}
+    curves, tables = {}, []
     grid_started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, ResultsStore(os.path.join(tmp, "bench.db")) as store:
         for model in models:
             t0 = time.perf_counter()
             table = finetune.run_grid(model.name, task, sizes, [0], store, progress=False, **settings)
             curves[model.name] = dict(zip(table["n_train"], table["test_loss"]))
+            tables.append(table)
             print(f"  {model.name:18s} {time.perf_counter() - t0:6.1f} s")
     grid_seconds = time.perf_counter() - grid_started
     verdict = "meets" if grid_seconds <= GOAL_SECONDS else "MISSES"
@@ -95,9 +97,29 @@ def _bench(args):
             math.log(curve[b] / curve[a]) / math.log(b / a) for a, b in zip(positive, positive[1:])
         ]
         print(f"{name:18s}" + "".join(f"{s:8.3f}" for s in slopes))
+    _print_d_star(tables)
 
     if args.compare_trainer:
         _compare_trainer(models[0].name, task, settings)
+
+
+def _print_d_star(tables):
+    """Print D* of the rectified law fitted on the selection sizes, and how many lie inside them."""
+    import pandas as pd
+
+    from lensllm_nb import zoo
+    from lensllm_nb.curve_fits import fit_curves
+
+    fit = fit_curves(pd.concat(tables), "rectified", max_train=zoo.SELECTION_MAX_TRAIN)
+    smallest = min(n for n in zoo.SELECTION_SIZES if n > 0)
+    inside = 0
+    print(f"\nD* of the rectified law fitted on sizes <= {zoo.SELECTION_MAX_TRAIN}")
+    for row in fit.summary.itertuples():
+        d_star = None if pd.isna(row.d_star) else float(row.d_star)
+        inside += d_star is not None and smallest < d_star <= zoo.SELECTION_MAX_TRAIN
+        shown = f"{d_star:8.1f}" if d_star is not None else f"    none ({row.reason or 'not identified'})"
+        print(f"{row.model:18s}{shown}")
+    print(f"D* inside ({smallest}, {zoo.SELECTION_MAX_TRAIN}]: {inside} of {len(fit.summary)}")
 
 
 def _compare_trainer(model, task, settings, n=256):
