@@ -91,7 +91,7 @@ class PreparedCurves:
                 f"(from {self.source})")
 
 
-def load_curves(curves=None, *, store=None, dataset=None) -> pd.DataFrame:
+def load_curves(curves=None, *, store=None, dataset=None, drop_invalid=False) -> pd.DataFrame:
     """Read a validated tidy curves table from a store, a file, a benchmark name or a table.
 
     Parameters
@@ -104,6 +104,8 @@ def load_curves(curves=None, *, store=None, dataset=None) -> pd.DataFrame:
         path or a database URL); its finished runs are read.
     dataset : str, optional
         Keep only this dataset.
+    drop_invalid : bool
+        Drop invalid rows of a curves file (listed in a warning) instead of refusing it.
 
     Returns
     -------
@@ -123,7 +125,7 @@ def load_curves(curves=None, *, store=None, dataset=None) -> pd.DataFrame:
     elif isinstance(curves, pd.DataFrame):
         table = validate_curves(curves, source=curves.attrs.get("source", "<table>"))
     elif isinstance(curves, (str, Path)) and str(curves).strip():
-        table = _read_path_or_name(curves)
+        table = _read_path_or_name(curves, drop_invalid)
     else:
         raise ConfigError(f"`curves` = {curves!r} names no curves and `store` is empty; pass a curves file, "
                           "a benchmark name such as 'flan', or the results store of notebook 01.")
@@ -255,12 +257,12 @@ def _read_store(store) -> pd.DataFrame:
     return validate_curves(table, source=text)
 
 
-def _read_path_or_name(curves) -> pd.DataFrame:
+def _read_path_or_name(curves, drop_invalid) -> pd.DataFrame:
     path = Path(curves)
     if path.is_file():
-        return read_curves(path)
+        return read_curves(path, drop_invalid=drop_invalid)
     if path.suffix.lower() in _FILE_SUFFIXES or len(path.parts) > 1:
-        raise ConfigError(f"`curves` = {str(curves)!r} is no file; check the path, or pass a benchmark "
+        raise ConfigError(f"`curves` = {str(curves)!r} does not exist; check the path, or pass a benchmark "
                           "name such as 'flan' or 'gigaword'.")
     return load_benchmark(str(curves))
 

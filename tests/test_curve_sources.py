@@ -101,7 +101,7 @@ def test_bad_choices_raise_config_errors_naming_the_argument(kwargs, match):
 def test_missing_sources_raise_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="`curves` = None names no curves"):
         load_curves(None)
-    with pytest.raises(ConfigError, match="is no file"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_curves(str(tmp_path / "nope.csv"))
     with pytest.raises(ConfigError, match="`name`"):
         load_curves("no_such_benchmark")

@@ -103,6 +103,17 @@ CASES = [
     ("unknown command", ["frobnicate"], 2),
     ("report missing notebook", ["report", "{in}/nope.ipynb", "--out", "{out}"], 2),
     ("export missing store", ["export", "{in}/nope.db", "--out", "{out}/x.csv"], 2),
+    ("select several datasets", ["select", "{in}/both.csv", "--max-train", "800"], 2),
+    ("select --max-train 0", ["select", "{in}/both.csv", "--dataset", "flan", "--max-train", "0"], 2),
+    ("select nothing visible", ["select", "{in}/both.csv", "--dataset", "flan", "--max-train", "100"], 2),
+    ("select target below budget", ["select", "{in}/both.csv", "--dataset", "flan", "--max-train", "800",
+                                    "--target", "400"], 2),
+    ("select level above 1", ["select", "{in}/both.csv", "--dataset", "flan", "--max-train", "800",
+                              "--level", "1.5"], 2),
+    ("select unknown method", ["select", "{in}/both.csv", "--dataset", "flan", "--max-train", "800",
+                               "--method", "<img>"], 2),
+    ("select unknown dataset", ["select", "{in}/both.csv", "--dataset", "<b>x</b>", "--max-train", "800"], 2),
+    ("select missing file", ["select", "{in}/nope.csv", "--max-train", "800"], 2),
 ]
 
 

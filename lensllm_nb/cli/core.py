@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..curve_sources import load_curves
 from ..errors import ConfigError
 from ..safe_output import strict_json
 from ..select import DEFAULT_METHOD
@@ -61,14 +62,7 @@ def register(subparsers) -> None:
 
 def _read(spec, dataset=None, *, drop_invalid=False):
     """A file path, or the name of a benchmark set; one dataset when `dataset` is given."""
-    from ..benchmarks import SHA256, load
-    from ..curves import read_curves
-
-    path = Path(spec)
-    if not path.exists() and spec.lower() in SHA256:
-        table = load(spec)
-    else:
-        table = read_curves(path, drop_invalid=drop_invalid)
+    table = load_curves(spec, drop_invalid=drop_invalid)
     if dataset is not None:
         if dataset not in set(table["dataset"]):
             raise ConfigError(f"`--dataset` {dataset!r} is not in {spec}; it has {sorted(map(str, table['dataset'].unique()))}.")

@@ -7,7 +7,7 @@ import sys
 from ..errors import ConfigError
 from ..predict import DEFAULT_METHOD, PREDICTIVE_METHODS, predict_candidates
 from ..safe_output import strict_json
-from .core import _read
+from .core import _one_dataset, _read
 
 __all__ = ["register"]
 
@@ -40,7 +40,7 @@ def _select(args) -> int:
         raise ConfigError(f"`--max-train` must be a positive size, got {args.max_train}.")
     table = _read(args.curves, args.dataset)
     result = predict_candidates(table, max_train=args.max_train, target=args.target, method=args.method,
-                                level=args.level, dataset=args.dataset)
+                                level=args.level, dataset=_one_dataset(table, args.curves))
     if args.format == "json":
         print(strict_json(result.to_json_dict(), indent=2))
         return 0
