@@ -23,7 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ConfigError
+from .metrics import relacc, top1_regret
+from .predict import DEFAULT_METHOD, predict_candidates
+from .progressive import ProgressiveSelector
 from .safe_output import escape_html, escape_mathtext
+from .store import ResultsStore
 
 __all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]
 
@@ -63,8 +67,6 @@ class SelectionAnswer:
 
     def check(self, model) -> dict:
         """True rank (1 = best), RelAcc and regret of picking `model`; None without full runs."""
-        from .metrics import relacc, top1_regret
-
         if not self.checked:
             return {"true_rank": None, "relacc": None, "regret": None}
         true = self.truth.to_numpy()
@@ -183,8 +185,6 @@ def answer_selection(table, *, max_train, target=None, dataset=None, method=None
     -------
     SelectionAnswer
     """
-    from .predict import DEFAULT_METHOD, predict_candidates
-
     pred = predict_candidates(table, max_train=max_train, target=target, method=method or DEFAULT_METHOD,
                               dataset=dataset, models=models)
     rows = table[(table["dataset"] == pred.dataset) & table["model"].isin(pred.frame["model"])]
@@ -224,7 +224,6 @@ def grid_answer(results):
         params = nbformat.read(result["output"], as_version=4).metadata.get("papermill", {}).get("parameters", {})
         if not params.get("store") or params.get("max_train") is None:
             continue
-        from .store import ResultsStore
 
         if not Path(params["store"]).is_file():
             raise ConfigError(f"`store` = {params['store']!r} of job {result.get('name')!r} does not exist")
@@ -237,8 +236,6 @@ def grid_answer(results):
 
 def _progressive(rows, answer, target, budget) -> dict:
     """Progressive selection on the sizes below `target`, checked like the main pick."""
-    from .progressive import ProgressiveSelector
-
     selector = ProgressiveSelector(budget=float(budget)).fit(rows[rows["n_train"] < target], target=target)
     return {"chosen": str(selector.chosen_), "budget": float(budget),
             "cost_fraction": float(selector.cost_fraction_), **answer.check(selector.chosen_)}

@@ -34,6 +34,8 @@ from pathlib import Path
 
 from .batch_control import RunControl, die_with_parent, lock_folder, sleep_unless_stopped, wait_or_kill
 from .errors import BatchError, ConfigError
+from .provenance import config_hash, run_record
+from .report import find_templates, index_answer, render_report, write_index
 from .safe_output import path_inside, safe_filename, strict_json
 from .store import check_dask_store, mask_urls
 
@@ -226,8 +228,6 @@ def expand_grid(grid, *, out) -> list[Job]:
         In stage order, then file order; names are unique and deterministic.
     """
     from itertools import product
-
-    from .report import find_templates
 
     grid = load_grid(grid) if isinstance(grid, (str, Path)) else _validate_grid(grid)
     root = Path(grid["root"])
@@ -551,8 +551,6 @@ def _unique_names(drafts) -> list[str]:
     Long names are shortened with a hash; names shared by several jobs (the same
     notebook listed twice with other fixed parameters) get a parameter hash.
     """
-    from .provenance import config_hash
-
     names = []
     for draft in drafts:
         base = draft["base"]
@@ -700,9 +698,6 @@ def _progress(log, done, total):
 
 def _write_outputs(result: BatchResult, grid, config, error) -> None:
     """Write the run record and the index page of a (possibly failed) batch."""
-    from .provenance import run_record
-    from .report import index_answer, write_index
-
     status = "interrupted" if result.interrupted else "failed" if error or not result.ok else "ok"
     record = run_record("batch", config, status=status, error=error,
                         jobs=result.results, wall_seconds=round(result.wall_seconds, 3))
@@ -733,8 +728,6 @@ def _last_line(log: Path) -> str:
 def _finish(job, result) -> dict:
     """Record the verdict in the executed notebook and render its report."""
     import nbformat
-
-    from .report import render_report
 
     output = Path(job.output)
     if output.is_file():

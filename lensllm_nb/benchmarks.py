@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .curves import read_wide
 from .errors import ConfigError, CurveDataError
 from .provenance import cache_dir
 
@@ -88,8 +89,6 @@ def load(name) -> pd.DataFrame:
         ``"flan"``, ``"gigaword"``, ``"wmt19"``, or the stem of another wide-layout
         CSV in ``$LENSLLM_NB_DATA``.
     """
-    from .curves import read_wide
-
     return read_wide(data_path(name), dataset=str(name).lower())
 
 

@@ -25,7 +25,14 @@ import os
 import time
 from pathlib import Path
 
+from . import zoo
+from .batch import BatchResult, expand_grid, run_batch
 from .errors import ConfigError
+from .finetune import FineTuner
+from .grid_runs import finetune_options, missing_runs
+from .report import index_answer, write_index
+from .safe_output import strict_json
+from .store import ResultsStore
 
 __all__ = ["demo_grid", "run_demo", "write_summary", "BENCHMARK_SETS", "PROGRESSIVE_BUDGET"]
 
@@ -58,8 +65,6 @@ def demo_grid(*, candidates=None, sets=None) -> dict:
     dict
         A grid mapping; the results store is ``{out}/results.db``.
     """
-    from . import zoo
-
     root = Path(__file__).resolve().parents[1]
     missing = [name for name in _NOTEBOOKS if not (root / "notebooks" / f"{name}.ipynb").is_file()]
     if missing:
@@ -101,10 +106,6 @@ def run_demo(out="reports/demo", *, candidates=None, workers=2, executor="local"
     log : callable or None
         Called with progress lines.
     """
-    from . import zoo
-    from .batch import BatchResult, run_batch
-    from .report import index_answer, write_index
-
     say = log or (lambda line: None)
     started = time.perf_counter()
     out = Path(out).expanduser().resolve()
@@ -150,8 +151,6 @@ def write_summary(answer, path) -> Path:
     -------
     Path
     """
-    from .safe_output import strict_json
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json(answer.summary(), indent=2) + "\n", encoding="utf-8")
@@ -160,8 +159,6 @@ def write_summary(answer, path) -> Path:
 
 def _finetune_parameters() -> dict:
     """Notebook 01's parameters in the demo: selection sizes, full run, zoo settings."""
-    from . import zoo
-
     finetune = {key: zoo.DEMO_SETTINGS[key] for key in _FINETUNE_KEYS}
     return {"dataset": zoo.TASK_NAME, "sizes": list(zoo.SELECTION_SIZES), "full_sizes": [zoo.FULL_SIZE],
             "seeds": [0], "ntk_probe": 32, "progress": False, **finetune}
@@ -177,20 +174,13 @@ def _stored_candidates(candidates, out) -> list:
     """
     import nbformat
 
-    from .batch import expand_grid
-    from .finetune import FineTuner
-    from .grid_runs import finetune_options, missing_runs
-    from .store import ResultsStore
-
     store_path = out / "results.db"
     if not store_path.is_file():
         return []
-    from . import zoo
-    from .data import load_task
 
     jobs = [job for job in expand_grid(demo_grid(candidates=candidates, sets=[]), out=out) if job.stage == 1]
     # Loaded once for every job (imports, task): not part of any one job's time.
-    task, store, kept = load_task(zoo.TASK_NAME), ResultsStore(store_path), []
+    task, store, kept = zoo.load_task(), ResultsStore(store_path), []
     for job in jobs:
         started = time.perf_counter()
         if not (Path(job.output).is_file() and Path(job.report).is_file()):
@@ -218,8 +208,6 @@ def _stored_candidates(candidates, out) -> list:
 
 def _store_ratios() -> list:
     """Budget ratios target / max_train notebook 04 benchmarks the zoo store at."""
-    from . import zoo
-
     positive = [n for n in zoo.SELECTION_SIZES if n > 0]
     # At least three visible sizes, as the laws need.
     return [zoo.FULL_SIZE // n for n in positive[2:]][::-1]

@@ -21,6 +21,7 @@ import os
 import re
 from pathlib import Path
 
+from .answer import grid_answer
 from .errors import ConfigError
 
 __all__ = [
@@ -296,8 +297,6 @@ def index_answer(results):
         None when the grid selects no model; a one-line reason when its data
         cannot answer (the index is written either way).
     """
-    from .answer import grid_answer
-
     try:
         return grid_answer(results)
     except Exception as exc:  # the index lists the notebooks whatever went wrong with the answer

@@ -29,11 +29,12 @@ import time
 
 import pandas as pd
 
-from .errors import ConfigError, LensLLMError
 from .curve_fits import fit_curves
+from .curve_sources import PreparedCurves, load_curves, prepare_curves
+from .errors import ConfigError, LensLLMError
+from .plots import plot_predictions, prediction_figure_axes
 from .predict import DEFAULT_METHOD, predict_candidates
 from .safe_output import escape_markdown
-from .curve_sources import PreparedCurves, load_curves, prepare_curves
 from .views import ranking_table
 
 __all__ = ["ComparisonWidget", "comparison_widget", "OVERLAYS"]
@@ -247,8 +248,6 @@ class ComparisonWidget:
 
     def _draw(self) -> bytes:
         """Draw on the reused figure and return PNG bytes."""
-        from .plots import plot_predictions, prediction_figure_axes
-
         if self._figure is None:
             from matplotlib.figure import Figure
 
