@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .curves import MIN_POSITIVE_SIZES, validate_curves
+from .curves import MIN_POSITIVE_SIZES, one_dataset, validate_curves
 from .errors import ConfigError
 from .laws import make_law
 
@@ -121,15 +121,7 @@ def _select(table, dataset, models):
         raise ConfigError(f"`table` must be a pandas DataFrame of curves, got {type(table).__name__}; "
                           "read one with lensllm_nb.curves.read_curves(path).")
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
-    datasets = sorted(df["dataset"].unique())
-    if dataset is None:
-        if len(datasets) > 1:
-            raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=` "
-                              "(CLI: --dataset) to fit one of them.")
-        dataset = datasets[0]
-    elif dataset not in datasets:
-        raise ConfigError(f"`dataset` {_plain(dataset)!r} is not in the table; it has {datasets}.")
-    df = df[df["dataset"] == dataset]
+    df, dataset = one_dataset(df, dataset)
     if models is not None:
         models = [models] if isinstance(models, str) else list(models)
         unknown = sorted(set(map(str, models)) - set(df["model"]))

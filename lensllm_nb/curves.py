@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import CurveDataError
+from .errors import ConfigError, CurveDataError
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -32,6 +32,7 @@ __all__ = [
     "read_wide",
     "validate_curves",
     "aggregate_seeds",
+    "one_dataset",
     "curve_arrays",
     "to_wide",
 ]
@@ -376,3 +377,35 @@ def to_wide(table) -> pd.DataFrame:
     wide = agg.pivot_table(index=["model", "dataset"], columns="n_train", values="test_loss")
     wide.columns = [int(c) for c in wide.columns]
     return wide
+
+
+def one_dataset(table, dataset=None):
+    """Keep the rows of one dataset of a validated table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A validated tidy table (see :func:`validate_curves`).
+    dataset : str, optional
+        Required when the table holds several datasets.
+
+    Returns
+    -------
+    (pandas.DataFrame, str)
+        The rows of the dataset and its name.
+
+    Raises
+    ------
+    ConfigError
+        When `dataset` is missing for a table of several datasets, or is not in it.
+    """
+    datasets = sorted(map(str, table["dataset"].unique()))
+    if dataset is None:
+        if len(datasets) > 1:
+            raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=` "
+                              "(CLI: `--dataset`) to choose one.")
+        dataset = datasets[0]
+    elif str(dataset) not in datasets:
+        raise ConfigError(f"`dataset` {_plain(dataset)!r} is not in the table; choose one of {datasets}.")
+    return table[table["dataset"] == str(dataset)], str(dataset)
+

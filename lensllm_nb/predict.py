@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .curves import validate_curves
+from .curves import one_dataset, validate_curves
 from .errors import ConfigError
 from .metrics import cost_fraction as _cost_fraction
 from .select import DEFAULT_METHOD, VisibleCurves, make_selector, visible_from_valid
@@ -149,14 +149,7 @@ def predict_candidates(table, *, max_train, target=None, method=DEFAULT_METHOD, 
     """
     level = _check_level(level)
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
-    datasets = sorted(df["dataset"].unique())
-    if dataset is None:
-        if len(datasets) > 1:
-            raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=` to choose one.")
-        dataset = datasets[0]
-    elif dataset not in datasets:
-        raise ConfigError(f"`dataset` {dataset!r} is not in the table; choose from {datasets}.")
-    df = df[df["dataset"] == dataset]
+    df, dataset = one_dataset(df, dataset)
     if models is not None:
         unknown = sorted(set(models) - set(df["model"]))
         if unknown:

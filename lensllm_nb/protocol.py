@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .curves import validate_curves
+from .curves import one_dataset, validate_curves
 from .errors import ConfigError
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from .predict import PREDICTIVE_METHODS, predict_visible
@@ -125,12 +125,7 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
     methods = _check_methods(methods)
     ratios = _check_ratios(ratios)
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
-    datasets = sorted(df["dataset"].unique())
-    if dataset is None:
-        if len(datasets) > 1:
-            raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=`.")
-        dataset = datasets[0]
-    df = df[df["dataset"] == dataset]
+    df, dataset = one_dataset(df, dataset)
     target = int(df["n_train"].max()) if target is None else target
     if not (isinstance(target, (int, np.integer)) and target > 0):
         raise ConfigError(f"`target` must be a positive integer size, got {target!r}.")
