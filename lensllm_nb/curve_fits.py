@@ -21,6 +21,7 @@ import pandas as pd
 from .curves import MIN_POSITIVE_SIZES, one_dataset, validate_curves
 from .errors import ConfigError
 from .laws import make_law
+from .safe_output import plain_value
 
 __all__ = ["FitResult", "fit_curves", "CHUNK_SIZE"]
 
@@ -106,13 +107,9 @@ def _check_positive_int(value, name, *, optional=False):
     if value is None and optional:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ConfigError(f"`{name}` must be a positive integer size, got {_plain(value)!r}; e.g. {name}=25600.")
+        raise ConfigError(f"`{name}` must be a positive integer size, got {plain_value(value)!r}; e.g. {name}=25600.")
     return int(value)
 
-
-def _plain(value):
-    """numpy scalars as plain Python, so messages read 0.5 and not np.float64(0.5)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _select(table, dataset, models):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, CurveDataError
+from .safe_output import plain_value
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -115,10 +116,6 @@ def _as_path(path) -> Path:
         raise CurveDataError(f"`path` must be the path of a curves CSV or Parquet file, got {path!r}.")
     return Path(path)
 
-
-def _plain(value):
-    """numpy scalars as plain Python, so messages read 0.5 and not np.float64(0.5)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
@@ -254,15 +251,15 @@ def _row_problems(df: pd.DataFrame) -> list:
          None, lambda i: "the dataset name is empty", "dataset"),
         (np.isnan(loss) & pd.isna(raw_loss), loss_col, lambda i: "test loss is missing (NaN)", None),
         (np.isnan(loss) & ~pd.isna(raw_loss), loss_col,
-         lambda i: f"test loss is not a number ({_plain(raw_loss[i])!r})", None),
+         lambda i: f"test loss is not a number ({plain_value(raw_loss[i])!r})", None),
         (np.isinf(loss), loss_col, lambda i: f"test loss is infinite ({loss[i]})", None),
         (np.isfinite(loss) & (loss <= 0), loss_col, lambda i: f"test loss must be positive, got {loss[i]}", None),
-        (~np.isfinite(size), size_col, lambda i: f"n_train is not a number ({_plain(raw_size[i])!r})", None),
+        (~np.isfinite(size), size_col, lambda i: f"n_train is not a number ({plain_value(raw_size[i])!r})", None),
         (np.isfinite(size) & (size < 0), size_col, lambda i: f"n_train must be ≥ 0, got {size[i]:g}", None),
         (np.isfinite(size) & (size >= 0) & (size != np.floor(size)), size_col,
          lambda i: f"n_train must be an integer, got {size[i]:g}", None),
         (~np.isfinite(seed) | (seed != np.floor(seed)), None,
-         lambda i: f"seed must be an integer, got {_plain(raw_seed[i])!r}", "seed"),
+         lambda i: f"seed must be an integer, got {plain_value(raw_seed[i])!r}", "seed"),
     ]
     problems = []
     for bad, columns, message, fixed_column in checks:
@@ -406,6 +403,6 @@ def one_dataset(table, dataset=None):
                               "(CLI: `--dataset`) to choose one.")
         dataset = datasets[0]
     elif str(dataset) not in datasets:
-        raise ConfigError(f"`dataset` {_plain(dataset)!r} is not in the table; choose one of {datasets}.")
+        raise ConfigError(f"`dataset` {plain_value(dataset)!r} is not in the table; choose one of {datasets}.")
     return table[table["dataset"] == str(dataset)], str(dataset)
 

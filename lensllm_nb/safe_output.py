@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["strict_json", "to_jsonable", "escape_html", "escape_markdown",
+__all__ = ["strict_json", "to_jsonable", "plain_value", "escape_html", "escape_markdown",
            "escape_mathtext", "safe_filename", "path_inside"]
 
 # Characters that Markdown (CommonMark and the extensions Jupyter renders) gives
@@ -47,6 +47,11 @@ def to_jsonable(value):
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def plain_value(value):
+    """numpy scalars as plain Python, so messages read ``0.5``, not ``np.float64(0.5)``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def strict_json(value, **dumps_kwargs) -> str:
