@@ -46,6 +46,7 @@ from .select import DEFAULT_METHOD, VisibleCurves, make_selector, visible_from_v
 
 __all__ = [
     "predict_candidates",
+    "check_level",
     "predict_visible",
     "CandidatePredictions",
     "DEFAULT_METHOD",
@@ -107,7 +108,7 @@ class CandidatePredictions:
 
     def interval(self, level) -> pd.DataFrame:
         """Interval of every candidate at another ``level`` (same distribution, same order)."""
-        low, high = _bounds(self.log_center.to_numpy(), self.log_scale.to_numpy(), _check_level(level))
+        low, high = _bounds(self.log_center.to_numpy(), self.log_scale.to_numpy(), check_level(level))
         return pd.DataFrame({"model": list(self.log_center.index), "low": low, "high": high}) \
             .set_index("model").loc[self.frame["model"]].reset_index()
 
@@ -147,7 +148,7 @@ def predict_candidates(table, *, max_train, target=None, method=DEFAULT_METHOD, 
     -------
     CandidatePredictions
     """
-    level = _check_level(level)
+    level = check_level(level)
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
     df, dataset = one_dataset(df, dataset)
     if models is not None:
@@ -187,7 +188,7 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
     CandidatePredictions
     """
     method = _check_method(method)
-    level = _check_level(level)
+    level = check_level(level)
     center, scale = log_predictive(visible, method=method)
     return _assemble(visible, center, scale, method=method, level=level, dataset=dataset,
                      max_train=max_train, cost_fraction=cost_fraction)
@@ -243,7 +244,7 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
     -------
     float
     """
-    method, level = _check_method(method), _check_level(level)
+    method, level = _check_method(method), check_level(level)
     ratios = []
     for visible, true in cases:
         center, raw = log_predictive(visible, method=method, scale=1.0)
@@ -344,7 +345,8 @@ def _bounds(center, scale, level):
     return np.exp(center - q * scale), np.exp(center + q * scale)
 
 
-def _check_level(level):
+def check_level(level):
+    """Return `level` as a float in (0, 1), or raise `ConfigError` naming it."""
     if not (isinstance(level, (int, float, np.floating)) and 0 < float(level) < 1):
         raise ConfigError(f"`level` must be between 0 and 1, got {level!r}; e.g. 0.9 for a 90% interval.")
     return float(level)

@@ -19,7 +19,7 @@ import pandas as pd
 from .curves import one_dataset, validate_curves
 from .errors import ConfigError
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
-from .predict import PREDICTIVE_METHODS, predict_visible
+from .predict import PREDICTIVE_METHODS, check_level, predict_visible
 from .progressive import ProgressiveSelector
 from .select import DEFAULT_METHOD, make_selector, visible_from_valid
 
@@ -120,8 +120,8 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
     BenchmarkResult
     """
     start = time.perf_counter()
-    if level is not None and not (isinstance(level, (int, float)) and 0 < level < 1):
-        raise ConfigError(f"`level` must be between 0 and 1, got {level!r}; e.g. 0.9.")
+    if level is not None:
+        level = check_level(level)
     methods = _check_methods(methods)
     ratios = _check_ratios(ratios)
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
