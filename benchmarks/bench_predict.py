@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from lensllm_nb.benchmarks import load
+from lensllm_nb.calibration import interval_score
 from lensllm_nb.metrics import relacc
 from lensllm_nb.predict import (DEFAULT_METHOD, SCALE, _t2_ppf, calibrate_scale, log_predictive, p_best,
                                 predict_candidates)
@@ -53,8 +54,8 @@ def _interval_quality(cases, scale):
         for level in cover:
             half = _t2_ppf(0.5 + level / 2) * spread
             cover[level].append(np.abs(y - center) <= half)
-        low, high = center - _t2_ppf(0.95) * spread, center + _t2_ppf(0.95) * spread
-        score.append((high - low) + 20 * (low - y) * (y < low) + 20 * (y - high) * (y > high))
+        half = _t2_ppf(0.95) * spread
+        score.append(interval_score(np.exp(center - half), np.exp(center + half), truth, alpha=0.1))
     return {level: float(np.mean(v)) for level, v in cover.items()}, float(np.mean(score))
 
 
