@@ -42,7 +42,8 @@ class FitResult:
         Model name -> fitted law (only successful fits).
     summary : pandas.DataFrame
         One row per model: model, dataset, law, fitted parameters, rmse_log,
-        d_star, n_points, status ('ok' or 'failed') and reason.
+        d_star, n_points, status ('ok' or 'failed'), reason (of a failure) and missing
+        (each non-identified parameter, shown as NaN, with why).
     """
 
     dataset: str
@@ -184,6 +185,10 @@ def _summary_row(fitted_law, model, dataset, law, n_points, fitted) -> dict:
         row.update(status="failed", reason=fitted_law.reason_)
         return row
     fitted[model] = fitted_law
-    row.update(fitted_law.params_)
-    row.update(rmse_log=fitted_law.rmse_log_, d_star=fitted_law.d_star_, status="ok", reason="")
+    # Non-identified parameters (a pre-learned term at its bound, say 1e-99) are missing,
+    # with the law's reason, so no table built from the summary shows an artefact.
+    params, missing = fitted_law.reported_params()
+    row.update({name: np.nan if value is None else value for name, value in params.items()})
+    row.update(rmse_log=fitted_law.rmse_log_, status="ok", reason="",
+               missing="; ".join(f"{name}: {why}" for name, why in missing.items()))
     return row
