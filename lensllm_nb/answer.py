@@ -5,8 +5,10 @@ its grid: the recommended model, its predicted full-data loss with an interval a
 ``p_best`` (from :func:`lensllm_nb.predict.predict_candidates`), the FLOPs spent
 relative to fine-tuning every candidate on the target, and, when every candidate
 was also fine-tuned on the full target, the check against those runs (true rank of
-the pick, RelAcc, regret). The full runs are ground truth only: the prediction is
-made from the sizes up to the selection budget, and they are read afterwards.
+the pick, RelAcc, regret), how many full runs fall inside their intervals, and what
+the free baselines (best zero-shot loss, largest model) would have picked. The full
+runs are ground truth only: the prediction is made from the sizes up to the
+selection budget, and they are read afterwards.
 
 :func:`grid_answer` finds the selection job of a batch (notebook
 ``03_select_models`` on a results store) and answers from its parameters.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,7 @@ from .errors import ConfigError
 from .metrics import relacc, top1_regret
 from .predict import DEFAULT_METHOD, predict_candidates
 from .progressive import ProgressiveSelector
+from .select import make_selector
 from .safe_output import escape_html, escape_mathtext
 from .store import ResultsStore
 
@@ -33,6 +36,8 @@ __all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOO
 
 # The notebook whose job makes a grid "select a model".
 SELECT_NOTEBOOK = "03_select_models"
+# Free baselines shown beside the pick: what a choice without fine-tuning would give.
+BASELINES = {"zeroshot": "the best zero-shot loss", "modelsize": "the largest model"}
 # The keys of ``summary.json`` (issue 8's contract), in order.
 SUMMARY_KEYS = ("chosen", "method", "predicted", "low", "high", "p_best", "cost_fraction", "candidates",
                 "selection_max_train", "target", "true_rank", "relacc")
@@ -53,12 +58,16 @@ class SelectionAnswer:
         when some candidate has none.
     progressive : dict or None
         Progressive selection's pick, cost fraction and check, when it was run.
+    baselines : dict
+        Free baselines that could run on the table (``zeroshot``, ``modelsize``):
+        name -> their pick and its check.
     """
 
     prediction: object
     curves: pd.DataFrame
     truth: pd.Series
     progressive: dict | None = None
+    baselines: dict = field(default_factory=dict)
 
     @property
     def checked(self) -> bool:
@@ -96,8 +105,18 @@ class SelectionAnswer:
             "selection_max_train": int(pred.max_train), "target": int(pred.target),
             **self.check(pred.chosen),
             "best_true": str(self.truth.idxmin()) if self.checked else None,
+            "inside": self.inside(),
             "progressive": self.progressive,
+            "baselines": self.baselines,
         }
+
+    def inside(self):
+        """How many full runs lie inside their predicted intervals; None without full runs."""
+        if not self.checked:
+            return None
+        frame = self.prediction.frame.set_index("model")
+        truth = self.truth.loc[frame.index]
+        return int(((frame["low"] <= truth) & (truth <= frame["high"])).sum())
 
     def to_html(self) -> str:
         """The answer section of an index page (every value escaped, the figure embedded)."""
@@ -192,10 +211,10 @@ def answer_selection(table, *, max_train, target=None, dataset=None, method=None
     truth = curves[curves["n_train"] == pred.target].set_index("model")["test_loss"]
     truth = truth.reindex(pred.frame["model"]).dropna()
     answer = SelectionAnswer(prediction=pred, curves=curves, truth=truth)
+    answer = replace(answer, baselines=_baselines(rows, answer, pred.max_train, pred.target))
     if progressive_budget is None:
         return answer
-    return SelectionAnswer(prediction=pred, curves=curves, truth=truth,
-                           progressive=_progressive(rows, answer, pred.target, progressive_budget))
+    return replace(answer, progressive=_progressive(rows, answer, pred.target, progressive_budget))
 
 
 def grid_answer(results):
@@ -241,6 +260,18 @@ def _progressive(rows, answer, target, budget) -> dict:
             "cost_fraction": float(selector.cost_fraction_), **answer.check(selector.chosen_)}
 
 
+def _baselines(rows, answer, max_train, target) -> dict:
+    """What the free baselines pick (those the table has the columns for), checked like the pick."""
+    picks = {}
+    for name in BASELINES:
+        try:
+            selector = make_selector(name).fit(rows, max_train=max_train, target=target)
+        except ConfigError:
+            continue  # no zero-shot runs or no parameter counts: that baseline cannot answer
+        picks[name] = {"chosen": str(selector.chosen_), **answer.check(selector.chosen_)}
+    return picks
+
+
 def _finite(value):
     value = float(value)
     return value if math.isfinite(value) else None
@@ -263,7 +294,16 @@ def _check_html(facts) -> str:
     return (f"<p class=\"answer-check\">Check against the full runs (ground truth, never seen by the "
             f"selection): the pick is <b>#{facts['true_rank']} of {facts['candidates']}</b> by true loss "
             f"(best: {escape_html(facts['best_true'])}); RelAcc <b>{facts['relacc']:.3f}</b>, "
-            f"regret {facts['regret']:.3f} nats.</p>")
+            f"regret {facts['regret']:.3f} nats. Full runs inside their {facts['level']:.0%} intervals: "
+            f"<b>{facts['inside']} of {facts['candidates']}</b>.{_baselines_html(facts['baselines'])}</p>")
+
+
+def _baselines_html(baselines) -> str:
+    if not baselines:
+        return ""
+    picks = [f"{BASELINES[name]} picks {escape_html(pick['chosen'])} (#{pick['true_rank']})"
+             for name, pick in baselines.items()]
+    return f" Without fine-tuning, {' and '.join(picks)}."
 
 
 def _progressive_html(progressive, target) -> str:

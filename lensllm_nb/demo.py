@@ -46,7 +46,7 @@ _JOB_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLEL
             "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 _NOTEBOOKS = ("01_finetune_subsets", "02_fit_phase_law", "03_select_models", "04_benchmark")
-_FINETUNE_KEYS = ("epochs", "lr", "batch_size")
+_FINETUNE_KEYS = ("epochs", "lr", "batch_size", "lora")
 
 
 def demo_grid(*, candidates=None, sets=None) -> dict:

@@ -429,6 +429,10 @@ class LensLLMLaw(_Law):
             return 0.0
         gap = lambda s: float(feats.F(np.exp(s), self.eta)) - value  # noqa: E731
         lo, hi = -30.0, 30.0
+        if gap(lo) <= 0:
+            # The fit put F at its upper bound F(0) (up to rounding): t is zero to
+            # within e^-30, and brentq would find no sign change to bracket.
+            return 0.0
         if gap(hi) > 0:
             # F has not fallen to the value even at t = e^30: t is not identified.
             return float("inf")

@@ -11,6 +11,7 @@ name. Transformers and peft are imported where used.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 from . import data, zoo
@@ -179,14 +180,23 @@ def _with_lora(model, name, lora, encoder_decoder):
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from transformers.pytorch_utils import Conv1D
+
     torch.manual_seed(0)  # the adapters' initial weights are part of the model
     targets = lora["target_modules"]
+    config = LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        task_type="SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM",
+        # GPT-2 stores its projections transposed (Conv1D); saying so up front is
+        # what peft would switch to anyway, without a warning in every report.
+        fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()),
+    )
     try:
-        return get_peft_model(model, LoraConfig(
-            r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-            target_modules=targets if isinstance(targets, str) else list(targets),
-            task_type="SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM",
-        ))
+        with warnings.catch_warnings():
+            # peft asks transformers a deprecated question; not the user's concern.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, config)
     except ValueError as exc:  # peft names the modules it could not find
         raise ConfigError(
             f"`lora_target_modules` {targets!r} do not fit {name!r}: {_first_line(exc)}"

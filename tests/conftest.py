@@ -9,8 +9,15 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LENSLLM_NB_DATA", str(ROOT.parent / "shared" / "benchmarks"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 # The suite never touches the network: hub names must fail fast and cleanly.
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+for _var in _OFFLINE_VARS:
     os.environ[_var] = "1"
+
+
+@pytest.fixture(scope="session")
+def batch_env():
+    """Environment of the batch jobs the tests run: offline, one torch thread each."""
+    return {"OMP_NUM_THREADS": "1", **{var: "1" for var in _OFFLINE_VARS}}
 
 
 @pytest.fixture(scope="session")

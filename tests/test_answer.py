@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -90,3 +91,30 @@ def test_index_leads_with_the_answer_escaped_and_offline(answer, tmp_path):
 def test_index_states_why_there_is_no_answer(tmp_path):
     html = write_index([], tmp_path / "index.html", answer="ConfigError: too few <sizes>").read_text()
     assert "No answer: ConfigError: too few &lt;sizes&gt;" in html
+
+
+def test_the_check_counts_intervals_and_shows_the_free_baselines(answer):
+    table = _curves()
+    truth = table[table["n_train"] == TARGET].set_index("model")["test_loss"]
+    facts = answer.facts()
+    frame = answer.prediction.frame.set_index("model")
+    expected = sum(frame.loc[m, "low"] <= truth[m] <= frame.loc[m, "high"] for m in frame.index)
+    assert facts["inside"] == expected
+    zero_shot = table[table["n_train"] == 0].set_index("model")["test_loss"].idxmin()
+    largest = table.drop_duplicates("model").set_index("model")["params"].idxmax()
+    assert facts["baselines"]["zeroshot"]["chosen"] == zero_shot
+    assert facts["baselines"]["modelsize"]["chosen"] == largest
+    rank = int((truth < truth[zero_shot]).sum()) + 1
+    assert facts["baselines"]["zeroshot"]["true_rank"] == rank
+    html = answer.to_html()
+    assert f"inside their 90% intervals: <b>{expected} of 4</b>" in html
+    assert f"the best zero-shot loss picks {escape(zero_shot)} (#{rank})" in html
+    assert "&lt;script&gt;d&lt;/script&gt;" in html and "<script>d" not in html
+
+
+def test_baselines_the_table_cannot_run_are_left_out():
+    table = _curves().drop(columns="params")
+    table = table[table["n_train"] > 0]
+    facts = answer_selection(table, max_train=128, target=TARGET).facts()
+    assert facts["baselines"] == {}
+    assert "Without fine-tuning" not in answer_selection(table, max_train=128, target=TARGET).to_html()

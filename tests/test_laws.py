@@ -70,6 +70,17 @@ def test_lensllm_law_uses_ntk_features_with_t_fitted_or_fixed():
     assert fixed.params_["t"] == 5.0
 
 
+def test_lensllm_law_at_the_upper_bound_of_f_reports_t_zero():
+    # The data want a pre-learned term above F(0): the fit stops at F(0) (to within
+    # rounding), which means no training time, not an error from the root finder.
+    L, _ = _noisy(lambda D: 30.0 / (20.0 + D ** 0.3) + 1.0, 4)
+    for scale in (1.0, 1.0 + 1e-15, 1.0 - 1e-15):
+        ntk = _FakeNTK([1.0, 0.1, 0.01], [4.0 * scale, 2.0, 1.0])  # F(0) ≈ 7 < 20: unreachable
+        fitted = LensLLMLaw(ntk=ntk).fit(SIZES, L)
+        assert fitted.params_["F"] == pytest.approx(ntk.F(0.0), rel=1e-6)
+        assert fitted.params_["t"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_phase_labels_and_intervals():
     L, _ = _noisy(lambda D: 30.0 / (200.0 + D ** 0.5) + 1.0, 5)
     law = RectifiedLaw().fit(SIZES, L)

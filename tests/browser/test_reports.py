@@ -18,7 +18,7 @@ FLAN_MODELS = ["gpt2", "gpt2-medium", "facebook/opt-350m", "t5-base", "MBZUAI/La
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+def batch(tmp_path_factory, batch_env):
     """A small batch run: one tiny fine-tune grid (progress widgets) and a selection on FLAN."""
     from lensllm_nb.batch import run_batch
 
@@ -27,8 +27,7 @@ def batch(tmp_path_factory):
         "name": "browser-tests",
         "root": str(ROOT),
         "timeout": 600,
-        "env": {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1"},
+        "env": batch_env,
         "parameters": {"store": "{out}/results.db"},
         "jobs": [
             {"notebook": "notebooks/01_finetune_subsets.ipynb", "stage": 1,
