@@ -23,9 +23,11 @@ from lensllm_nb import finetune, zoo
 def main():
     task = zoo.load_task()
     cases = [
-        ("zoo/gpt2-tiny", dict(zoo.DEMO_SETTINGS, progress=False, ntk_probe=4, ntk_sketch_dim=64), [0, 16, 64]),
-        ("zoo/t5-small", dict(zoo.DEMO_SETTINGS, progress=False, grad_accum=2, batch_size=8, epochs=2,
-                              early_stopping_patience=1, eval_steps=2), [32]),
+        # Every weight trained for the first two (the demo itself fine-tunes LoRA adapters).
+        ("zoo/gpt2-tiny", dict(zoo.DEMO_SETTINGS, lora=False, progress=False, ntk_probe=4, ntk_sketch_dim=64),
+         [0, 16, 64]),
+        ("zoo/t5-small", dict(zoo.DEMO_SETTINGS, lora=False, progress=False, grad_accum=2, batch_size=8,
+                              epochs=2, early_stopping_patience=1, eval_steps=2), [32]),
         ("zoo/llama-small", dict(zoo.DEMO_SETTINGS, progress=False, lora=True, max_steps=5), [16]),
     ]
     for model, settings, sizes in cases:
