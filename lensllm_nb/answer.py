@@ -28,8 +28,8 @@ from .errors import ConfigError
 from .metrics import relacc, top1_regret
 from .predict import DEFAULT_METHOD, predict_candidates
 from .progressive import ProgressiveSelector
-from .select import make_selector
 from .safe_output import escape_html, escape_mathtext
+from .select import make_selector
 from .store import ResultsStore
 
 __all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]

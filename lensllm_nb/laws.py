@@ -425,13 +425,11 @@ class LensLLMLaw(_Law):
     def _solve_t(self, value):
         """Invert the decreasing F(t) = value for t (root of F(e^s) − value in s = log t)."""
         feats = self._features(self.ntk)
-        if value >= feats.F(0.0, self.eta):
-            return 0.0
         gap = lambda s: float(feats.F(np.exp(s), self.eta)) - value  # noqa: E731
         lo, hi = -30.0, 30.0
         if gap(lo) <= 0:
-            # The fit put F at its upper bound F(0) (up to rounding): t is zero to
-            # within e^-30, and brentq would find no sign change to bracket.
+            # The value is F(0) or above (the fit's upper bound, up to rounding):
+            # t is zero to within e^-30, and brentq would find no sign change.
             return 0.0
         if gap(hi) > 0:
             # F has not fallen to the value even at t = e^30: t is not identified.

@@ -179,7 +179,6 @@ def _local_config(text, path):
 def _with_lora(model, name, lora, encoder_decoder):
     import torch
     from peft import LoraConfig, get_peft_model
-
     from transformers.pytorch_utils import Conv1D
 
     torch.manual_seed(0)  # the adapters' initial weights are part of the model

@@ -115,6 +115,6 @@ def test_the_check_counts_intervals_and_shows_the_free_baselines(answer):
 def test_baselines_the_table_cannot_run_are_left_out():
     table = _curves().drop(columns="params")
     table = table[table["n_train"] > 0]
-    facts = answer_selection(table, max_train=128, target=TARGET).facts()
-    assert facts["baselines"] == {}
-    assert "Without fine-tuning" not in answer_selection(table, max_train=128, target=TARGET).to_html()
+    answer = answer_selection(table, max_train=128, target=TARGET)
+    assert answer.facts()["baselines"] == {}
+    assert "Without fine-tuning" not in answer.to_html()

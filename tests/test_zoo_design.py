@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from lensllm_nb import zoo
+from lensllm_nb.answer import answer_selection
 from lensllm_nb.curve_fits import fit_curves
 from lensllm_nb.metrics import cost_fraction
 
@@ -77,24 +78,22 @@ def test_stored_curve_is_reproduced(curves, tmp_path):
         assert measured[n] == pytest.approx(stored[n], rel=1e-3)
 
 
-def test_default_method_picks_a_near_best_candidate_on_the_stored_curves(curves):
-    # Issue 8's goal for the demo: the default method's pick has RelAcc >= 0.99.
-    from lensllm_nb.predict import predict_candidates
-
-    predictions = predict_candidates(curves, max_train=zoo.SELECTION_MAX_TRAIN, target=zoo.FULL_SIZE)
-    full = curves[curves["n_train"] == zoo.FULL_SIZE].set_index("model")["test_loss"]
-    relacc = full.min() / full[predictions.chosen]
-    assert relacc >= 0.99, (predictions.chosen, full.to_dict())
+@pytest.fixture(scope="module")
+def demo_answer(curves):
+    """The demo's answer on the stored curves: default method, 90% intervals, checked against the full runs."""
+    return answer_selection(curves, max_train=zoo.SELECTION_MAX_TRAIN, target=zoo.FULL_SIZE)
 
 
-def test_most_full_runs_fall_inside_their_90_percent_intervals(curves):
+def test_default_method_picks_a_near_best_candidate_on_the_stored_curves(demo_answer):
+    # Issue 8's goal for the demo: the default method's pick has RelAcc >= 0.99
+    # (the RelAcc of summary.json).
+    facts = demo_answer.facts()
+    assert facts["relacc"] >= 0.99, (facts["chosen"], demo_answer.truth.to_dict())
+
+
+def test_most_full_runs_fall_inside_their_90_percent_intervals(demo_answer):
     # The demo's table shows each candidate's interval beside its full run: on the
     # zoo most of them must hold (a calibrated 90% interval misses about one in ten).
-    from lensllm_nb.predict import predict_candidates
-
-    predictions = predict_candidates(curves, max_train=zoo.SELECTION_MAX_TRAIN, target=zoo.FULL_SIZE,
-                                     level=0.9)
-    frame = predictions.frame.set_index("model")
-    full = curves[curves["n_train"] == zoo.FULL_SIZE].set_index("model")["test_loss"].loc[frame.index]
-    inside = ((frame["low"] <= full) & (full <= frame["high"])).sum()
-    assert inside >= len(zoo.names()) - 1, frame.assign(full=full)
+    assert demo_answer.prediction.level == 0.9
+    assert demo_answer.inside() >= len(zoo.names()) - 1, demo_answer.prediction.frame.assign(
+        full=demo_answer.truth.to_numpy())
