@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a source tree, as on the device machine
     sys.path.insert(0, str(ROOT))
 
-from lensllm_nb.safe_output import strict_json  # noqa: E402
+from lensllm_nb.utils.safe_output import strict_json  # noqa: E402
 
 MEASURED_PEAK = 790e12   # bf16 8192³ matrix product on an H200 here (device README: 769-798)
 DATASHEET_PEAK = 989e12  # H200 SXM dense bf16, vendor datasheet
@@ -273,7 +273,7 @@ def _prepare(profile, out, scratch, deadline):
     import torch
 
     from lensllm_nb import zoo
-    from lensllm_nb.provenance import library_versions
+    from lensllm_nb.utils.provenance import library_versions
 
     cuda = torch.cuda.is_available()
     probe = _cuda_probe() if cuda else None

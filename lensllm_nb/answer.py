@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .metrics import relacc, top1_regret
 from .predict import DEFAULT_METHOD, predict_candidates
 from .progressive import ProgressiveSelector
-from .safe_output import escape_html, escape_mathtext
+from .utils.safe_output import escape_html, escape_mathtext
 from .select import make_selector
 from .store import ResultsStore
 

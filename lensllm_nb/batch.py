@@ -34,9 +34,9 @@ from pathlib import Path
 
 from .batch_control import RunControl, die_with_parent, lock_folder, sleep_unless_stopped, wait_or_kill
 from .errors import BatchError, ConfigError
-from .provenance import config_hash, run_record
+from .utils.provenance import config_hash, run_record
 from .report import find_templates, index_answer, render_report, write_index
-from .safe_output import path_inside, safe_filename, strict_json
+from .utils.safe_output import path_inside, safe_filename, strict_json
 from .store import check_dask_store, mask_urls
 
 __all__ = [

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .curves import read_wide
 from .errors import ConfigError, CurveDataError
-from .provenance import cache_dir
+from .utils.provenance import cache_dir
 
 __all__ = ["load", "published", "SHA256", "UPSTREAM_URL", "data_path"]
 

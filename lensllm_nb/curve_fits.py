@@ -21,7 +21,7 @@ import pandas as pd
 from .curves import MIN_POSITIVE_SIZES, one_dataset, validate_curves
 from .errors import ConfigError
 from .laws import make_law
-from .safe_output import plain_value
+from .utils.safe_output import plain_value
 
 __all__ = ["FitResult", "fit_curves", "CHUNK_SIZE"]
 

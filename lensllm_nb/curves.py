@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, CurveDataError
-from .safe_output import plain_value
+from .utils.safe_output import plain_value
 
 __all__ = [
     "REQUIRED_COLUMNS",

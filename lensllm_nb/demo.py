@@ -31,7 +31,7 @@ from .errors import ConfigError
 from .finetune import FineTuner
 from .grid_runs import finetune_options, missing_runs
 from .report import index_answer, write_index
-from .safe_output import strict_json
+from .utils.safe_output import strict_json
 from .store import ResultsStore
 
 __all__ = ["demo_grid", "run_demo", "write_summary", "BENCHMARK_SETS", "PROGRESSIVE_BUDGET"]

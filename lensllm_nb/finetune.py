@@ -41,7 +41,7 @@ from .data import Collator, TaskData
 from .device import PRECISIONS, resolve_device, resolve_precision, torch_threads
 from .errors import ConfigError, FinetuneError
 from .ntk import compute_ntk
-from .provenance import config_hash, run_record
+from .utils.provenance import config_hash, run_record
 from .settings import SCHEDULERS, FineTuneSettings, settings_doc
 from .sources import load_model, load_task, model_revision, resolve_model
 from .store import ResultsStore

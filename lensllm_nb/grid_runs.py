@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import zoo
-from .provenance import config_hash
+from .utils.provenance import config_hash
 from .store import ResultsStore
 
 __all__ = ["finetune_options", "grid_runs", "missing_runs", "ROLE_SELECTION", "ROLE_TRUTH"]

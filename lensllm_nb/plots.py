@@ -26,7 +26,7 @@ from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, NullLoca
 
 from .errors import ConfigError
 from .metrics import pearcorr
-from .safe_output import escape_mathtext
+from .utils.safe_output import escape_mathtext
 
 __all__ = [
     "plot_curves",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import data, zoo
 from .errors import ConfigError, FinetuneError
-from .provenance import config_hash
+from .utils.provenance import config_hash
 
 __all__ = ["resolve_model", "load_task", "load_model", "model_revision"]
 

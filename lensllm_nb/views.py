@@ -8,7 +8,7 @@
   with its metrics from the benchmark protocol (:func:`~lensllm_nb.protocol.run_benchmark`).
 
 Model names stay plain strings in the frames; pandas escapes them when it renders
-HTML, and :mod:`lensllm_nb.safe_output` does for Markdown and plot titles.
+HTML, and :mod:`lensllm_nb.utils.safe_output` does for Markdown and plot titles.
 """
 
 from __future__ import annotations

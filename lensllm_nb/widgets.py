@@ -34,7 +34,7 @@ from .curve_sources import PreparedCurves, load_curves, prepare_curves
 from .errors import ConfigError, LensLLMError
 from .plots import plot_predictions, prediction_figure_axes
 from .predict import DEFAULT_METHOD, predict_candidates
-from .safe_output import escape_markdown
+from .utils.safe_output import escape_markdown
 from .views import ranking_table
 
 __all__ = ["ComparisonWidget", "comparison_widget", "OVERLAYS"]

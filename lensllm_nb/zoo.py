@@ -46,7 +46,7 @@ from . import training
 from .data import Collator, TaskData, tokenize
 from .device import torch_threads
 from .errors import ConfigError
-from .provenance import cache_dir, config_hash
+from .utils.provenance import cache_dir, config_hash
 
 __all__ = [
     "ZooModel",

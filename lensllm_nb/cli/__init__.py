@@ -82,7 +82,7 @@ def main(argv=None) -> int:
 
 def _leave_record(args, status, error) -> None:
     """Every command leaves a run record (config, versions, status), also on failure."""
-    from ..provenance import run_record, write_record
+    from ..utils.provenance import run_record, write_record
 
     from ..store import mask_urls
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..curve_sources import load_curves
 from ..errors import ConfigError
-from ..safe_output import strict_json
+from ..utils.safe_output import strict_json
 from ..select import DEFAULT_METHOD
 
 __all__ = ["register"]
@@ -163,9 +163,9 @@ def _print_benchmark(result) -> None:
 def _write_benchmark(result, out: Path) -> None:
     from .. import plots
     from ..benchmarks import published
-    from ..provenance import run_record
+    from ..utils.provenance import run_record
 
-    from ..safe_output import path_inside, safe_filename
+    from ..utils.safe_output import path_inside, safe_filename
 
     # The dataset name comes from the data: it names files only once sanitized.
     stem = safe_filename(result.dataset, fallback="dataset")

@@ -6,7 +6,7 @@ import sys
 
 from ..errors import ConfigError
 from ..predict import DEFAULT_METHOD, PREDICTIVE_METHODS, predict_candidates
-from ..safe_output import strict_json
+from ..utils.safe_output import strict_json
 from .core import _one_dataset, _read
 
 __all__ = ["register"]

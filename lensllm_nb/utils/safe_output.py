@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["strict_json", "to_jsonable", "plain_value", "escape_html", "escape_markdown",
            "escape_mathtext", "safe_filename", "path_inside"]
