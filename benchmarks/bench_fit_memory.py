@@ -49,7 +49,7 @@ def synthetic_table(n_models, seed=0) -> pd.DataFrame:
 
 def _one(n_models, chunk_size, law, fit) -> dict:
     """Run in the child: build the table, fit (unless baseline), report peak RSS and time."""
-    from lensllm_nb.curve_fits import fit_curves
+    from lensllm_nb.analysis.curve_fits import fit_curves
 
     table = synthetic_table(n_models)
     start = time.perf_counter()
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-fit", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from lensllm_nb.curve_fits import CHUNK_SIZE
+    from lensllm_nb.analysis.curve_fits import CHUNK_SIZE
 
     chunk = args.chunk_size or CHUNK_SIZE
     if args.child:

@@ -31,10 +31,10 @@ matplotlib.use("agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lensllm_nb import benchmarks  # noqa: E402
-from lensllm_nb.curve_fits import fit_curves  # noqa: E402
+from lensllm_nb.analysis import published_curves  # noqa: E402
+from lensllm_nb.analysis.curve_fits import fit_curves  # noqa: E402
 from lensllm_nb.plots import plot_curves  # noqa: E402
-from lensllm_nb.predict import predict_candidates  # noqa: E402
+from lensllm_nb.analysis.predict import predict_candidates  # noqa: E402
 from lensllm_nb.views import ranking_table  # noqa: E402
 from lensllm_nb.widgets import ComparisonWidget  # noqa: E402
 

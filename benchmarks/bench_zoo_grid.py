@@ -108,7 +108,7 @@ def _print_d_star(tables):
     import pandas as pd
 
     from lensllm_nb import zoo
-    from lensllm_nb.curve_fits import fit_curves
+    from lensllm_nb.analysis.curve_fits import fit_curves
 
     fit = fit_curves(pd.concat(tables), "rectified", max_train=zoo.SELECTION_MAX_TRAIN)
     smallest = min(n for n in zoo.SELECTION_SIZES if n > 0)

@@ -2,7 +2,7 @@
 
 The package is split into one module per concept (see DEVELOPERS.md); importing it
 loads nothing heavy, so ``import lensllm_nb`` is cheap in a notebook. Import the
-pieces you use, e.g. ``from lensllm_nb.curve_fits import fit_curves``.
+pieces you use, e.g. ``from lensllm_nb.analysis.curve_fits import fit_curves``.
 """
 
 from importlib import metadata as _metadata

@@ -2,7 +2,7 @@
 
 A report index (``lensllm-nb run``, ``lensllm-nb demo``) opens with the answer of
 its grid: the recommended model, its predicted full-data loss with an interval and
-``p_best`` (from :func:`lensllm_nb.predict.predict_candidates`), the FLOPs spent
+``p_best`` (from :func:`lensllm_nb.analysis.predict.predict_candidates`), the FLOPs spent
 relative to fine-tuning every candidate on the target, and, when every candidate
 was also fine-tuned on the full target, the check against those runs (true rank of
 the pick, RelAcc, regret), how many full runs fall inside their intervals, and what
@@ -25,11 +25,11 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ConfigError
-from .metrics import relacc, top1_regret
-from .predict import DEFAULT_METHOD, predict_candidates
-from .progressive import ProgressiveSelector
+from .analysis.metrics import relacc, top1_regret
+from .analysis.predict import DEFAULT_METHOD, predict_candidates
+from .analysis.progressive import ProgressiveSelector
 from .utils.safe_output import escape_html, escape_mathtext
-from .select import make_selector
+from .analysis.selection import make_selector
 from .store import ResultsStore
 
 __all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]
@@ -49,7 +49,7 @@ class SelectionAnswer:
 
     Attributes
     ----------
-    prediction : lensllm_nb.predict.CandidatePredictions
+    prediction : lensllm_nb.analysis.predict.CandidatePredictions
         Every candidate's predicted loss at ``target``, best first.
     curves : pandas.DataFrame
         The candidates' mean loss per size (model, n_train, test_loss), full runs included.
@@ -194,7 +194,7 @@ def answer_selection(table, *, max_train, target=None, dataset=None, method=None
     dataset : str, optional
         Required when the table holds several datasets.
     method : str, optional
-        Prediction method; default `lensllm_nb.predict.DEFAULT_METHOD`.
+        Prediction method; default `lensllm_nb.analysis.predict.DEFAULT_METHOD`.
     models : list of str, optional
         Restrict to these candidates.
     progressive_budget : float, optional

@@ -2,7 +2,7 @@
 
 Curves come from a results store (notebook 01 writes one), a curves file (tidy
 CSV/Parquet or the wide benchmark layout) or a benchmark name
-(:func:`lensllm_nb.benchmarks.load`). :func:`prepare_curves` then picks the
+(:func:`lensllm_nb.analysis.published_curves.load`). :func:`prepare_curves` then picks the
 dataset and the models, chooses the default budget and target, and averages the
 seeds, so that notebooks 02–04, the comparison widget and ``lensllm-nb`` agree on
 what "the default budget" means. Every bad choice raises a
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .benchmarks import load as load_benchmark
-from .curves import MIN_POSITIVE_SIZES, aggregate_seeds, read_curves, validate_curves
+from .analysis.published_curves import load as load_benchmark
+from .analysis.curves import MIN_POSITIVE_SIZES, aggregate_seeds, read_curves, validate_curves
 from .errors import ConfigError
 from .store import ResultsStore, is_url, mask_url
 
@@ -42,7 +42,7 @@ class PreparedCurves:
         Validated tidy rows of ``dataset`` and ``models`` (every seed kept).
     means : pandas.DataFrame
         One row per (model, dataset, n_train): seed mean ``test_loss``,
-        ``test_loss_std``, ``n_seeds`` (:func:`~lensllm_nb.curves.aggregate_seeds`).
+        ``test_loss_std``, ``n_seeds`` (:func:`~lensllm_nb.analysis.curves.aggregate_seeds`).
     loaded : pandas.DataFrame
         The whole validated source, every dataset (the widget's dataset choice).
     dataset : str

@@ -1,7 +1,7 @@
 """Seaborn figures for fine-tuning curves, fitted laws and benchmark results.
 
 Every function takes the package's own data structures (the tidy curves table,
-a :class:`~lensllm_nb.curve_fits.FitResult` or a dict of fitted laws, the
+a :class:`~lensllm_nb.analysis.curve_fits.FitResult` or a dict of fitted laws, the
 ``run_benchmark`` results and predictions), never modifies them, and returns the
 matplotlib Axes it drew on, or a seaborn FacetGrid when it draws one panel per
 model or per dataset. matplotlib and seaborn are imported here only, so
@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, NullLocator
 
 from .errors import ConfigError
-from .metrics import pearcorr
+from .analysis.metrics import pearcorr
 from .utils.safe_output import escape_mathtext
 
 __all__ = [
@@ -84,7 +84,7 @@ def plot_curves(
         ``test_loss``; seeds are averaged). Zero-shot rows (``n_train == 0``) are
         drawn as stars on the left spine, since 0 has no place on a log axis.
     fits : FitResult or dict, optional
-        The result of :func:`lensllm_nb.curve_fits.fit_curves` (its ``laws`` are
+        The result of :func:`lensllm_nb.analysis.curve_fits.fit_curves` (its ``laws`` are
         used) or a dict ``model -> fitted law``. Each law is drawn as a line over
         a dense grid from the smallest positive size to ``target`` (or the largest
         size), with its prediction interval as a band and its phase-transition
@@ -826,7 +826,7 @@ def plot_predictions(table, predictions, *, fits=None, highlight=8, axes=None, o
         Tidy curves of one dataset (seeds are averaged; zero-shot rows are left
         out, since 0 has no place on a log axis).
     predictions : CandidatePredictions
-        :func:`lensllm_nb.predict.predict_candidates` on ``table``.
+        :func:`lensllm_nb.analysis.predict.predict_candidates` on ``table``.
     fits : FitResult or dict, optional
         Law fits drawn as dashed lines for the highlighted models: an overlay,
         named ``overlay_name`` in the key, never the prediction.
@@ -1035,7 +1035,7 @@ def plot_coverage(coverage, *, ax=None):
     Parameters
     ----------
     coverage : pandas.DataFrame
-        :func:`lensllm_nb.calibration.coverage` (pooled rows ``ratio == "all"``
+        :func:`lensllm_nb.analysis.calibration.coverage` (pooled rows ``ratio == "all"``
         are left out of the lines and given in the key).
 
     Returns
@@ -1074,7 +1074,7 @@ def plot_reliability(reliability, *, ax=None):
     Parameters
     ----------
     reliability : pandas.DataFrame
-        :func:`lensllm_nb.calibration.reliability`.
+        :func:`lensllm_nb.analysis.calibration.reliability`.
 
     Returns
     -------

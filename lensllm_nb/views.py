@@ -5,7 +5,7 @@
 * :func:`law_fit_table` — per-curve law fits (an overlay, not the prediction),
   with a non-identified transition size D* shown as missing plus the reason;
 * :func:`compare_methods` — every selection method at the notebook's budget,
-  with its metrics from the benchmark protocol (:func:`~lensllm_nb.protocol.run_benchmark`).
+  with its metrics from the benchmark protocol (:func:`~lensllm_nb.analysis.protocol.run_benchmark`).
 
 Model names stay plain strings in the frames; pandas escapes them when it renders
 HTML, and :mod:`lensllm_nb.utils.safe_output` does for Markdown and plot titles.
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
-from .protocol import run_benchmark
-from .select import make_selector
+from .analysis.protocol import run_benchmark
+from .analysis.selection import make_selector
 
 __all__ = ["ranking_table", "law_fit_table", "phase_table", "compare_methods", "protocol_ratio"]
 
@@ -31,7 +31,7 @@ def ranking_table(predictions, truth=None) -> pd.DataFrame:
     Parameters
     ----------
     predictions : CandidatePredictions
-        The result of :func:`lensllm_nb.predict.predict_candidates`.
+        The result of :func:`lensllm_nb.analysis.predict.predict_candidates`.
     truth : pandas.Series, optional
         model -> measured loss at the target (e.g. ``PreparedCurves.truth``).
 
@@ -57,7 +57,7 @@ def law_fit_table(fit, *, target) -> pd.DataFrame:
     Parameters
     ----------
     fit : FitResult
-        The result of :func:`lensllm_nb.curve_fits.fit_curves`.
+        The result of :func:`lensllm_nb.analysis.curve_fits.fit_curves`.
     target : int
         Size the law is extrapolated to.
 
@@ -123,7 +123,7 @@ def compare_methods(curves, methods) -> pd.DataFrame:
     curves : PreparedCurves
         The result of :func:`lensllm_nb.curve_sources.prepare_curves`.
     methods : list of str
-        Selection methods (see :data:`lensllm_nb.protocol.METHODS`).
+        Selection methods (see :data:`lensllm_nb.analysis.protocol.METHODS`).
 
     Returns
     -------

@@ -3,7 +3,7 @@
 `ComparisonWidget` wires a dataset dropdown, a model multi-select, a budget slider
 (the largest visible training size), a target-size dropdown and an optional
 law-fit overlay to the prediction engine
-(:func:`lensllm_nb.predict.predict_candidates`): every change shows the default
+(:func:`lensllm_nb.analysis.predict.predict_candidates`): every change shows the default
 method's predicted loss at the target with its interval and ``p_best``, the
 ranking table best first and the cost fraction — the same numbers as the
 benchmark table of notebook 03 at the same budget. Per-curve law fits
@@ -29,11 +29,11 @@ import time
 
 import pandas as pd
 
-from .curve_fits import fit_curves
+from .analysis.curve_fits import fit_curves
 from .curve_sources import PreparedCurves, load_curves, prepare_curves
 from .errors import ConfigError, LensLLMError
 from .plots import plot_predictions, prediction_figure_axes
-from .predict import DEFAULT_METHOD, predict_candidates
+from .analysis.predict import DEFAULT_METHOD, predict_candidates
 from .utils.safe_output import escape_markdown
 from .views import ranking_table
 

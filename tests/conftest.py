@@ -31,13 +31,13 @@ def data_dir():
 
 @pytest.fixture(scope="session")
 def flan(data_dir):
-    from lensllm_nb.benchmarks import load
+    from lensllm_nb.analysis.published_curves import load
     return load("flan")
 
 
 @pytest.fixture(scope="session")
 def gigaword(data_dir):
-    from lensllm_nb.benchmarks import load
+    from lensllm_nb.analysis.published_curves import load
     return load("gigaword")
 
 

@@ -154,7 +154,7 @@ def test_torch_free_contract_lists_exactly_the_analysis_layer():
     assert set(contracts["analysis-without-torch"]["source_modules"]) == layer
 
 
-@pytest.mark.parametrize("module", ["lensllm_nb.laws", "lensllm_nb.ntk_features", "lensllm_nb.data"])
+@pytest.mark.parametrize("module", ["lensllm_nb.analysis.laws", "lensllm_nb.analysis.ntk_features", "lensllm_nb.data"])
 def test_light_modules_do_not_reach_the_collection_or_torch_at_import(module):
     graph = _graph()
     seen, todo = set(), [module]

@@ -1,10 +1,10 @@
-"""lensllm_nb.benchmarks: local folder first, else a checksummed download into the cache."""
+"""lensllm_nb.analysis.published_curves: local folder first, else a checksummed download into the cache."""
 
 import io
 
 import pytest
 
-from lensllm_nb import benchmarks
+from lensllm_nb.analysis import published_curves
 from lensllm_nb.errors import ConfigError, CurveDataError
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensllm_nb.curve_fits import fit_curves
-from lensllm_nb.curves import read_curves
+from lensllm_nb.analysis.curve_fits import fit_curves
+from lensllm_nb.analysis.curves import read_curves
 from lensllm_nb.errors import ConfigError, CurveDataError, LensLLMError
 
 

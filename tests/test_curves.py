@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensllm_nb.curves import aggregate_seeds, curve_arrays, read_curves, read_wide, to_wide, validate_curves
+from lensllm_nb.analysis.curves import (aggregate_seeds, curve_arrays, read_curves, read_wide, to_wide,
+    validate_curves)
 from lensllm_nb.errors import CurveDataError
 
 

@@ -3,10 +3,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lensllm_nb.curve_fits import fit_curves
+from lensllm_nb.analysis.curve_fits import fit_curves
 from lensllm_nb.errors import ConfigError, FitError, NotFittedError
-from lensllm_nb.fitting import LawSpec, fit_batch
-from lensllm_nb.laws import LensLLMLaw, PowerLaw, RectifiedLaw, make_law
+from lensllm_nb.analysis.fitting import LawSpec, fit_batch
+from lensllm_nb.analysis.laws import LensLLMLaw, PowerLaw, RectifiedLaw, make_law
 
 SIZES = 200.0 * 2.0 ** np.arange(14)
 
@@ -127,7 +127,7 @@ def test_settings_are_stored_unchanged_and_validated():
 
 
 def test_delta_interval_uses_the_exact_jacobian():
-    from lensllm_nb.fitting import law_jacobian, law_log_predict
+    from lensllm_nb.analysis.fitting import law_jacobian, law_log_predict
 
     theta = np.array([np.log(50.0), 0.4, np.log(30.0), np.log(0.5)])
     _, jac = law_jacobian(theta, SIZES)

@@ -20,10 +20,10 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.collections import PolyCollection, QuadMesh  # noqa: E402
 
 from lensllm_nb import plots  # noqa: E402
-from lensllm_nb.curves import read_curves  # noqa: E402
+from lensllm_nb.analysis.curves import read_curves  # noqa: E402
 from lensllm_nb.errors import ConfigError  # noqa: E402
-from lensllm_nb.curve_fits import fit_curves  # noqa: E402
-from lensllm_nb.metrics import pearcorr  # noqa: E402
+from lensllm_nb.analysis.curve_fits import fit_curves  # noqa: E402
+from lensllm_nb.analysis.metrics import pearcorr  # noqa: E402
 
 DATA = Path(os.environ.get("LENSLLM_NB_DATA", Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
 TARGET = 1_638_400
@@ -346,7 +346,7 @@ def test_pareto_rejects_bad_input(results):
 
 
 def test_plots_from_a_real_benchmark_run(flan):
-    from lensllm_nb.protocol import run_benchmark
+    from lensllm_nb.analysis.protocol import run_benchmark
 
     bench = run_benchmark(flan, methods=["zeroshot", "subtuning", "ats", "lensllm"], ratios=(8, 64, 512))
     ax = plots.plot_benchmark_heatmap(bench.results)
@@ -392,7 +392,7 @@ def test_importing_the_package_does_not_import_matplotlib():
 
 @pytest.fixture(scope="module")
 def prediction(flan):
-    from lensllm_nb.predict import predict_candidates
+    from lensllm_nb.analysis.predict import predict_candidates
 
     return predict_candidates(flan, max_train=MAX_TRAIN, target=TARGET)
 

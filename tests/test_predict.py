@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.errors import ConfigError
-from lensllm_nb.predict import DEFAULT_METHOD, expected_regret, p_best, predict_candidates
+from lensllm_nb.analysis.predict import DEFAULT_METHOD, expected_regret, p_best, predict_candidates
 
 TARGET = 1638400
 
@@ -52,7 +52,7 @@ def test_predict_candidates_rejects_bad_input(flan):
 def test_p_best_and_regret_agree_with_simulation():
     from scipy import stats
 
-    from lensllm_nb.predict import DOF
+    from lensllm_nb.analysis.predict import DOF
 
     center = np.array([0.0, 0.05, 0.3])
     scale = np.array([0.1, 0.2, 0.05])
@@ -72,7 +72,7 @@ def test_p_best_and_regret_agree_with_simulation():
 def test_closed_form_t2_matches_scipy():
     from scipy import stats
 
-    from lensllm_nb.predict import _t2_ppf, _t2_sf
+    from lensllm_nb.analysis.predict import _t2_ppf, _t2_sf
 
     t = np.array([-50.0, -3.0, -0.1, 0.0, 0.7, 4.0, 1e3])
     np.testing.assert_allclose(_t2_sf(t), stats.t.sf(t, 2), rtol=1e-10)
@@ -125,7 +125,7 @@ def test_cli_fit_and_benchmark_json_are_strict(data_dir):
 
 def _synthetic_cases(seed, tasks=4, n=30, noise=0.01):
     """Rectified-law curves (L = B / (D_l + D**beta) + E) with log-normal noise of known size."""
-    from lensllm_nb.select import visible_curves
+    from lensllm_nb.analysis.curves import visible_curves
 
     rng = np.random.default_rng(seed)
     sizes = 200 * 2 ** np.arange(14)
@@ -147,7 +147,7 @@ def _synthetic_cases(seed, tasks=4, n=30, noise=0.01):
 
 
 def test_calibrated_intervals_hold_on_new_curves_from_the_same_law():
-    from lensllm_nb.predict import _t2_ppf, calibrate_scale, log_predictive
+    from lensllm_nb.analysis.predict import _t2_ppf, calibrate_scale, log_predictive
 
     # Calibrated on one draw of tasks, checked on another; each level on its own
     # (the t(2) shape is not exact for these curves: calibrated at 90%, the 80%

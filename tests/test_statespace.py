@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from lensllm_nb.select import SlopeDriftSelector, VisibleCurves
-from lensllm_nb.statespace import fit_slope_drift
+from lensllm_nb.analysis.selection import SlopeDriftSelector
+from lensllm_nb.analysis.curves import VisibleCurves
+from lensllm_nb.analysis.statespace import fit_slope_drift
 
 X = np.log(200.0 * 2.0 ** np.arange(9))
 
@@ -24,7 +25,7 @@ def test_shared_slope_growth_is_recovered():
 
 
 def test_one_batched_pass_equals_filtering_each_curve_alone():
-    from lensllm_nb.statespace import _filter, _pad
+    from lensllm_nb.analysis.statespace import _filter, _pad
 
     curves = _steepening(0.05, n=6)
     lengths = [9, 9, 7, 8, 9, 6]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from lensllm_nb.cli import main
-from lensllm_nb.curves import read_curves
+from lensllm_nb.analysis.curves import read_curves
 from lensllm_nb.errors import ConfigError, CurveDataError, StoreError
 from lensllm_nb.store import ResultsStore, check_dask_store, mask_url, mask_urls
 from lensllm_nb.store import location

@@ -10,9 +10,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lensllm_nb import benchmarks  # noqa: E402
+from lensllm_nb.analysis import published_curves  # noqa: E402
 from lensllm_nb.errors import ConfigError  # noqa: E402
-from lensllm_nb.predict import DEFAULT_METHOD, predict_candidates  # noqa: E402
+from lensllm_nb.analysis.predict import DEFAULT_METHOD, predict_candidates  # noqa: E402
 from lensllm_nb.curve_sources import prepare_curves  # noqa: E402
 from lensllm_nb.views import compare_methods  # noqa: E402
 from lensllm_nb.widgets import ComparisonWidget, comparison_widget  # noqa: E402

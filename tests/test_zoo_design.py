@@ -14,8 +14,8 @@ import pytest
 
 from lensllm_nb import zoo
 from lensllm_nb.answer import answer_selection
-from lensllm_nb.curve_fits import fit_curves
-from lensllm_nb.metrics import cost_fraction
+from lensllm_nb.analysis.curve_fits import fit_curves
+from lensllm_nb.analysis.metrics import cost_fraction
 
 CURVES = Path(__file__).parent / "data" / f"zoo_v{zoo.ZOO_VERSION}_curves.csv"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..curve_sources import load_curves
 from ..errors import ConfigError
 from ..utils.safe_output import strict_json
-from ..select import DEFAULT_METHOD
+from ..analysis.selection import DEFAULT_METHOD
 
 __all__ = ["register"]
 
@@ -94,7 +94,7 @@ def _name_list(text):
 
 def _check_ratios(table, ratios, target) -> None:
     """Refuse a ratio that leaves fewer than 3 positive sizes visible, naming the largest usable one."""
-    from ..curves import MIN_POSITIVE_SIZES
+    from ..analysis.curves import MIN_POSITIVE_SIZES
 
     target = int(table["n_train"].max()) if target is None else target
     if not isinstance(target, int) or target <= 0:
@@ -113,7 +113,7 @@ def _check_ratios(table, ratios, target) -> None:
 
 
 def _benchmark(args) -> int:
-    from ..protocol import run_benchmark
+    from ..analysis.protocol import run_benchmark
 
     table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
     dataset = _one_dataset(table, args.curves)
@@ -162,7 +162,7 @@ def _print_benchmark(result) -> None:
 
 def _write_benchmark(result, out: Path) -> None:
     from .. import plots
-    from ..benchmarks import published
+    from ..analysis.published_curves import published
     from ..utils.provenance import run_record
 
     from ..utils.safe_output import path_inside, safe_filename
@@ -187,7 +187,7 @@ def _write_benchmark(result, out: Path) -> None:
 
 
 def _fit(args) -> int:
-    from ..curve_fits import fit_curves
+    from ..analysis.curve_fits import fit_curves
 
     table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
     target = args.predict if args.predict is not None else int(table["n_train"].max())
@@ -213,7 +213,7 @@ def _fit(args) -> int:
 
 def _engine_predictions(table, target, max_train, level):
     """The prediction engine's default method at `target`, from the sizes the fit saw below it."""
-    from ..predict import predict_candidates
+    from ..analysis.predict import predict_candidates
 
     seen = table["n_train"][(table["n_train"] > 0) & (table["n_train"] < target)]
     if seen.empty:

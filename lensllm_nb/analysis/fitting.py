@@ -1,6 +1,6 @@
 """Vectorized, deterministic, robust fitting of the two-phase scaling laws.
 
-All three laws of :mod:`lensllm_nb.laws` are members of one family,
+All three laws of :mod:`lensllm_nb.analysis.laws` are members of one family,
 
     L(D) = B / (D_l + D**beta) + E,
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .predict import DEFAULT_METHOD, predict_candidates
 from .protocol import DEFAULT_RATIOS
 

@@ -19,13 +19,13 @@ pre-learned term), the asymptote ``E_`` and the phase of any size (:meth:`phase`
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import numpy as np
 from scipy import optimize, stats
 
-from .errors import ConfigError, FitError, NotFittedError
+from .base import BaseEstimator
+from ..errors import ConfigError, FitError
 from .fitting import PARAM_BOUNDS, LawSpec, fit_batch, law_jacobian, law_log_predict
 
 __all__ = ["PowerLaw", "RectifiedLaw", "LensLLMLaw", "make_law", "LAWS"]
@@ -33,10 +33,12 @@ __all__ = ["PowerLaw", "RectifiedLaw", "LensLLMLaw", "make_law", "LAWS"]
 _INTERVALS = ("delta", "bootstrap")
 
 
-class _Law:
+class _Law(BaseEstimator):
     """Shared machinery; subclasses define the pre-learned term and names."""
 
     name = ""
+    _fitted_attribute = "theta_"
+    _fit_call = "fit(D, L)"
     _param_names = ("B", "beta", "E")
 
     def __init__(self, *, loss="huber", huber_delta=0.02, n_starts=3, interval="delta",
@@ -47,31 +49,6 @@ class _Law:
         self.interval = interval
         self.n_boot = n_boot
         self.random_state = random_state
-
-    # -- settings -------------------------------------------------------------
-    def get_params(self) -> dict:
-        """Return the settings given to ``__init__``."""
-        return {k: getattr(self, k) for k in self._settings()}
-
-    def set_params(self, **params):
-        """Change settings (scikit-learn style); unknown names raise. Returns self."""
-        unknown = sorted(set(params) - set(self._settings()))
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {unknown} for {type(self).__name__}; "
-                              f"valid settings are {sorted(self._settings())}.")
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-    def is_fitted(self) -> bool:
-        """Whether a fit has run; ``success_`` then says whether it succeeded."""
-        return hasattr(self, "theta_")
-
-    def _settings(self):
-        return [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def _spec(self, ntk_list=None) -> LawSpec:
         if self.loss not in ("huber", "l2"):
@@ -212,8 +189,7 @@ class _Law:
 
     # -- using a fitted law ---------------------------------------------------
     def _check_fitted(self):
-        if not self.is_fitted():
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call `fit(D, L)` first.")
+        self._check_is_fitted()
         if not self.success_:
             raise FitError(f"{type(self).__name__} failed to fit model {self.model_ or '<curve>'!r}: "
                            f"{self.reason_}; it has no prediction.")

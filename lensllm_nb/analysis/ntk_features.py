@@ -4,7 +4,7 @@
 on a probe set, its spectrum and the losses before fine-tuning, and evaluates
 F(Θ, t) = ‖exp(−ηΘt)(f0 − y)‖², the term the LensLLM law puts where the
 rectified law has D_l. It lives apart from :mod:`lensllm_nb.ntk`, which computes
-it with torch, so that the analysis core (:mod:`lensllm_nb.laws`, the results
+it with torch, so that the analysis core (:mod:`lensllm_nb.analysis.laws`, the results
 store) reads stored features without importing the collection side.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["NTKFeatures", "SKETCHES"]
 

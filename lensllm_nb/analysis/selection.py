@@ -25,18 +25,17 @@ significant steepening).
 
 from __future__ import annotations
 
-import inspect
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .curves import validate_curves
-from .errors import ConfigError
+from .base import BaseEstimator
+from .curves import visible_curves
+from ..errors import ConfigError
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
-from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from .metrics import cost_fraction
 from .statespace import fit_slope_drift
 
 __all__ = [
@@ -52,120 +51,20 @@ __all__ = [
     "CurvatureDriftSelector",
     "SELECTORS",
     "make_selector",
-    "visible_curves",
-    "visible_from_valid",
-    "VisibleCurves",
-    "pearcorr",
-    "relacc",
-    "spearman",
-    "top1_regret",
-    "cost_fraction",
 ]
 
 # The method every user-facing prediction uses unless told otherwise (one place).
 DEFAULT_METHOD = "curvature_drift"
 
 
-@dataclass(frozen=True)
-class VisibleCurves:
-    """What a selector may look at: the visible part of every candidate's curve.
-
-    Attributes
-    ----------
-    models : list of str
-    sizes : list of ndarray
-        Positive visible sizes of each model, increasing.
-    losses : list of ndarray
-        Seed-averaged test losses at those sizes.
-    zero_shot : ndarray
-        Zero-shot loss per model (NaN when not measured).
-    params : ndarray
-        Parameter count per model (NaN when unknown).
-    target : int
-        Size whose loss is predicted.
-    """
-
-    models: list
-    sizes: list
-    losses: list
-    zero_shot: np.ndarray
-    params: np.ndarray
-    target: int
-
-
-def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
-    """Cut a tidy table down to what a selector may see.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Tidy curves table (validated here).
-    max_train : int
-        Largest visible training size.
-    target : int
-        Size whose loss is predicted.
-    dataset : str, optional
-        Needed when the table holds several datasets.
-    """
-    return visible_from_valid(validate_curves(table, source=table.attrs.get("source", "<table>")),
-                              max_train=max_train, target=target, dataset=dataset)
-
-
-def visible_from_valid(df, *, max_train, target, dataset=None) -> VisibleCurves:
-    """:func:`visible_curves` on a table that :func:`~lensllm_nb.curves.validate_curves` already checked."""
-    datasets = sorted(df["dataset"].unique())
-    if dataset is None and len(datasets) > 1:
-        raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=` to choose one.")
-    if dataset is not None:
-        if dataset not in datasets:
-            raise ConfigError(f"`dataset` {dataset!r} is not in the table; choose from {datasets}.")
-        df = df[df["dataset"] == dataset]
-    for name, value in (("max_train", max_train), ("target", target)):
-        if not (isinstance(value, (int, np.integer)) and value > 0):
-            raise ConfigError(f"`{name}` must be a positive integer, got {value!r}.")
-    if max_train >= target:
-        raise ConfigError(f"`max_train` ({max_train}) must be smaller than `target` ({target}); "
-                          "selection predicts beyond what was measured.")
-    mean = df.groupby(["model", "n_train"], sort=True)["test_loss"].mean()
-    models = sorted(df["model"].unique())
-    sizes, losses = [], []
-    for model in models:
-        curve = mean.loc[model]
-        curve = curve[(curve.index > 0) & (curve.index <= max_train)]
-        sizes.append(curve.index.to_numpy(dtype=float))
-        losses.append(curve.to_numpy(dtype=float))
-    zero = np.array([mean.get((m, 0), np.nan) for m in models], dtype=float)
-    if "params" in df.columns:
-        params = df.groupby("model")["params"].first().reindex(models).to_numpy(dtype=float)
-    else:
-        params = np.full(len(models), np.nan)
-    return VisibleCurves(models=models, sizes=sizes, losses=losses, zero_shot=zero, params=params,
-                         target=int(target))
-
-
-class _Selector:
+class _Selector(BaseEstimator):
     """Shared fit logic; subclasses implement ``_predict(visible)``."""
 
     name = ""
+    _fitted_attribute = "predictions_"
     higher_is_better = False
     _cost_sizes = "all"
     _min_points = 1
-
-    def get_params(self) -> dict:
-        """Return the settings given to ``__init__``."""
-        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
-
-    def set_params(self, **params):
-        """Change settings (scikit-learn style); unknown names raise. Returns self."""
-        _set_params(self, params)
-        return self
-
-    def is_fitted(self) -> bool:
-        """Whether :meth:`fit` has run (a fit with failed curves is still fitted)."""
-        return hasattr(self, "predictions_")
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def fit(self, table, *, max_train, target, dataset=None):
         """Predict every candidate's loss at ``target`` from sizes ≤ ``max_train``.
@@ -233,17 +132,6 @@ class _Selector:
         raise NotImplementedError
 
 
-def _set_params(estimator, params):
-    """Shared by selectors and laws: set known settings, name the valid ones otherwise."""
-    valid = estimator.get_params()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {unknown} for {type(estimator).__name__}; "
-                          f"valid settings are {sorted(valid)}.")
-    for key, value in params.items():
-        setattr(estimator, key, value)
-
-
 class ZeroShotSelector(_Selector):
     """Rank by the zero-shot loss (no fine-tuning)."""
 
@@ -298,7 +186,7 @@ class LawFitSelector(_Selector):
     Parameters
     ----------
     law : {"vanilla", "rectified", "lensllm"}
-        Which law (see :mod:`lensllm_nb.laws`).
+        Which law (see :mod:`lensllm_nb.analysis.laws`).
     law_params : dict, optional
         Settings passed to the law.
     """
@@ -367,7 +255,7 @@ class AtSSelector(_Selector):
 class RobustCurvatureSelector(_Selector):
     """AtS power-phase window, Theil–Sen line and curvature pooled over candidates.
 
-    The project's own extrapolator (see :mod:`lensllm_nb.extrapolate`); it was
+    The project's own extrapolator (see :mod:`lensllm_nb.analysis.extrapolate`); it was
     called ``lensllm`` before, which it is not.
 
     Parameters
@@ -391,7 +279,7 @@ class RobustCurvatureSelector(_Selector):
 
 
 class SlopeDriftSelector(_Selector):
-    """State-space slope-drift extrapolator (see :mod:`lensllm_nb.statespace`).
+    """State-space slope-drift extrapolator (see :mod:`lensllm_nb.analysis.statespace`).
 
     A local linear trend on log loss over log size whose slope drifts, run on each
     candidate's visible points; the slope growth ρ and drift q are shared
@@ -478,7 +366,7 @@ class LensLLMSelector(LawFitSelector):
         Model name -> NTK features (:class:`~lensllm_nb.ntk.NTKFeatures` or its
         ``to_dict()``), for every candidate or for none.
     law_params : dict, optional
-        Other settings of :class:`~lensllm_nb.laws.LensLLMLaw`.
+        Other settings of :class:`~lensllm_nb.analysis.laws.LensLLMLaw`.
     """
 
     def __init__(self, ntk=None, law_params=None):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from .curves import read_wide
-from .errors import ConfigError, CurveDataError
-from .utils.provenance import cache_dir
+from ..errors import ConfigError, CurveDataError
+from ..utils.provenance import cache_dir
 
 __all__ = ["load", "published", "SHA256", "UPSTREAM_URL", "data_path"]
 

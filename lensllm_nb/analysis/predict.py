@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 
 from .curves import one_dataset, validate_curves
-from .errors import ConfigError
+from ..errors import ConfigError
 from .metrics import cost_fraction as _cost_fraction
-from .select import DEFAULT_METHOD, VisibleCurves, make_selector, visible_from_valid
+from .selection import DEFAULT_METHOD, make_selector
+from .curves import VisibleCurves, visible_from_valid
 
 __all__ = [
     "predict_candidates",
@@ -169,7 +170,7 @@ def predict_candidates(table, *, max_train, target=None, method=DEFAULT_METHOD, 
 
 def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9, dataset="", max_train=None,
                     cost_fraction=float("nan")) -> CandidatePredictions:
-    """:func:`predict_candidates` on curves already cut by :func:`~lensllm_nb.select.visible_curves`.
+    """:func:`predict_candidates` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves`.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Fit one scaling law to every curve of a tidy curves table.
 
-This is the table level: it sits above the law estimators (:mod:`lensllm_nb.laws`)
-and the numeric engine (:mod:`lensllm_nb.fitting`), which know nothing of tables.
+This is the table level: it sits above the law estimators (:mod:`lensllm_nb.analysis.laws`)
+and the numeric engine (:mod:`lensllm_nb.analysis.fitting`), which know nothing of tables.
 It validates the table, averages seeds, keeps the visible sizes and hands the
 curves to the engine in chunks, so that memory stays flat however many models the
 table holds (the engine's grid scan allocates a few arrays of curves × 30 × 25 ×
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .curves import MIN_POSITIVE_SIZES, one_dataset, validate_curves
-from .errors import ConfigError
+from ..errors import ConfigError
 from .laws import make_law
-from .utils.safe_output import plain_value
+from ..utils.safe_output import plain_value
 
 __all__ = ["FitResult", "fit_curves", "CHUNK_SIZE"]
 
@@ -58,7 +58,7 @@ def fit_curves(table, law="lensllm", *, max_train=None, dataset=None, models=Non
     Parameters
     ----------
     table : pandas.DataFrame
-        Tidy curves table (:mod:`lensllm_nb.curves`). Seeds are averaged.
+        Tidy curves table (:mod:`lensllm_nb.analysis.curves`). Seeds are averaged.
     law : {"lensllm", "rectified", "vanilla"}
         The law to fit.
     max_train : int, optional
@@ -70,7 +70,7 @@ def fit_curves(table, law="lensllm", *, max_train=None, dataset=None, models=Non
     chunk_size : int
         Curves per engine call; bounds memory, never changes a result.
     **law_kwargs
-        Settings of the law (see :mod:`lensllm_nb.laws`). ``ntk`` may be a dict
+        Settings of the law (see :mod:`lensllm_nb.analysis.laws`). ``ntk`` may be a dict
         model -> NTK features for the LensLLM law.
 
     Returns
@@ -117,7 +117,7 @@ def _select(table, dataset, models):
     """Validate `table` and keep one dataset and the chosen models."""
     if not isinstance(table, pd.DataFrame):
         raise ConfigError(f"`table` must be a pandas DataFrame of curves, got {type(table).__name__}; "
-                          "read one with lensllm_nb.curves.read_curves(path).")
+                          "read one with lensllm_nb.analysis.curves.read_curves(path).")
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
     df, dataset = one_dataset(df, dataset)
     if models is not None:

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from .curves import one_dataset, validate_curves
-from .errors import ConfigError
+from ..errors import ConfigError
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from .predict import PREDICTIVE_METHODS, check_level, predict_visible
 from .progressive import ProgressiveSelector
-from .select import DEFAULT_METHOD, make_selector, visible_from_valid
+from .selection import DEFAULT_METHOD, make_selector
+from .curves import visible_from_valid
 
 __all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark"]
 
@@ -42,7 +43,7 @@ class BenchmarkResult:
     predictions : pandas.DataFrame
         One row per (dataset, method, ratio, model): predicted, true; with a
         ``level``, also low, high and p_best for the methods of
-        :data:`~lensllm_nb.predict.PREDICTIVE_METHODS`.
+        :data:`~lensllm_nb.analysis.predict.PREDICTIVE_METHODS`.
     level : float or None
         Level of the intervals, when asked for.
     dataset : str

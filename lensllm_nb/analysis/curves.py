@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, CurveDataError
-from .utils.safe_output import plain_value
+from ..errors import ConfigError, CurveDataError
+from ..utils.safe_output import plain_value
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -36,6 +37,9 @@ __all__ = [
     "one_dataset",
     "curve_arrays",
     "to_wide",
+    "VisibleCurves",
+    "visible_curves",
+    "visible_from_valid",
 ]
 
 REQUIRED_COLUMNS = ("model", "dataset", "n_train", "seed", "test_loss")
@@ -406,3 +410,79 @@ def one_dataset(table, dataset=None):
         raise ConfigError(f"`dataset` {plain_value(dataset)!r} is not in the table; choose one of {datasets}.")
     return table[table["dataset"] == str(dataset)], str(dataset)
 
+
+@dataclass(frozen=True)
+class VisibleCurves:
+    """What a selector may look at: the visible part of every candidate's curve.
+
+    Attributes
+    ----------
+    models : list of str
+    sizes : list of ndarray
+        Positive visible sizes of each model, increasing.
+    losses : list of ndarray
+        Seed-averaged test losses at those sizes.
+    zero_shot : ndarray
+        Zero-shot loss per model (NaN when not measured).
+    params : ndarray
+        Parameter count per model (NaN when unknown).
+    target : int
+        Size whose loss is predicted.
+    """
+
+    models: list
+    sizes: list
+    losses: list
+    zero_shot: np.ndarray
+    params: np.ndarray
+    target: int
+
+
+def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
+    """Cut a tidy table down to what a selector may see.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tidy curves table (validated here).
+    max_train : int
+        Largest visible training size.
+    target : int
+        Size whose loss is predicted.
+    dataset : str, optional
+        Needed when the table holds several datasets.
+    """
+    return visible_from_valid(validate_curves(table, source=table.attrs.get("source", "<table>")),
+                              max_train=max_train, target=target, dataset=dataset)
+
+
+def visible_from_valid(df, *, max_train, target, dataset=None) -> VisibleCurves:
+    """:func:`visible_curves` on a table that :func:`~lensllm_nb.analysis.curves.validate_curves` already checked."""
+    datasets = sorted(df["dataset"].unique())
+    if dataset is None and len(datasets) > 1:
+        raise ConfigError(f"the table holds several datasets {datasets}; pass `dataset=` to choose one.")
+    if dataset is not None:
+        if dataset not in datasets:
+            raise ConfigError(f"`dataset` {dataset!r} is not in the table; choose from {datasets}.")
+        df = df[df["dataset"] == dataset]
+    for name, value in (("max_train", max_train), ("target", target)):
+        if not (isinstance(value, (int, np.integer)) and value > 0):
+            raise ConfigError(f"`{name}` must be a positive integer, got {value!r}.")
+    if max_train >= target:
+        raise ConfigError(f"`max_train` ({max_train}) must be smaller than `target` ({target}); "
+                          "selection predicts beyond what was measured.")
+    mean = df.groupby(["model", "n_train"], sort=True)["test_loss"].mean()
+    models = sorted(df["model"].unique())
+    sizes, losses = [], []
+    for model in models:
+        curve = mean.loc[model]
+        curve = curve[(curve.index > 0) & (curve.index <= max_train)]
+        sizes.append(curve.index.to_numpy(dtype=float))
+        losses.append(curve.to_numpy(dtype=float))
+    zero = np.array([mean.get((m, 0), np.nan) for m in models], dtype=float)
+    if "params" in df.columns:
+        params = df.groupby("model")["params"].first().reindex(models).to_numpy(dtype=float)
+    else:
+        params = np.full(len(models), np.nan)
+    return VisibleCurves(models=models, sizes=sizes, losses=losses, zero_shot=zero, params=params,
+                         target=int(target))

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["pearcorr", "spearman", "relacc", "top1_regret", "training_flops", "cost_fraction", "full_data_flops"]
 

@@ -1,7 +1,7 @@
 """Budgeted progressive selection.
 
 Start every candidate on the smallest subsets, predict each one's full-data loss,
-drop the candidates that the prediction engine (:mod:`lensllm_nb.predict`) says are
+drop the candidates that the prediction engine (:mod:`lensllm_nb.analysis.predict`) says are
 unlikely to be best, and buy the next size for the survivors until the FLOPs budget
 is spent. On a benchmark table a "fine-tune" is a lookup of the measured loss; with a
 live collector the same loop decides which runs to buy.
@@ -22,10 +22,11 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .metrics import full_data_flops, training_flops
 from .predict import log_predictive, p_best
-from .select import DEFAULT_METHOD, VisibleCurves, visible_curves
+from .selection import DEFAULT_METHOD
+from .curves import VisibleCurves, visible_curves
 
 __all__ = ["ProgressiveSelector"]
 
@@ -101,7 +102,7 @@ class ProgressiveSelector:
         return self.fit_pool(pool, rows, target=target, budget=budget)
 
     def fit_pool(self, pool, rows, *, target, budget=None):
-        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.select.visible_curves` (shared across budgets).
+        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves` (shared across budgets).
 
         Parameters
         ----------
