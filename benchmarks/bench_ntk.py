@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import transformers
 
-from lensllm_nb.ntk import compute_ntk, pairwise_ntk
+from lensllm_nb.collection.ntk import compute_ntk, pairwise_ntk
 
 
 def _model(layers, width, vocab, length):

@@ -22,8 +22,8 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from lensllm_nb.store import ResultsStore, mask_url
-from lensllm_nb.store.tempserver import TemporaryPostgres
+from lensllm_nb.collection.store import ResultsStore, mask_url
+from lensllm_nb.collection.store.tempserver import TemporaryPostgres
 
 
 def _row(model, n_train):

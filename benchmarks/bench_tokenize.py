@@ -4,7 +4,7 @@ Goal (issue 11, docs/BENCHMARKS.md "Task preparation"): a dataset of 100,000+
 examples prepares in seconds with flat memory. The script writes a synthetic
 input/target jsonl file (random words, seeded), trains a small byte-level BPE on
 a sample of it, then, in a fresh process per mode, times
-``lensllm_nb.data.load_task`` and ``TaskData.tokenize`` and reads the process's
+``lensllm_nb.collection.resolve.load_task`` and ``TaskData.tokenize`` and reads the process's
 peak resident memory:
 
 * ``map``: the package's path, ``datasets.Dataset.map(batched=True)`` into Arrow
@@ -71,7 +71,8 @@ def _measure(mode, path, tokenizer_dir):
     """One mode in this process: prints a JSON line of seconds and peak memory."""
     from transformers import AutoTokenizer
 
-    from lensllm_nb.data import TokenizedTask, load_task, tokenize
+    from lensllm_nb.collection.tokenizing import TokenizedTask, tokenize
+    from lensllm_nb.collection.resolve import load_task
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     options = {"max_input_length": 128, "max_target_length": 32, "separator": "\n"}

@@ -6,7 +6,7 @@ temporary cache so the build is timed cold), prints each candidate's curve,
 log-log slopes and the phase-transition size D* of the rectified law fitted on
 the selection sizes (issue 8 asks for D* inside them for most candidates), and with
 ``--compare-trainer`` times the hand-written training loop of
-:class:`lensllm_nb.finetune.FineTuner` against transformers ``Trainer`` on the
+:class:`lensllm_nb.collection.finetune.FineTuner` against transformers ``Trainer`` on the
 same run.
 
 Usage::
@@ -52,8 +52,8 @@ def _bench(args):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from lensllm_nb import finetune, zoo
-    from lensllm_nb.store import ResultsStore
+    from lensllm_nb.collection import finetune, zoo
+    from lensllm_nb.collection.store import ResultsStore
 
     print(f"torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()}")
     started = time.perf_counter()
@@ -70,7 +70,7 @@ def _bench(args):
         settings[key] = type(settings.get(key, 0.0))(value) if key in settings else float(value)
     print(f"sizes {sizes}, settings {settings}")
 
-    task = zoo.load_task()
+    task = zoo.task_data()
     curves, tables = {}, []
     grid_started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, ResultsStore(os.path.join(tmp, "bench.db")) as store:
@@ -107,7 +107,7 @@ def _print_d_star(tables):
     """Print D* of the rectified law fitted on the selection sizes, and how many lie inside them."""
     import pandas as pd
 
-    from lensllm_nb import zoo
+    from lensllm_nb.collection import zoo
     from lensllm_nb.analysis.curve_fits import fit_curves
 
     fit = fit_curves(pd.concat(tables), "rectified", max_train=zoo.SELECTION_MAX_TRAIN)
@@ -127,7 +127,7 @@ def _compare_trainer(model, task, settings, n=256):
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from lensllm_nb.finetune import FineTuner, torch_threads
+    from lensllm_nb.collection.finetune import FineTuner, torch_threads
 
     tuner = FineTuner(model, progress=False, **settings)
     zero = tuner.run(task, 0)  # loads the model; evaluation only

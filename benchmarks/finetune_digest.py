@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import sys
 
-from lensllm_nb import finetune, zoo
+from lensllm_nb.collection import finetune, zoo
 
 
 def main():
-    task = zoo.load_task()
+    task = zoo.task_data()
     cases = [
         # Every weight trained for the first two (the demo itself fine-tunes LoRA adapters).
         ("zoo/gpt2-tiny", dict(zoo.DEMO_SETTINGS, lora=False, progress=False, ntk_probe=4, ntk_sketch_dim=64),

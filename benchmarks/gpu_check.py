@@ -11,7 +11,7 @@ as such, its figures null, and the next phase runs:
 
 ``prepare``    build the offline zoo (CPU work), record the machine and library versions.
 ``tests``      ``pytest -m gpu tests/test_gpu.py`` (junit XML parsed into the JSON).
-``finetune``   :class:`~lensllm_nb.finetune.FineTuner` full fine-tuning of GPT-2 small
+``finetune``   :class:`~lensllm_nb.collection.finetune.FineTuner` full fine-tuning of GPT-2 small
                (``GPT2Config()``, 124M, sequences of 1024 tokens, bf16): tokens/s and
                MFU, model FLOPs per token 6N + 12·L·d·T (PaLM, appendix B) over the
                measured 790 TFLOP/s bf16 matrix rate and the 989 TFLOP/s datasheet
@@ -183,8 +183,8 @@ def _preload():
     import transformers
     from transformers import GPT2LMHeadModel  # noqa: F401
 
-    import lensllm_nb.finetune  # noqa: F401
-    import lensllm_nb.ntk  # noqa: F401
+    import lensllm_nb.collection.finetune  # noqa: F401
+    import lensllm_nb.collection.ntk  # noqa: F401
 
     transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars flood the log
 
@@ -272,7 +272,7 @@ def _prepare(profile, out, scratch, deadline):
 
     import torch
 
-    from lensllm_nb import zoo
+    from lensllm_nb.collection import zoo
     from lensllm_nb.utils.provenance import library_versions
 
     cuda = torch.cuda.is_available()
@@ -373,7 +373,7 @@ def _long_text_task(rows, seed=0):
     """A text task whose rows are long enough to fill any token budget up to 1024."""
     import numpy as np
 
-    from lensllm_nb.data import TaskData
+    from lensllm_nb.collection.data import TaskData
 
     rng = np.random.default_rng(seed)
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
@@ -411,8 +411,8 @@ def _tokens_per_second(make_tuner, task, steps, n_train):
 # ------------------------------------------------------------------ phase: finetune
 def _finetune(profile, out, scratch, deadline):
     """FineTuner tokens/s and MFU of full fine-tuning, then LoRA tokens/s."""
-    from lensllm_nb import zoo
-    from lensllm_nb.finetune import FineTuner
+    from lensllm_nb.collection import zoo
+    from lensllm_nb.collection.finetune import FineTuner
 
     folder = gpt2_folder(scratch / "gpt2", zoo.resolve("zoo/gpt2-tiny"), **profile.gpt2)
     config = json.loads((folder / "config.json").read_text())
@@ -533,7 +533,7 @@ def _grid_wall(profile, runs, workers, scratch, deadline):
 
 
 def _grid_settings(profile):
-    from lensllm_nb import zoo
+    from lensllm_nb.collection import zoo
 
     return {**zoo.DEMO_SETTINGS, "epochs": profile.grid_epochs, "device": profile.device,
             "precision": profile.precision, "progress": False}
@@ -564,13 +564,13 @@ def _worker(spec):
     """One grid process: warm up, say ready, wait for the start signal, run its share."""
     import torch
 
-    from lensllm_nb import zoo
-    from lensllm_nb.finetune import FineTuner
+    from lensllm_nb.collection import zoo
+    from lensllm_nb.collection.finetune import FineTuner
 
     cuda = spec["settings"]["device"] == "cuda"
     if cuda:
         torch.cuda.set_per_process_memory_fraction(spec["memory_fraction"])
-    task = zoo.load_task(test_size=spec["test_size"])
+    task = zoo.task_data(test_size=spec["test_size"])
     FineTuner(spec["runs"][0]["model"], **{**spec["settings"], "max_steps": 2}).run(task, 16)
     spec["ready"].touch()
     while not spec["go"].exists():
@@ -593,7 +593,7 @@ def _worker(spec):
 # ------------------------------------------------------------------ phase: ntk
 def _ntk(profile, out, scratch, deadline):
     """compute_ntk at n probe examples; pairwise timed on a few and extrapolated; error vs exact."""
-    from lensllm_nb.ntk import compute_ntk, pairwise_ntk
+    from lensllm_nb.collection.ntk import compute_ntk, pairwise_ntk
 
     model, batch = _ntk_model_and_probe(profile)
     head = lambda m: {k: v[:m] for k, v in batch.items()}  # noqa: E731

@@ -28,7 +28,7 @@ def main(argv=None):
     os.environ["LENSLLM_NB_CACHE"] = args.cache or tempfile.mkdtemp(prefix="zoo-digest-")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    from lensllm_nb import zoo
+    from lensllm_nb.collection import zoo
 
     for built in zoo.build(progress=False):
         config = AutoConfig.from_pretrained(built.path)

@@ -30,7 +30,7 @@ from .analysis.predict import DEFAULT_METHOD, predict_candidates
 from .analysis.progressive import ProgressiveSelector
 from .utils.safe_output import escape_html, escape_mathtext
 from .analysis.selection import make_selector
-from .store import ResultsStore
+from .collection.store import ResultsStore
 
 __all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]
 

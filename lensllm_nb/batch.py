@@ -37,7 +37,7 @@ from .errors import BatchError, ConfigError
 from .utils.provenance import config_hash, run_record
 from .report import find_templates, index_answer, render_report, write_index
 from .utils.safe_output import path_inside, safe_filename, strict_json
-from .store import check_dask_store, mask_urls
+from .collection.store import check_dask_store, mask_urls
 
 __all__ = [
     "DEFAULT_KERNEL",

@@ -25,14 +25,14 @@ import os
 import time
 from pathlib import Path
 
-from . import zoo
+from .collection import zoo
 from .batch import BatchResult, expand_grid, run_batch
 from .errors import ConfigError
-from .finetune import FineTuner
+from .collection.finetune import FineTuner
 from .grid_runs import finetune_options, missing_runs
 from .report import index_answer, write_index
 from .utils.safe_output import strict_json
-from .store import ResultsStore
+from .collection.store import ResultsStore
 
 __all__ = ["demo_grid", "run_demo", "write_summary", "BENCHMARK_SETS", "PROGRESSIVE_BUDGET"]
 
@@ -180,7 +180,7 @@ def _stored_candidates(candidates, out) -> list:
 
     jobs = [job for job in expand_grid(demo_grid(candidates=candidates, sets=[]), out=out) if job.stage == 1]
     # Loaded once for every job (imports, task): not part of any one job's time.
-    task, store, kept = zoo.load_task(), ResultsStore(store_path), []
+    task, store, kept = zoo.task_data(), ResultsStore(store_path), []
     for job in jobs:
         started = time.perf_counter()
         if not (Path(job.output).is_file() and Path(job.report).is_file()):

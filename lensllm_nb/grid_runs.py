@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import zoo
+from .collection import zoo
 from .utils.provenance import config_hash
-from .store import ResultsStore
+from .collection.store import ResultsStore
 
 __all__ = ["finetune_options", "grid_runs", "missing_runs", "ROLE_SELECTION", "ROLE_TRUTH"]
 
@@ -33,7 +33,7 @@ def finetune_options(model, settings=None, **values) -> dict:
     Parameters
     ----------
     model : str
-        The model; a ``"zoo/NAME"`` candidate starts from `lensllm_nb.zoo.DEMO_SETTINGS`.
+        The model; a ``"zoo/NAME"`` candidate starts from `lensllm_nb.collection.zoo.DEMO_SETTINGS`.
     settings : dict, optional
         Other FineTuner settings; not modified.
     **values
@@ -54,10 +54,10 @@ def missing_runs(store, tuner, task, sizes, seeds) -> list:
 
     Parameters
     ----------
-    store : lensllm_nb.store.ResultsStore
-    tuner : lensllm_nb.finetune.FineTuner
+    store : lensllm_nb.collection.store.ResultsStore
+    tuner : lensllm_nb.collection.finetune.FineTuner
         Its settings make the config hash runs are stored under (no weights are loaded).
-    task : lensllm_nb.data.TaskData
+    task : lensllm_nb.collection.data.TaskData
     sizes, seeds : list of int
 
     Returns
@@ -74,9 +74,9 @@ def grid_runs(store, tuner, task, sizes, seeds, *, full_sizes=()) -> pd.DataFram
 
     Parameters
     ----------
-    store : str, Path or lensllm_nb.store.ResultsStore
-    tuner : lensllm_nb.finetune.FineTuner
-    task : lensllm_nb.data.TaskData
+    store : str, Path or lensllm_nb.collection.store.ResultsStore
+    tuner : lensllm_nb.collection.finetune.FineTuner
+    task : lensllm_nb.collection.data.TaskData
     sizes : list of int
         Selection sizes (role ``selection``).
     seeds : list of int

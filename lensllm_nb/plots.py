@@ -228,7 +228,7 @@ def _prepare_curves(table, fits, models, max_train, target, interval, palette, p
     """
     points, names = _curve_points(table, models)
     laws = _resolve_laws(fits, phase)
-    _check_sizes(max_train, target, interval)
+    _check_budget_arguments(max_train, target, interval)
     return points, names, laws, _model_colors(names, palette)
 
 
@@ -247,7 +247,7 @@ def _model_label(model, fits, laws, pinned):
 
 def _curve_points(table, models):
     """Return the seed-averaged points of the selected models and their order."""
-    _check_frame(table, "table", ("model", "n_train", "test_loss"))
+    check_columns(table, "table", ("model", "n_train", "test_loss"))
     if "dataset" in table.columns and table["dataset"].nunique() > 1:
         found = ", ".join(map(str, table["dataset"].unique()))
         raise ConfigError(
@@ -322,7 +322,7 @@ def _resolve_laws(fits, phase):
     return laws
 
 
-def _check_sizes(max_train, target, interval):
+def _check_budget_arguments(max_train, target, interval):
     """Validate the size and interval arguments shared by the curve plots."""
     for name, value in (("max_train", max_train), ("target", target)):
         if value is None:
@@ -528,7 +528,7 @@ def plot_predicted_vs_true(predictions, *, ax=None, hue="method"):
     ConfigError
         If a column is missing, ``hue`` is unknown or a value is not finite.
     """
-    _check_frame(predictions, "predictions", ("model", "predicted", "true"))
+    check_columns(predictions, "predictions", ("model", "predicted", "true"))
     if predictions.empty:
         raise ConfigError("`predictions` has no rows; pass run_benchmark(...).predictions.")
     if hue is not None and hue not in predictions.columns:
@@ -665,7 +665,7 @@ def _check_results(results, metric):
         raise ConfigError(
             f"`metric` must be one of {', '.join(_METRICS)}, got {metric!r}."
         )
-    _check_frame(results, "results", _RESULT_COLUMNS + (metric,))
+    check_columns(results, "results", _RESULT_COLUMNS + (metric,))
     if results.empty:
         raise ConfigError("`results` has no rows; pass run_benchmark(...).results.")
     dup = results.duplicated(["dataset", "method", "ratio"])
@@ -690,7 +690,7 @@ def _read_published(published, metric):
                 f"`published` could not be read from {str(published)!r} ({exc}); pass the "
                 "path of published_selection.csv or a DataFrame."
             ) from exc
-    _check_frame(published, "published", ("dataset", "method", "metric", "ratio", "value"))
+    check_columns(published, "published", ("dataset", "method", "metric", "ratio", "value"))
     keep = published["metric"].astype(str).str.lower() == _METRICS[metric].lower()
     return published[keep].assign(value=_finite_column(published[keep], "value", "published"))
 
@@ -1006,7 +1006,7 @@ def plot_ranking(ranking, *, ax=None, top=None):
     -------
     matplotlib.axes.Axes
     """
-    _check_frame(ranking, "ranking", ("model", "predicted", "low", "high", "p_best"))
+    check_columns(ranking, "ranking", ("model", "predicted", "low", "high", "p_best"))
     if ranking.empty:
         raise ConfigError("`ranking` has no rows; pass views.ranking_table(predict_candidates(...)).")
     rows = ranking if top is None else ranking.iloc[:top]
@@ -1043,7 +1043,7 @@ def plot_coverage(coverage, *, ax=None):
     matplotlib.axes.Axes or seaborn.FacetGrid
         One panel per dataset.
     """
-    _check_frame(coverage, "coverage", ("dataset", "level", "ratio", "coverage"))
+    check_columns(coverage, "coverage", ("dataset", "level", "ratio", "coverage"))
     levels = sorted(coverage["level"].unique())
     palette = dict(zip(levels, sns.color_palette("viridis", len(levels))))
 
@@ -1080,7 +1080,7 @@ def plot_reliability(reliability, *, ax=None):
     -------
     matplotlib.axes.Axes
     """
-    _check_frame(reliability, "reliability", ("dataset", "mean_p_best", "observed", "n"))
+    check_columns(reliability, "reliability", ("dataset", "mean_p_best", "observed", "n"))
     ax = _new_axes(ax, figsize=(5.5, 5.0))
     ax.plot([0, 1], [0, 1], color="0.4", linestyle="--", linewidth=1.0, label="calibrated")
     # Most p_best are small among many candidates: a square-root scale spreads them out.
@@ -1145,19 +1145,6 @@ def save_figure(fig_or_ax, path, *, dpi=150):
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def _check_frame(frame, arg, required):
-    """Raise ConfigError unless ``frame`` is a DataFrame with ``required`` columns."""
-    if not isinstance(frame, pd.DataFrame):
-        raise ConfigError(f"`{arg}` must be a pandas DataFrame, got {type(frame).__name__}.")
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ConfigError(
-            f"`{arg}` lacks column(s) {', '.join(missing)}; it has "
-            f"{', '.join(map(str, frame.columns)) or 'none'}. Pass a table with "
-            f"{', '.join(required)}."
-        )
 
 
 def _new_axes(ax, figsize, style=_STYLE):

@@ -44,5 +44,5 @@ def gigaword(data_dir):
 @pytest.fixture(scope="session")
 def zoo_models():
     """The whole offline zoo, built once (about a minute on 2 cores) and cached on disk."""
-    from lensllm_nb import zoo
+    from lensllm_nb.collection import zoo
     return zoo.build(progress=False)

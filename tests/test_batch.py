@@ -249,7 +249,7 @@ def test_example_grids_expand(name, tmp_path):
 
 
 def test_demo_selects_on_the_selection_sizes_and_holds_the_full_runs_out(tmp_path):
-    from lensllm_nb import zoo
+    from lensllm_nb.collection import zoo
     from lensllm_nb.demo import PROGRESSIVE_BUDGET, demo_grid
 
     assert zoo.FULL_SIZE >= 16 * zoo.SELECTION_MAX_TRAIN

@@ -9,9 +9,9 @@ import time
 import pandas as pd
 import pytest
 
-from lensllm_nb import zoo
+from lensllm_nb.collection import zoo
 from lensllm_nb.cli import main
-from lensllm_nb.store import ResultsStore
+from lensllm_nb.collection.store import ResultsStore
 
 
 # Fixed steps per run keep each run about a second on 2 cores.

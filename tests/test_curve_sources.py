@@ -132,7 +132,7 @@ def test_load_curves_filters_the_dataset(tmp_path):
 
 
 def test_store_source_reads_finished_runs(tmp_path):
-    from lensllm_nb.store import ResultsStore
+    from lensllm_nb.collection.store import ResultsStore
 
     path = tmp_path / "results.db"
     with ResultsStore(path) as store:

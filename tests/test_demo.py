@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lensllm_nb import zoo
+from lensllm_nb.collection import zoo
 from lensllm_nb.answer import SUMMARY_KEYS
 from lensllm_nb.demo import run_demo
 from offline_html import network_loads

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensllm_nb import finetune, zoo
-from lensllm_nb.data import TaskData
+from lensllm_nb.collection import finetune, zoo
+from lensllm_nb.collection.data import TaskData
 from lensllm_nb.errors import ConfigError, FinetuneError
-from lensllm_nb.finetune import FineTuner, resolve_device, run_grid
-from lensllm_nb.store import ResultsStore
+from lensllm_nb.collection.finetune import FineTuner, resolve_device, run_grid
+from lensllm_nb.collection.store import ResultsStore
 
 
 GRID_MODELS = ("zoo/t5-small", "zoo/neox-small")
@@ -23,7 +23,7 @@ LORA = {**QUICK, "lora": True}
 
 @pytest.fixture(scope="module")
 def task(zoo_models):
-    return zoo.load_task()
+    return zoo.task_data()
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_early_stopping_keeps_the_best_weights(task):
 
 
 def test_early_stopping_needs_a_validation_split(zoo_models):
-    task = zoo.load_task(val_size=0)
+    task = zoo.task_data(val_size=0)
     with pytest.raises(ConfigError, match="val_size"):
         FineTuner("zoo/gpt2-tiny", early_stopping_patience=2, **QUICK).run(task, 16)
 

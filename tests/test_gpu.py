@@ -18,10 +18,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from lensllm_nb import zoo  # noqa: E402
-from lensllm_nb.data import TaskData  # noqa: E402
-from lensllm_nb.finetune import FineTuner  # noqa: E402
-from lensllm_nb.ntk import compute_ntk  # noqa: E402
+from lensllm_nb.collection import zoo  # noqa: E402
+from lensllm_nb.collection.data import TaskData  # noqa: E402
+from lensllm_nb.collection.finetune import FineTuner  # noqa: E402
+from lensllm_nb.collection.ntk import compute_ntk  # noqa: E402
 
 NO_CUDA = (f"no CUDA GPU: torch {torch.__version__} sees none; run `pytest -m gpu tests/test_gpu.py` "
            "on a GPU machine (benchmarks/gpu_check.py does)")
@@ -58,7 +58,7 @@ def task(zoo_models):
     once and evaluates the test split after every run, which on CPU is most of
     the time of a run this short.
     """
-    full = zoo.load_task(test_size=64)
+    full = zoo.task_data(test_size=64)
     return TaskData.from_records(full.pool_.select(range(128)).to_list(), full.test_.to_list(),
                                  name="zoo-cut", format="pairs")
 

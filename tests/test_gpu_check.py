@@ -154,12 +154,12 @@ def test_the_device_profile_fits_the_data(zoo_models):
     from test_gpu import load_gpu_check
     from transformers import AutoTokenizer
 
-    from lensllm_nb import zoo
+    from lensllm_nb.collection import zoo
 
     device = load_gpu_check().DEVICE
     # 8 minutes on the device, less 20 s for installing the wheels and starting Python.
     assert sum(device.caps.values()) <= device.total_seconds <= 8 * 60 - 20
-    task = zoo.load_task(test_size=device.grid_test_size)
+    task = zoo.task_data(test_size=device.grid_test_size)
     task.check_sizes(device.grid_sizes)  # raises when a size exceeds the training pool
     long_text = load_gpu_check()._long_text_task(rows=2)
     tokenized = long_text.tokenize(AutoTokenizer.from_pretrained(zoo.resolve("zoo/gpt2-tiny")),

@@ -207,7 +207,7 @@ def test_random_noisy_curves_never_return_nan_silently(noise):
 def test_fit_curves_passes_ntk_features_per_model():
     import pandas as pd
 
-    from lensllm_nb.ntk import NTKFeatures
+    from lensllm_nb.collection.ntk import NTKFeatures
 
     features = NTKFeatures.from_gram(np.diag([1.0, 0.1, 0.01]), np.array([6.0, 4.0, 3.0]))
     L = 30.0 / (20.0 + SIZES ** 0.3) + 1.0

@@ -16,7 +16,7 @@ import papermill
 import pytest
 
 from lensllm_nb.batch import run_batch
-from lensllm_nb.store import ResultsStore
+from lensllm_nb.collection.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))

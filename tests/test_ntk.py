@@ -1,4 +1,4 @@
-"""Tests of the sketched empirical NTK (lensllm_nb.ntk) on tiny random models."""
+"""Tests of the sketched empirical NTK (lensllm_nb.collection.ntk) on tiny random models."""
 
 import json
 
@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from lensllm_nb.errors import ConfigError  # noqa: E402
-from lensllm_nb.ntk import NTKFeatures, compute_ntk, pairwise_ntk, per_example_losses  # noqa: E402
+from lensllm_nb.collection.ntk import NTKFeatures, compute_ntk, pairwise_ntk, per_example_losses  # noqa: E402
 
 N, LENGTH, VOCAB = 6, 8, 97
 

@@ -6,8 +6,8 @@ import pytest
 
 from lensllm_nb.cli import build_parser
 from lensllm_nb.errors import ConfigError
-from lensllm_nb.finetune import FineTuner
-from lensllm_nb.settings import FineTuneSettings, cli_settings
+from lensllm_nb.collection.finetune import FineTuner
+from lensllm_nb.collection.settings import FineTuneSettings, cli_settings
 
 SETTINGS = [f.name for f in fields(FineTuneSettings)]
 

@@ -1,4 +1,4 @@
-"""Tests of the SQLite results store (lensllm_nb.store)."""
+"""Tests of the SQLite results store (lensllm_nb.collection.store)."""
 
 import math
 import multiprocessing
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.errors import ConfigError, StoreError
-from lensllm_nb.store import CURVE_COLUMNS, ResultsStore
+from lensllm_nb.collection.store import CURVE_COLUMNS, ResultsStore
 
 WRITERS = 4
 WRITES_PER_WRITER = 200

@@ -1,6 +1,6 @@
 """The results store on a real PostgreSQL server, started by the test session (issue 14).
 
-The session fixture starts :class:`~lensllm_nb.store.tempserver.TemporaryPostgres`
+The session fixture starts :class:`~lensllm_nb.collection.store.tempserver.TemporaryPostgres`
 (``initdb`` + ``pg_ctl`` of Debian's ``postgresql`` package into a temporary folder,
 on a free port of 127.0.0.1, as the ``postgres`` user when the tests run as root)
 and stops it at the end, also when a test fails. ``make test`` installs the package
@@ -18,8 +18,8 @@ import pytest
 
 from lensllm_nb.cli import main
 from lensllm_nb.errors import StoreError
-from lensllm_nb.store import ResultsStore
-from lensllm_nb.store.tempserver import INSTALL_HINT, TemporaryPostgres, postgres_bindir
+from lensllm_nb.collection.store import ResultsStore
+from lensllm_nb.collection.store.tempserver import INSTALL_HINT, TemporaryPostgres, postgres_bindir
 
 pytest.importorskip("psycopg")
 sa = pytest.importorskip("sqlalchemy")

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lensllm_nb import zoo
+from lensllm_nb.collection import zoo
 from lensllm_nb.errors import ConfigError
 
 
@@ -53,7 +53,7 @@ def test_resolve(zoo_models):
 
 
 def test_task_is_code_to_summary_from_the_stdlib(zoo_models):
-    task = zoo.load_task()
+    task = zoo.task_data()
     assert task.name == "zoo" and task.format_ == "pairs"
     assert len(task.test_) == 256 and len(task.validation_) == 64
     assert task.n_pool >= zoo.FULL_SIZE
@@ -76,7 +76,7 @@ def test_task_modules_are_not_in_pretraining_text(zoo_models):
 
 def test_task_settings_are_checked():
     with pytest.raises(ConfigError, match="input"):
-        zoo.load_task(text_column="x")
+        zoo.task_data(text_column="x")
 
 
 def test_cache_dir_and_spec_versioning(tmp_path, monkeypatch):
@@ -94,11 +94,11 @@ def test_build_is_deterministic(zoo_models, tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file
 
-    cached_task = zoo.load_task().fingerprint_
+    cached_task = zoo.task_data().fingerprint_
     monkeypatch.setenv("LENSLLM_NB_CACHE", str(tmp_path))
     (fresh,) = zoo.build(["gpt2-tiny"], progress=False)
     assert fresh.path != zoo_models[0].path
-    assert zoo.load_task().fingerprint_ == cached_task
+    assert zoo.task_data().fingerprint_ == cached_task
     a = load_file(zoo_models[0].path / "model.safetensors")
     b = load_file(fresh.path / "model.safetensors")
     assert a.keys() == b.keys()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lensllm_nb import zoo
+from lensllm_nb.collection import zoo
 from lensllm_nb.answer import answer_selection
 from lensllm_nb.analysis.curve_fits import fit_curves
 from lensllm_nb.analysis.metrics import cost_fraction
@@ -67,7 +67,7 @@ def test_most_candidates_turn_to_the_power_phase_within_the_selection_sizes(curv
 
 @pytest.mark.slow
 def test_stored_curve_is_reproduced(curves, tmp_path):
-    from lensllm_nb.finetune import run_grid
+    from lensllm_nb.collection.finetune import run_grid
 
     model = "zoo/llama-tiny"
     runs = run_grid(model, "zoo", zoo.SELECTION_SIZES, [0], tmp_path / "r.db", progress=False,

@@ -25,16 +25,16 @@ class BaseEstimator:
     _fit_call = "fit(...)"
 
     @classmethod
-    def _param_names(cls) -> list:
+    def _setting_names(cls) -> list:
         return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
     def get_params(self) -> dict:
         """Return the settings given to ``__init__``."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        return {name: getattr(self, name) for name in self._setting_names()}
 
     def set_params(self, **params):
         """Change settings (scikit-learn style); unknown names raise. Returns self."""
-        valid = self._param_names()
+        valid = self._setting_names()
         unknown = sorted(set(params) - set(valid))
         if unknown:
             raise ConfigError(f"unknown setting(s) {unknown} for {type(self).__name__}; "

@@ -8,7 +8,7 @@ Three laws of the test loss L as a function of the number of training examples D
   before it turns into a straight line in log-log (power phase);
 * :class:`LensLLMLaw` — Zeng et al. (2025), ``L = B / (F(Θ, t) + D**beta) + E``, where
   the pre-learned term is F(Θ, t) = ‖exp(−ηΘt)(f0 − y)‖² computed from the model's
-  empirical NTK Θ (see :mod:`lensllm_nb.ntk`) with t fitted or fixed; without NTK
+  empirical NTK Θ (see :mod:`lensllm_nb.collection.ntk`) with t fitted or fixed; without NTK
   features F is a fitted non-negative term.
 
 Each law is an estimator: settings are keyword arguments stored unchanged,
@@ -26,6 +26,7 @@ from scipy import optimize, stats
 
 from .base import BaseEstimator
 from ..errors import ConfigError, FitError
+from ..utils.validation import check_positive_sizes
 from .fitting import PARAM_BOUNDS, LawSpec, fit_batch, law_jacobian, law_log_predict
 
 __all__ = ["PowerLaw", "RectifiedLaw", "LensLLMLaw", "make_law", "LAWS"]
@@ -197,7 +198,7 @@ class _Law(BaseEstimator):
     def predict(self, D):
         """Predicted test loss at sizes ``D`` (array_like, positive)."""
         self._check_fitted()
-        D = _check_sizes(D, "D")
+        D = check_positive_sizes(D, "D")
         out = np.exp(law_log_predict(self.theta_, np.atleast_1d(D)[None])[0])
         return out if D.ndim else float(out[0])
 
@@ -219,7 +220,7 @@ class _Law(BaseEstimator):
         self._check_fitted()
         if not 0 < level < 1:
             raise ConfigError(f"`level` must be between 0 and 1, got {level!r}; e.g. 0.9 for a 90% interval.")
-        D = np.atleast_1d(_check_sizes(D, "D"))
+        D = np.atleast_1d(check_positive_sizes(D, "D"))
         if self.dof_ <= 0:
             # As many free parameters as points: the law passes through them and
             # says nothing about its own error, so the interval is unbounded.
@@ -261,7 +262,7 @@ class _Law(BaseEstimator):
     def phase(self, D):
         """Phase label of each size: ``"pre-power"`` below D*, ``"power"`` above."""
         self._check_fitted()
-        D = np.atleast_1d(_check_sizes(D, "D"))
+        D = np.atleast_1d(check_positive_sizes(D, "D"))
         if self.d_star_ is None:
             return np.full(D.shape, "power", dtype=object)
         return np.where(D < self.d_star_, "pre-power", "power").astype(object)
@@ -335,7 +336,7 @@ class LensLLMLaw(_Law):
     Parameters
     ----------
     ntk : NTKFeatures or dict, optional
-        NTK features of the model (:func:`lensllm_nb.ntk.compute_ntk`, or its
+        NTK features of the model (:func:`lensllm_nb.collection.ntk.compute_ntk`, or its
         ``to_dict()``). When given, F(Θ, t) = ‖exp(−ηΘt)(f0 − y)‖² is computed from
         them: with ``t`` fixed F is a constant, with ``t=None`` t is fitted
         (0 ≤ F ≤ F(Θ, 0)). Without NTK features F is a fitted non-negative term.
@@ -428,20 +429,8 @@ def make_law(name, **kwargs):
         raise ConfigError(f"bad setting for law {name!r}: {exc}.") from None
 
 
-def _check_sizes(D, name):
-    try:
-        arr = np.asarray(D, dtype=float)
-    except (TypeError, ValueError):
-        raise ConfigError(f"`{name}` must be numbers, got {D!r}.") from None
-    bad = arr[~np.isfinite(arr) | (arr <= 0)]
-    if bad.size:
-        raise ConfigError(f"`{name}` must be positive, finite sizes, got {bad[:5].tolist()}; "
-                          "leave out the zero-shot point D = 0.")
-    return arr
-
-
 def _check_curve(D, L):
-    D = np.atleast_1d(_check_sizes(D, "D"))
+    D = np.atleast_1d(check_positive_sizes(D, "D"))
     try:
         L = np.atleast_1d(np.asarray(L, dtype=float))
     except (TypeError, ValueError):

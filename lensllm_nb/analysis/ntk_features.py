@@ -3,7 +3,7 @@
 :class:`NTKFeatures` holds the empirical NTK Gram matrix Θ of a pretrained model
 on a probe set, its spectrum and the losses before fine-tuning, and evaluates
 F(Θ, t) = ‖exp(−ηΘt)(f0 − y)‖², the term the LensLLM law puts where the
-rectified law has D_l. It lives apart from :mod:`lensllm_nb.ntk`, which computes
+rectified law has D_l. It lives apart from :mod:`lensllm_nb.collection.ntk`, which computes
 it with torch, so that the analysis core (:mod:`lensllm_nb.analysis.laws`, the results
 store) reads stored features without importing the collection side.
 """

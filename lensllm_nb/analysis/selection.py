@@ -363,7 +363,7 @@ class LensLLMSelector(LawFitSelector):
     Parameters
     ----------
     ntk : dict, optional
-        Model name -> NTK features (:class:`~lensllm_nb.ntk.NTKFeatures` or its
+        Model name -> NTK features (:class:`~lensllm_nb.collection.ntk.NTKFeatures` or its
         ``to_dict()``), for every candidate or for none.
     law_params : dict, optional
         Other settings of :class:`~lensllm_nb.analysis.laws.LensLLMLaw`.

@@ -84,7 +84,7 @@ def _leave_record(args, status, error) -> None:
     """Every command leaves a run record (config, versions, status), also on failure."""
     from ..utils.provenance import run_record, write_record
 
-    from ..store import mask_urls
+    from ..collection.store import mask_urls
 
     # A database URL's password never reaches a record.
     config = mask_urls({k: v for k, v in vars(args).items() if k != "func"})

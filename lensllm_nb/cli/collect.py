@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import sys
 
-from .. import zoo
+from ..collection import zoo
 from ..errors import ConfigError
-from ..finetune import FineTuner
-from ..settings import PRECISIONS, SCHEDULERS, cli_settings
-from ..sources import load_task
-from ..store import mask_url
+from ..collection.finetune import FineTuner
+from ..collection.settings import PRECISIONS, SCHEDULERS, cli_settings
+from ..collection.resolve import load_task
+from ..collection.store import mask_url
 
 __all__ = ["register"]
 
@@ -44,7 +44,7 @@ def _register_finetune(subparsers):
             "Fine-tune MODEL on training subsets of each size (0 = zero-shot) and seed, "
             "and store the test loss of every run. Runs already in the store are skipped, "
             "so a killed grid resumes where it stopped. With --dataset zoo, settings not "
-            "given take the zoo demo values (lensllm_nb.zoo.DEMO_SETTINGS). A failed run is "
+            "given take the zoo demo values (lensllm_nb.collection.zoo.DEMO_SETTINGS). A failed run is "
             "stored as failed with its error and the exit status is 1."
         ),
     )

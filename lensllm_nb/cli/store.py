@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..store import ResultsStore, is_url, mask_url
+from ..collection.store import ResultsStore, is_url, mask_url
 
 __all__ = ["register"]
 

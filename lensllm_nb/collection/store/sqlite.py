@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from ..errors import StoreError
+from ...errors import StoreError
 from .location import check_local_filesystem
 from .schema import COLUMNS, KEY_COLUMNS, SCHEMA
 

@@ -14,7 +14,7 @@ import math
 import numbers
 from datetime import datetime, timezone
 
-from ..errors import ConfigError, StoreError
+from ...errors import ConfigError, StoreError
 
 __all__ = ["KEY_COLUMNS", "COLUMNS", "CURVE_COLUMNS", "SCHEMA", "STATUSES",
            "encode_rows", "runs_frame", "curves_frame"]

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 
-from ..errors import ConfigError, StoreError
+from ...errors import ConfigError, StoreError
 from .location import mask_text, mask_url
 from .schema import COLUMNS, KEY_COLUMNS, SCHEMA
 

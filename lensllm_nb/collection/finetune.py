@@ -5,17 +5,17 @@ nested training subsets of growing size n (n = 0 is the zero-shot loss). This
 module keeps the session of such runs:
 
 * :class:`FineTuner` holds the settings of a run (declared once in
-  :class:`~lensllm_nb.settings.FineTuneSettings`; estimator style: stored
+  :class:`~lensllm_nb.collection.settings.FineTuneSettings`; estimator style: stored
   unchanged, validated when used), loads the model once, keeps its initial
   weights in memory and restores them before every run.
 * :meth:`FineTuner.grid` / :func:`run_grid` run sizes × seeds into a
-  :class:`~lensllm_nb.store.ResultsStore`, skipping runs the store already has
+  :class:`~lensllm_nb.collection.store.ResultsStore`, skipping runs the store already has
   (a killed grid resumes) and recording failures with their error.
 
 The pieces it composes live along their seams: names become models and tasks in
-:mod:`lensllm_nb.sources`, device, precision and threads are decided in
-:mod:`lensllm_nb.device`, and the training loop and loss are those of
-:mod:`lensllm_nb.training` (shared with the zoo's pretraining and the NTK probe).
+:mod:`lensllm_nb.collection.resolve`, device, precision and threads are decided in
+:mod:`lensllm_nb.collection.device`, and the training loop and loss are those of
+:mod:`lensllm_nb.collection.training` (shared with the zoo's pretraining and the NTK probe).
 Optional LoRA (peft), bf16 autocast on GPUs that support it, gradient
 accumulation, epochs or max steps, early stopping on a validation split and
 seeds are supported.
@@ -37,14 +37,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import training
-from .data import Collator, TaskData
+from .data import TaskData
+from .tokenizing import Collator
 from .device import PRECISIONS, resolve_device, resolve_precision, torch_threads
-from .errors import ConfigError, FinetuneError
+from ..errors import ConfigError, FinetuneError
 from .ntk import compute_ntk
-from .utils.provenance import config_hash, run_record
+from ..utils.provenance import config_hash, run_record
 from .settings import SCHEDULERS, FineTuneSettings, settings_doc
-from .sources import load_model, load_task, model_revision, resolve_model
+from .resolve import load_model, load_task, model_revision, resolve_model
 from .store import ResultsStore
+from ..utils.validation import first_line
 
 __all__ = [
     "FineTuner", "run_grid", "resolve_device", "resolve_model", "torch_threads",
@@ -175,7 +177,7 @@ class FineTuner(FineTuneSettings):
         Parameters
         ----------
         task : TaskData or str
-            The task, or a spec for :func:`lensllm_nb.sources.load_task`.
+            The task, or a spec for :func:`lensllm_nb.collection.resolve.load_task`.
         n_train : int
             Training examples (0: zero-shot loss).
         seed : int
@@ -206,7 +208,7 @@ class FineTuner(FineTuneSettings):
         Parameters
         ----------
         task : TaskData or str
-            The task, or a spec for :func:`lensllm_nb.sources.load_task`.
+            The task, or a spec for :func:`lensllm_nb.collection.resolve.load_task`.
         sizes : list of int
             Subset sizes (0: zero-shot).
         seeds : list of int
@@ -459,7 +461,7 @@ class FineTuner(FineTuneSettings):
             features = compute_ntk(self.model_, batch, sketch_dim=self.ntk_sketch_dim, seed=0)
         except Exception as exc:
             raise FinetuneError(
-                f"NTK features of {self.model!r} failed ({type(exc).__name__}: {_first_line(exc)}); "
+                f"NTK features of {self.model!r} failed ({type(exc).__name__}: {first_line(exc)}); "
                 "run with `ntk_probe`=0 to skip them."
             ) from None
         self._ntk_cache = (key, features.to_dict())
@@ -516,7 +518,7 @@ def run_grid(model, dataset, sizes, seeds=(0,), store=None, *, on_error="continu
     on_error : {"continue", "raise"}
         What to do after a failed run has been recorded.
     dataset_options : dict, optional
-        Passed to :func:`lensllm_nb.data.load_task` (format, columns, split sizes).
+        Passed to :func:`lensllm_nb.collection.resolve.load_task` (format, columns, split sizes).
     **settings
         :class:`FineTuner` settings (epochs, lr, batch_size, lora, device, ...).
 
@@ -584,8 +586,3 @@ def _pad_id(tokenizer):
 
 def _is_oom(exc):
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no message"

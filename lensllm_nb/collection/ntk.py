@@ -19,7 +19,7 @@ from the seed and each parameter's name, and is never stored as a P × k matrix.
 Torch is imported inside the functions that need it. :class:`NTKFeatures`, the
 numpy value these functions return (and what the laws and the results store
 read), lives in :mod:`lensllm_nb.analysis.ntk_features`; the per-example loss is the
-training loss of :mod:`lensllm_nb.training`, per example.
+training loss of :mod:`lensllm_nb.collection.training`, per example.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .errors import ConfigError
-from .analysis.ntk_features import SKETCHES, NTKFeatures, _float_array
+from ..errors import ConfigError
+from ..analysis.ntk_features import SKETCHES, NTKFeatures, _float_array
 from .training import IGNORE_INDEX, aligned_logits
 
 __all__ = ["NTKFeatures", "SKETCHES", "compute_ntk", "pairwise_ntk", "per_example_losses"]

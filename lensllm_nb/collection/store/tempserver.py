@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import StoreError
+from ...errors import StoreError
 
 __all__ = ["TemporaryPostgres", "postgres_bindir", "INSTALL_HINT"]
 

@@ -15,7 +15,7 @@ import re
 import socket
 from pathlib import Path
 
-from ..errors import ConfigError, StoreError
+from ...errors import ConfigError, StoreError
 
 __all__ = ["is_url", "mask_url", "mask_urls", "mask_text", "sqlite_path", "filesystem_type",
            "check_local_filesystem", "check_dask_store", "NETWORK_FILESYSTEMS"]

@@ -24,7 +24,7 @@ variable ``LENSLLM_NB_CACHE``) under a folder named by a hash of the zoo spec an
 the Python version, so a changed spec builds anew and an unchanged one is reused.
 
 ``--model zoo/NAME`` and ``--dataset zoo`` on the command line (and the same
-strings in :func:`lensllm_nb.finetune.run_grid`) select a candidate and the task.
+strings in :func:`lensllm_nb.collection.finetune.run_grid`) select a candidate and the task.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import training
-from .data import Collator, TaskData, tokenize
+from .data import TaskData
+from .tokenizing import Collator, tokenize
 from .device import torch_threads
-from .errors import ConfigError
-from .utils.provenance import cache_dir, config_hash
+from ..errors import ConfigError
+from ..utils.provenance import cache_dir, config_hash
 
 __all__ = [
     "ZooModel",
@@ -64,7 +65,7 @@ __all__ = [
     "build",
     "resolve",
     "is_zoo_name",
-    "load_task",
+    "task_data",
 ]
 
 ZOO_VERSION = 4
@@ -273,8 +274,8 @@ def resolve(model) -> Path:
     return build([name], progress=False)[0].path
 
 
-def load_task(**settings):
-    """Return the zoo's code → summary task as a :class:`~lensllm_nb.data.TaskData`.
+def task_data(**settings):
+    """Return the zoo's code → summary task as a :class:`~lensllm_nb.collection.data.TaskData`.
 
     Parameters
     ----------

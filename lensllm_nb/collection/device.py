@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "autocast", "torch_threads"]
 

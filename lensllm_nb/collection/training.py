@@ -1,7 +1,7 @@
 """The one training loop and the one loss of the collection side.
 
-Fine-tuning (:mod:`lensllm_nb.finetune`), the zoo's pretraining
-(:mod:`lensllm_nb.zoo`) and the NTK probe (:mod:`lensllm_nb.ntk`) all score a
+Fine-tuning (:mod:`lensllm_nb.collection.finetune`), the zoo's pretraining
+(:mod:`lensllm_nb.collection.zoo`) and the NTK probe (:mod:`lensllm_nb.collection.ntk`) all score a
 model with the same token cross-entropy (:func:`aligned_logits`: token t of a
 causal sequence predicts token t + 1; an encoder-decoder predicts its labels),
 and the first two move the weights with the same loop (:func:`train`): AdamW, a
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .device import autocast
-from .errors import FinetuneError
+from ..errors import FinetuneError
 
 __all__ = [
     "IGNORE_INDEX", "Optimization", "aligned_logits", "loss_sum", "train", "evaluate",
@@ -101,7 +101,7 @@ def train(model, groups, optimization, *, device, precision="fp32", on_step=None
     optimization : Optimization
     device : torch.device
     precision : {"fp32", "bf16"}
-        A resolved precision (:func:`lensllm_nb.device.resolve_precision`).
+        A resolved precision (:func:`lensllm_nb.collection.device.resolve_precision`).
     on_step : callable, optional
         Called with the step number after each step; returning True stops.
     hint : str

@@ -3,8 +3,8 @@
 A user names a model as ``"zoo/NAME"`` (a candidate of the offline zoo), a local
 ``save_pretrained`` folder or a Hugging Face Hub id, and a dataset as ``"zoo"``
 (the zoo's task), a data file or folder, or a hub dataset id. This module is
-the only place that knows those names: :mod:`lensllm_nb.data` reads files and
-the hub, :mod:`lensllm_nb.zoo` builds the zoo, and neither calls the other by
+the only place that knows those names: :mod:`lensllm_nb.collection.data` reads files and
+the hub, :mod:`lensllm_nb.collection.zoo` builds the zoo, and neither calls the other by
 name. Transformers and peft are imported where used.
 """
 
@@ -15,8 +15,9 @@ import warnings
 from pathlib import Path
 
 from . import data, zoo
-from .errors import ConfigError, FinetuneError
-from .utils.provenance import config_hash
+from ..errors import ConfigError, FinetuneError
+from ..utils.provenance import config_hash
+from ..utils.validation import first_line
 
 __all__ = ["resolve_model", "load_task", "load_model", "model_revision"]
 
@@ -53,25 +54,25 @@ def resolve_model(model, *, revision=None):
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors
         raise ConfigError(
             f"`model` {text!r} is neither a zoo name, a local folder nor a Hugging Face Hub "
-            f"model reachable from here ({type(exc).__name__}: {_first_line(exc)}). Check the "
+            f"model reachable from here ({type(exc).__name__}: {first_line(exc)}). Check the "
             f"spelling; offline, use a zoo model ({', '.join(zoo.names())}) or a local folder."
         ) from None
 
 
 def load_task(spec, **settings):
-    """Resolve a dataset name into a :class:`~lensllm_nb.data.TaskData`.
+    """Resolve a dataset name into a :class:`~lensllm_nb.collection.data.TaskData`.
 
     Parameters
     ----------
     spec : str, Path or TaskData
         ``"zoo"`` for the offline zoo task; otherwise anything
-        :func:`lensllm_nb.data.load_task` takes (a file, a folder, a hub id, a TaskData).
+        :func:`lensllm_nb.collection.data.read_task` takes (a file, a folder, a hub id, a TaskData).
     **settings
         Passed to the TaskData constructor (format, column names, split sizes).
     """
     if isinstance(spec, str) and spec == zoo.TASK_NAME:
-        return zoo.load_task(**settings)
-    return data.load_task(spec, **settings)
+        return zoo.task_data(**settings)
+    return data.read_task(spec, **settings)
 
 
 def load_model(path, *, name, revision=None, encoder_decoder=False, device=None, lora=None):
@@ -114,7 +115,7 @@ def load_model(path, *, name, revision=None, encoder_decoder=False, device=None,
     except Exception as exc:  # a corrupt or incompatible checkpoint
         raise FinetuneError(
             f"`model` {name!r} could not be loaded ({type(exc).__name__}: "
-            f"{_first_line(exc)}); check that the folder holds a transformers "
+            f"{first_line(exc)}); check that the folder holds a transformers "
             "model and tokenizer saved with save_pretrained."
         ) from None
     params = sum(p.numel() for p in model.parameters())
@@ -172,7 +173,7 @@ def _local_config(text, path):
     except Exception as exc:
         raise ConfigError(
             f"`model` folder {text!r} has an unreadable config.json ({type(exc).__name__}: "
-            f"{_first_line(exc)})."
+            f"{first_line(exc)})."
         ) from None
 
 
@@ -198,7 +199,7 @@ def _with_lora(model, name, lora, encoder_decoder):
             return get_peft_model(model, config)
     except ValueError as exc:  # peft names the modules it could not find
         raise ConfigError(
-            f"`lora_target_modules` {targets!r} do not fit {name!r}: {_first_line(exc)}"
+            f"`lora_target_modules` {targets!r} do not fit {name!r}: {first_line(exc)}"
         ) from None
 
 
@@ -220,8 +221,3 @@ def _file_digest(path):
                 handle.seek(offset)
                 digest.update(handle.read(_SAMPLE_BYTES))
     return digest.hexdigest()
-
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no message"

@@ -19,7 +19,7 @@ validated before anything is written, so bad input leaves the store unchanged.
 
 Example
 -------
->>> from lensllm_nb.store import ResultsStore
+>>> from lensllm_nb.collection.store import ResultsStore
 >>> with ResultsStore("results.db") as store:               # doctest: +SKIP
 ...     store.upsert({"model": "gpt2", "dataset": "zoo", "n_train": 64, "seed": 0,
 ...                   "config_hash": "ab12", "status": "ok", "test_loss": 2.31})

@@ -7,7 +7,7 @@ import numbers
 import os
 from pathlib import Path
 
-from ..errors import ConfigError, StoreError
+from ...errors import ConfigError, StoreError
 from .location import is_url, mask_url, sqlite_path
 from .schema import STATUSES, curves_frame, encode_rows, runs_frame
 

@@ -2,7 +2,7 @@
 
 :class:`FineTuneSettings` is a dataclass whose fields carry, in their metadata,
 their documentation, their check and how the command line spells them. One
-declaration drives the keyword arguments of :class:`~lensllm_nb.finetune.FineTuner`
+declaration drives the keyword arguments of :class:`~lensllm_nb.collection.finetune.FineTuner`
 (which subclasses it), their validation (:meth:`FineTuneSettings.check_settings`),
 the run record's config (:meth:`FineTuneSettings.result_settings`) and the flags of
 ``lensllm-nb finetune`` (:func:`cli_settings`).
@@ -16,7 +16,7 @@ from dataclasses import KW_ONLY, dataclass, field, fields
 from pathlib import Path
 
 from .device import PRECISIONS
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["FineTuneSettings", "SCHEDULERS", "PRECISIONS", "cli_settings", "settings_doc"]
 
@@ -103,7 +103,7 @@ class FineTuneSettings:
     """Every setting of a fine-tuning run, stored unchanged and checked when used.
 
     The fields, their meaning and their checks are declared below, once; see
-    :class:`lensllm_nb.finetune.FineTuner` for the parameters as users see them
+    :class:`lensllm_nb.collection.finetune.FineTuner` for the parameters as users see them
     (``FineTuner.__doc__`` lists them from these declarations).
     """
 
@@ -153,7 +153,7 @@ class FineTuneSettings:
         _optional(_int(1)), cli=int)
     max_input_length: int = _setting(
         128, "Token budget of the input (the whole text in the \"text\" format); see "
-        ":func:`lensllm_nb.data.tokenize`.", _int(4), cli=int)
+        ":func:`lensllm_nb.collection.tokenizing.tokenize`.", _int(4), cli=int)
     max_target_length: int = _setting(64, "Token budget of the target.", _int(4), cli=int)
     separator: str = _setting("\n", "Text between input and target in causal input/target "
                               "sequences.", _string, cli=str)
