@@ -59,7 +59,7 @@ def _measure(page, lab, root, name, changes) -> dict:
     if problems:
         raise SystemExit(f"notebook 03 on {name} shows errors:\n" + "\n".join(problems))
     lab.shutdown_kernels()
-    from lensllm_nb.analysis import published_curves
+    from lensllm_nb.analysis import published_curves as benchmarks
 
     models = benchmarks.load(name)["model"].nunique()
     return {"set": name, "models": models, "changes": len(first), "median": statistics.median(first),

@@ -31,12 +31,12 @@ matplotlib.use("agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lensllm_nb.analysis import published_curves  # noqa: E402
+from lensllm_nb.analysis import published_curves as benchmarks  # noqa: E402
 from lensllm_nb.analysis.curve_fits import fit_curves  # noqa: E402
-from lensllm_nb.plots import plot_curves  # noqa: E402
+from lensllm_nb.workflow.plots import plot_curves  # noqa: E402
 from lensllm_nb.analysis.predict import predict_candidates  # noqa: E402
-from lensllm_nb.views import ranking_table  # noqa: E402
-from lensllm_nb.widgets import ComparisonWidget  # noqa: E402
+from lensllm_nb.workflow.tables import ranking_table  # noqa: E402
+from lensllm_nb.workflow.widgets import ComparisonWidget  # noqa: E402
 
 GOAL_REFIT_S = 0.3
 GOAL_CHANGE_S = 1.0

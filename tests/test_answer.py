@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensllm_nb.answer import answer_selection
-from lensllm_nb.demo import write_summary
-from lensllm_nb.report import write_index
+from lensllm_nb.workflow.recommendation import answer_selection
+from lensllm_nb.workflow.demo import write_summary
+from lensllm_nb.workflow.report import write_index
 from offline_html import network_loads
 
 SIZES = (0, 8, 16, 32, 64, 128)

@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import yaml
 
-from lensllm_nb import batch
-from lensllm_nb.batch import Job, expand_grid, load_grid, run_batch, run_job
+from lensllm_nb.workflow import batch
+from lensllm_nb.workflow.batch import Job, expand_grid, load_grid, run_batch, run_job
 from lensllm_nb.cli import main
 from lensllm_nb.errors import BatchError, ConfigError
 
@@ -250,7 +250,7 @@ def test_example_grids_expand(name, tmp_path):
 
 def test_demo_selects_on_the_selection_sizes_and_holds_the_full_runs_out(tmp_path):
     from lensllm_nb.collection import zoo
-    from lensllm_nb.demo import PROGRESSIVE_BUDGET, demo_grid
+    from lensllm_nb.workflow.demo import PROGRESSIVE_BUDGET, demo_grid
 
     assert zoo.FULL_SIZE >= 16 * zoo.SELECTION_MAX_TRAIN
     jobs = expand_grid(demo_grid(candidates=["zoo/gpt2-tiny"], sets=[]), out=tmp_path)
@@ -297,7 +297,7 @@ def test_non_utf8_grid_is_one_clean_cli_error(tmp_path, capsys):
 
 
 def test_second_runner_on_the_same_out_is_refused(grid_file, tmp_path):
-    from lensllm_nb.batch_control import lock_folder
+    from lensllm_nb.workflow.batch_control import lock_folder
 
     with lock_folder(tmp_path):
         with pytest.raises(BatchError, match="in use by another run"):

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from lensllm_nb.analysis import published_curves
+from lensllm_nb.analysis import published_curves as benchmarks
 from lensllm_nb.errors import ConfigError, CurveDataError
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.errors import ConfigError, CurveDataError
-from lensllm_nb.curve_sources import default_budget, load_curves, prepare_curves, stored_ntk
+from lensllm_nb.workflow.notebook_curves import default_budget, load_curves, prepare_curves, stored_ntk
 
 SIZES = [0, 100, 200, 400, 800, 1600, 3200, 6400]
 

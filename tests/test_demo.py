@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lensllm_nb.collection import zoo
-from lensllm_nb.answer import SUMMARY_KEYS
-from lensllm_nb.demo import run_demo
+from lensllm_nb.workflow.recommendation import SUMMARY_KEYS
+from lensllm_nb.workflow.demo import run_demo
 from offline_html import network_loads
 
 # The two smallest candidates keep the end-to-end run to a few minutes.
@@ -57,7 +57,7 @@ def test_second_run_keeps_stored_candidates_and_their_tables(demo_runs):
     kept = [r for r in second.results if r["stage"] == 1]
     assert len(kept) == len(CANDIDATES) and all(r.get("note") for r in kept)
     # Re-rendering notebook 01 keeps the runs table even when every run was stored.
-    from lensllm_nb.report import render_report
+    from lensllm_nb.workflow.report import render_report
 
     report = render_report(kept[0]["output"], out / "rerendered.html").read_text()
     assert "ground truth (full run)" in report and "selection" in report

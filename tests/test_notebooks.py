@@ -15,7 +15,7 @@ import nbformat
 import papermill
 import pytest
 
-from lensllm_nb.batch import run_batch
+from lensllm_nb.workflow.batch import run_batch
 from lensllm_nb.collection.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]

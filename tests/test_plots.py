@@ -1,4 +1,4 @@
-"""Tests of lensllm_nb.plots on the real FLAN curves and the package's own fits."""
+"""Tests of lensllm_nb.workflow.plots on the real FLAN curves and the package's own fits."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.collections import PolyCollection, QuadMesh  # noqa: E402
 
-from lensllm_nb import plots  # noqa: E402
+from lensllm_nb.workflow import plots  # noqa: E402
 from lensllm_nb.analysis.curves import read_curves  # noqa: E402
 from lensllm_nb.errors import ConfigError  # noqa: E402
 from lensllm_nb.analysis.curve_fits import fit_curves  # noqa: E402
@@ -75,7 +75,7 @@ def predictions():
 
 
 def _law_lines(ax):
-    return [ln for ln in ax.lines if len(ln.get_xdata()) == plots._GRID_POINTS]
+    return [ln for ln in ax.lines if len(ln.get_xdata()) == plots.curves._GRID_POINTS]
 
 
 def _zero_shot(ax):
@@ -423,7 +423,7 @@ def test_plot_predictions_overlay_is_named_and_axes_are_reused(flan, prediction)
 
 
 def test_plot_ranking_bars_and_p_best(prediction):
-    from lensllm_nb.views import ranking_table
+    from lensllm_nb.workflow.tables import ranking_table
 
     truth = pd.Series(1.5, index=prediction.frame["model"])
     ax = plots.plot_ranking(ranking_table(prediction, truth), top=10)

@@ -10,8 +10,8 @@ import pytest
 
 from lensllm_nb.cli import main
 from lensllm_nb.errors import ConfigError
-from lensllm_nb.report import (find_templates, notebook_status, render_report, render_reports, static_widgets,
-                               write_index)
+from lensllm_nb.workflow.report import (find_templates, notebook_status, render_report, render_reports,
+    static_widgets, write_index)
 from offline_html import network_loads
 
 # A 1×1 PNG.

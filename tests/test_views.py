@@ -11,8 +11,8 @@ from lensllm_nb.errors import ConfigError
 from lensllm_nb.analysis.curve_fits import fit_curves
 from lensllm_nb.analysis.predict import DEFAULT_METHOD, predict_candidates
 from lensllm_nb.analysis.protocol import run_benchmark
-from lensllm_nb.curve_sources import prepare_curves
-from lensllm_nb.views import compare_methods, law_fit_table, protocol_ratio, ranking_table
+from lensllm_nb.workflow.notebook_curves import prepare_curves
+from lensllm_nb.workflow.tables import compare_methods, law_fit_table, protocol_ratio, ranking_table
 
 TARGET = 1638400
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.collection import zoo
-from lensllm_nb.answer import answer_selection
+from lensllm_nb.workflow.recommendation import answer_selection
 from lensllm_nb.analysis.curve_fits import fit_curves
 from lensllm_nb.analysis.metrics import cost_fraction
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..curve_sources import load_curves
+from ..workflow.notebook_curves import load_curves
 from ..errors import ConfigError
 from ..utils.safe_output import strict_json
 from ..analysis.selection import DEFAULT_METHOD
@@ -161,7 +161,7 @@ def _print_benchmark(result) -> None:
 
 
 def _write_benchmark(result, out: Path) -> None:
-    from .. import plots
+    from ..workflow import plots
     from ..analysis.published_curves import published
     from ..utils.provenance import run_record
 

@@ -55,7 +55,7 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     """Execute a grid; exit 1 when any notebook failed."""
-    from ..batch import run_batch
+    from ..workflow.batch import run_batch
 
     result = run_batch(args.grid, out=args.out, executor=args.executor,
                        workers=args.workers, scheduler=args.scheduler)
@@ -74,7 +74,7 @@ def _exit_code(result, command) -> int:
 
 def _report(args) -> int:
     """Render notebooks; exit 0 even when a rendered notebook had failed."""
-    from ..report import render_reports
+    from ..workflow.report import render_reports
 
     entries = render_reports(args.notebooks, args.out, templates=args.templates)
     for entry in entries:
@@ -85,7 +85,7 @@ def _report(args) -> int:
 
 def _demo(args) -> int:
     """Run the offline demo; exit 1 when any of its notebooks failed."""
-    from ..demo import run_demo
+    from ..workflow.demo import run_demo
 
     result = run_demo(out=args.out, workers=args.workers, executor=args.executor)
     _print_result(result)

@@ -23,7 +23,7 @@ ZOO_MODEL = "zoo/gpt2-tiny"
 @pytest.fixture(scope="module")
 def curves_file(lab_root):
     """Both benchmark sets in one tidy file, so the widget has two datasets to switch between."""
-    from lensllm_nb.analysis import published_curves
+    from lensllm_nb.analysis import published_curves as benchmarks
 
     path = lab_root / "flan_and_gigaword.csv"
     pd.concat([benchmarks.load("flan"), benchmarks.load("gigaword")], ignore_index=True).to_csv(path, index=False)

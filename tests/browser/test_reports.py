@@ -20,7 +20,7 @@ FLAN_MODELS = ["gpt2", "gpt2-medium", "facebook/opt-350m", "t5-base", "MBZUAI/La
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, batch_env):
     """A small batch run: one tiny fine-tune grid (progress widgets) and a selection on FLAN."""
-    from lensllm_nb.batch import run_batch
+    from lensllm_nb.workflow.batch import run_batch
 
     out = tmp_path_factory.mktemp("batch")
     grid = {

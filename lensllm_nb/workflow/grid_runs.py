@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .collection import zoo
-from .utils.provenance import config_hash
-from .collection.store import ResultsStore
+from ..collection import zoo
+from ..utils.provenance import config_hash
+from ..collection.store import ResultsStore
 
 __all__ = ["finetune_options", "grid_runs", "missing_runs", "ROLE_SELECTION", "ROLE_TRUTH"]
 

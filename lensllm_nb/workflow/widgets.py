@@ -29,13 +29,13 @@ import time
 
 import pandas as pd
 
-from .analysis.curve_fits import fit_curves
-from .curve_sources import PreparedCurves, load_curves, prepare_curves
-from .errors import ConfigError, LensLLMError
+from ..analysis.curve_fits import fit_curves
+from .notebook_curves import PreparedCurves, load_curves, prepare_curves
+from ..errors import ConfigError, LensLLMError
 from .plots import plot_predictions, prediction_figure_axes
-from .analysis.predict import DEFAULT_METHOD, predict_candidates
-from .utils.safe_output import escape_markdown
-from .views import ranking_table
+from ..analysis.predict import DEFAULT_METHOD, predict_candidates
+from ..utils.safe_output import escape_markdown
+from .tables import ranking_table
 
 __all__ = ["ComparisonWidget", "comparison_widget", "OVERLAYS"]
 
@@ -57,7 +57,7 @@ class ComparisonWidget:
     ----------
     table : pandas.DataFrame or PreparedCurves
         Tidy curves table (one or more datasets), or the result of
-        :func:`lensllm_nb.curve_sources.prepare_curves` (its whole source is offered);
+        :func:`lensllm_nb.workflow.notebook_curves.prepare_curves` (its whole source is offered);
         not modified.
     dataset : str, optional
         Initial dataset; default the first in sorted order.
@@ -67,7 +67,7 @@ class ComparisonWidget:
         Initial law-fit overlay (``"none"``: no overlay).
     max_train : int, optional
         Initial budget: the largest visible size. Default as in
-        :func:`lensllm_nb.curve_sources.prepare_curves` (target / 64).
+        :func:`lensllm_nb.workflow.notebook_curves.prepare_curves` (target / 64).
     target : int, optional
         Initial size whose loss is predicted; default the largest measured size.
     mode : {"auto", "live", "static"}
@@ -83,7 +83,7 @@ class ComparisonWidget:
     predictions_ : CandidatePredictions or None
         The engine's result for the current settings.
     ranking_ : pandas.DataFrame
-        :func:`lensllm_nb.views.ranking_table`: best first, with ``true`` and
+        :func:`lensllm_nb.workflow.tables.ranking_table`: best first, with ``true`` and
         ``true_rank`` when the target was measured.
     chosen_ : str or None
         The recommended model.

@@ -11,7 +11,7 @@ notebooks through the batch runner in two stages:
    progressive selection at 5 % of the FLOPs) and ``04_benchmark`` on that store
    (and on the FLAN and Gigaword benchmark curves when ``LENSLLM_NB_DATA`` has them).
 
-``{out}/index.html`` opens with the answer (`lensllm_nb.answer`): the recommended
+``{out}/index.html`` opens with the answer (`lensllm_nb.workflow.recommendation`): the recommended
 model, its predicted full-data loss with interval and ``p_best``, the FLOPs spent
 against fine-tuning every candidate on T, and the check against the full runs.
 ``{out}/summary.json`` holds the same facts. A second run reuses the zoo and skips
@@ -25,14 +25,14 @@ import os
 import time
 from pathlib import Path
 
-from .collection import zoo
+from ..collection import zoo
 from .batch import BatchResult, expand_grid, run_batch
-from .errors import ConfigError
-from .collection.finetune import FineTuner
+from ..errors import ConfigError
+from ..collection.finetune import FineTuner
 from .grid_runs import finetune_options, missing_runs
 from .report import index_answer, write_index
-from .utils.safe_output import strict_json
-from .collection.store import ResultsStore
+from ..utils.safe_output import strict_json
+from ..collection.store import ResultsStore
 
 __all__ = ["demo_grid", "run_demo", "write_summary", "BENCHMARK_SETS", "PROGRESSIVE_BUDGET"]
 
@@ -50,7 +50,7 @@ _FINETUNE_KEYS = ("epochs", "lr", "batch_size", "lora")
 
 
 def demo_grid(*, candidates=None, sets=None) -> dict:
-    """Return the batch grid of the demo (see `lensllm_nb.batch.run_batch`).
+    """Return the batch grid of the demo (see `lensllm_nb.workflow.batch.run_batch`).
 
     Parameters
     ----------
@@ -140,11 +140,11 @@ def run_demo(out="reports/demo", *, candidates=None, workers=2, executor="local"
 
 
 def write_summary(answer, path) -> Path:
-    """Write the answer's summary as strict JSON (see `lensllm_nb.answer.SelectionAnswer.summary`).
+    """Write the answer's summary as strict JSON (see `lensllm_nb.workflow.recommendation.SelectionAnswer.summary`).
 
     Parameters
     ----------
-    answer : lensllm_nb.answer.SelectionAnswer
+    answer : lensllm_nb.workflow.recommendation.SelectionAnswer
     path : str or Path
 
     Returns

@@ -1,6 +1,6 @@
 """Process control of a batch run: stop on a signal, kill job trees, one runner per folder.
 
-A batch run starts one process per notebook (see :mod:`lensllm_nb.batch`), and
+A batch run starts one process per notebook (see :mod:`lensllm_nb.workflow.batch`), and
 each starts a Jupyter kernel. This module keeps them from outliving the run:
 
 * every job process runs in its own process group and asks the kernel (Linux
@@ -24,7 +24,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BatchError, ConfigError
+from ..errors import BatchError, ConfigError
 
 __all__ = ["RunControl", "lock_folder", "die_with_parent", "kill_group", "wait_or_kill", "sleep_unless_stopped",
            "RUNNER_PID_ENV"]

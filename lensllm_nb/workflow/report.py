@@ -8,7 +8,7 @@ the network (no require.js, MathJax or widget manager from a CDN), and widget
 outputs are replaced by their static text (a progress bar by its final line; the
 notebooks draw the figures and tables of their interactive controls). A batch run
 also gets an ``index.html`` that links every report with its status, led by the
-grid's answer when the grid selects a model (see :mod:`lensllm_nb.answer`).
+grid's answer when the grid selects a model (see :mod:`lensllm_nb.workflow.recommendation`).
 
 papermill's ``report_mode`` only sets notebook metadata that nbconvert ignores, so
 the input is hidden here with ``exclude_input`` (and by the template itself).
@@ -21,8 +21,8 @@ import os
 import re
 from pathlib import Path
 
-from .answer import grid_answer
-from .errors import ConfigError
+from .recommendation import grid_answer
+from ..errors import ConfigError
 
 __all__ = [
     "TEMPLATE_NAME",
@@ -257,7 +257,7 @@ def write_index(entries, path, *, title="lensllm-nb reports", note=None, answer=
         The page title.
     note : str, optional
         A line shown under the title (for example where the run record is).
-    answer : lensllm_nb.answer.SelectionAnswer or str, optional
+    answer : lensllm_nb.workflow.recommendation.SelectionAnswer or str, optional
         The grid's answer, shown first; a string is shown as the reason there is none.
 
     Returns
@@ -289,11 +289,11 @@ def index_answer(results):
     Parameters
     ----------
     results : list of dict
-        Batch results (see `lensllm_nb.answer.grid_answer`).
+        Batch results (see `lensllm_nb.workflow.recommendation.grid_answer`).
 
     Returns
     -------
-    lensllm_nb.answer.SelectionAnswer or str or None
+    lensllm_nb.workflow.recommendation.SelectionAnswer or str or None
         None when the grid selects no model; a one-line reason when its data
         cannot answer (the index is written either way).
     """

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
-from .analysis.protocol import run_benchmark
-from .analysis.selection import make_selector
+from ..errors import ConfigError
+from ..analysis.protocol import run_benchmark
+from ..analysis.selection import make_selector
 
 __all__ = ["ranking_table", "law_fit_table", "phase_table", "compare_methods", "protocol_ratio"]
 
@@ -121,7 +121,7 @@ def compare_methods(curves, methods) -> pd.DataFrame:
     Parameters
     ----------
     curves : PreparedCurves
-        The result of :func:`lensllm_nb.curve_sources.prepare_curves`.
+        The result of :func:`lensllm_nb.workflow.notebook_curves.prepare_curves`.
     methods : list of str
         Selection methods (see :data:`lensllm_nb.analysis.protocol.METHODS`).
 

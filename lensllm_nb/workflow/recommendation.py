@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ConfigError
-from .analysis.metrics import relacc, top1_regret
-from .analysis.predict import DEFAULT_METHOD, predict_candidates
-from .analysis.progressive import ProgressiveSelector
-from .utils.safe_output import escape_html, escape_mathtext
-from .analysis.selection import make_selector
-from .collection.store import ResultsStore
+from ..errors import ConfigError
+from ..analysis.metrics import relacc, top1_regret
+from ..analysis.predict import DEFAULT_METHOD, predict_candidates
+from ..analysis.progressive import ProgressiveSelector
+from ..utils.safe_output import escape_html
+from ..analysis.selection import make_selector
+from ..collection.store import ResultsStore
 
 __all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]
 
@@ -134,36 +134,13 @@ class SelectionAnswer:
         )
 
     def figure(self):
-        """The candidates' measured curves with each prediction (and full run) at the target."""
-        import matplotlib
+        """The candidates' measured curves with each prediction (and full run) at the target.
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        See :func:`lensllm_nb.workflow.plots.recommendation.plot_recommendation`.
+        """
+        from .plots.recommendation import plot_recommendation
 
-        pred = self.prediction
-        fig, ax = plt.subplots(figsize=(8.5, 4.8))
-        colors = plt.get_cmap("tab10")
-        for i, row in enumerate(pred.frame.to_dict("records")):
-            color = colors(i % 10)
-            curve = self.curves[(self.curves["model"] == row["model"]) & (self.curves["n_train"] > 0)
-                                & (self.curves["n_train"] <= pred.max_train)]
-            ax.plot(curve["n_train"], curve["test_loss"], "o-", color=color, ms=4,
-                    label=escape_mathtext(row["model"]))
-            # Side by side around the target, so that the intervals do not hide each other.
-            at = pred.target * 1.07 ** (i - (len(pred.frame) - 1) / 2)
-            ax.errorbar([at], [row["predicted"]], fmt="D", color=color, ms=6, capsize=3,
-                        yerr=[[row["predicted"] - row["low"]], [row["high"] - row["predicted"]]])
-            if row["model"] in self.truth.index:
-                ax.plot([at], [self.truth[row["model"]]], "o", mfc="none", mec=color, ms=11, mew=1.5)
-        ax.axvspan(ax.get_xlim()[0], pred.max_train, color="#eef3f8", zorder=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("training examples (log scale)")
-        ax.set_ylabel("test loss")
-        ax.set_title(f"seen: sizes ≤ {pred.max_train:,} (shaded) · ◆ prediction at {pred.target:,} with "
-                     f"{pred.level:.0%} interval · ○ full run (ground truth)", fontsize=9)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
-        return fig
+        return plot_recommendation(self)
 
     def _table_html(self) -> str:
         rows = []
@@ -226,7 +203,7 @@ def grid_answer(results):
     Parameters
     ----------
     results : list of dict
-        Batch results (`lensllm_nb.batch.BatchResult.results`): ``notebook``,
+        Batch results (`lensllm_nb.workflow.batch.BatchResult.results`): ``notebook``,
         ``status`` and ``output`` (the executed notebook) are read.
 
     Returns

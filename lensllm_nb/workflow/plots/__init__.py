@@ -1,0 +1,21 @@
+"""Seaborn figures, one module per plot family (as seaborn's own modules).
+
+``curves`` (measured curves and fitted laws), ``predictions`` (the engine's
+predictions, ranking, predicted against true), ``benchmark`` (protocol heatmap and
+Pareto plot), ``calibration`` (coverage and reliability), ``recommendation`` (the
+index page's answer figure); ``_base`` holds the shared helpers and ``save_figure``.
+Axes-level functions return the Axes they drew on; figure-level ones the grid or figure.
+"""
+
+from ._base import save_figure
+from .benchmark import plot_benchmark_heatmap, plot_pareto
+from .calibration import plot_coverage, plot_reliability
+from .curves import plot_curves, plot_curves_grid
+from .predictions import plot_predicted_vs_true, plot_predictions, plot_ranking, prediction_figure_axes
+from .recommendation import plot_recommendation
+
+__all__ = [
+    "plot_curves", "plot_curves_grid", "plot_predicted_vs_true", "plot_predictions", "prediction_figure_axes",
+    "plot_ranking", "plot_benchmark_heatmap", "plot_pareto", "plot_coverage", "plot_reliability",
+    "plot_recommendation", "save_figure",
+]

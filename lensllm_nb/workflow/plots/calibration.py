@@ -1,0 +1,89 @@
+"""Calibration of the prediction engine: interval coverage per level and ``p_best`` reliability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import seaborn as sns
+from matplotlib.ticker import NullLocator
+
+from ...utils.safe_output import escape_mathtext
+from ...utils.validation import check_columns
+from ._base import _new_axes, _per_dataset
+
+__all__ = ["plot_coverage", "plot_reliability"]
+
+
+def plot_coverage(coverage, *, ax=None):
+    """Coverage of the intervals per budget ratio, one line per level, nominal levels dashed.
+
+    Parameters
+    ----------
+    coverage : pandas.DataFrame
+        :func:`lensllm_nb.analysis.calibration.coverage` (pooled rows ``ratio == "all"``
+        are left out of the lines and given in the key).
+
+    Returns
+    -------
+    matplotlib.axes.Axes or seaborn.FacetGrid
+        One panel per dataset.
+    """
+    check_columns(coverage, "coverage", ("dataset", "level", "ratio", "coverage"))
+    levels = sorted(coverage["level"].unique())
+    palette = dict(zip(levels, sns.color_palette("viridis", len(levels))))
+
+    def draw(ax, frame, dataset, last):
+        for level in levels:
+            sub = frame[(frame["level"] == level) & (frame["ratio"] != "all")]
+            pooled = frame[(frame["level"] == level) & (frame["ratio"] == "all")]["coverage"]
+            label = f"{level:.0%}" + (f" (pooled {pooled.iloc[0]:.0%})" if len(pooled) else "")
+            ax.plot(sub["ratio"].astype(int), sub["coverage"], marker="o", color=palette[level], label=label)
+            ax.axhline(level, color=palette[level], linestyle="--", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        shown = sorted(int(r) for r in frame.loc[frame["ratio"] != "all", "ratio"].unique())
+        ax.set_xticks(shown, [str(r) for r in shown])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("ratio r (visible sizes ≤ target / r)")
+        ax.set_ylabel("share of true losses inside")
+        ax.set_title(f"Interval coverage: {escape_mathtext(dataset)}", fontsize="medium")
+        # A key per panel: the pooled coverage belongs to the panel's dataset.
+        ax.legend(title="level", loc="lower left", fontsize="small", frameon=True)
+
+    return _per_dataset(coverage, draw, ax, (6.5, 4.0))
+
+
+def plot_reliability(reliability, *, ax=None):
+    """Reliability of ``p_best``: mean predicted probability per bin against how often it was the best.
+
+    Parameters
+    ----------
+    reliability : pandas.DataFrame
+        :func:`lensllm_nb.analysis.calibration.reliability`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    check_columns(reliability, "reliability", ("dataset", "mean_p_best", "observed", "n"))
+    ax = _new_axes(ax, figsize=(5.5, 5.0))
+    ax.plot([0, 1], [0, 1], color="0.4", linestyle="--", linewidth=1.0, label="calibrated")
+    # Most p_best are small among many candidates: a square-root scale spreads them out.
+    ax.set_xscale("function", functions=(np.sqrt, np.square))
+    ax.set_yscale("function", functions=(np.sqrt, np.square))
+    for dataset, frame in reliability.groupby("dataset", sort=False):
+        ax.plot(frame["mean_p_best"], frame["observed"], marker="o", label=escape_mathtext(dataset))
+        for _, row in frame.iterrows():
+            ax.annotate(f"n={row['n']}", (row["mean_p_best"], row["observed"]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7)
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(0, 1.0)
+    ticks = [0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("predicted P(best), bin mean (square-root scale)")
+    ax.set_ylabel("observed share that was the best")
+    ax.set_title("Reliability of P(best)", fontsize="medium")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax

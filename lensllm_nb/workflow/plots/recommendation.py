@@ -1,0 +1,52 @@
+"""The recommendation's figure: measured curves, each prediction with its interval, full runs.
+
+Drawn for the index page's answer (:class:`~lensllm_nb.workflow.recommendation.SelectionAnswer`).
+"""
+
+from __future__ import annotations
+
+from ...utils.safe_output import escape_mathtext
+
+__all__ = ["plot_recommendation"]
+
+
+def plot_recommendation(answer):
+    """Draw the candidates' measured curves with each prediction (and full run) at the target.
+
+    Parameters
+    ----------
+    answer : lensllm_nb.workflow.recommendation.SelectionAnswer
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    pred = answer.prediction
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    colors = plt.get_cmap("tab10")
+    for i, row in enumerate(pred.frame.to_dict("records")):
+        color = colors(i % 10)
+        curve = answer.curves[(answer.curves["model"] == row["model"]) & (answer.curves["n_train"] > 0)
+                              & (answer.curves["n_train"] <= pred.max_train)]
+        ax.plot(curve["n_train"], curve["test_loss"], "o-", color=color, ms=4,
+                label=escape_mathtext(row["model"]))
+        # Side by side around the target, so that the intervals do not hide each other.
+        at = pred.target * 1.07 ** (i - (len(pred.frame) - 1) / 2)
+        ax.errorbar([at], [row["predicted"]], fmt="D", color=color, ms=6, capsize=3,
+                    yerr=[[row["predicted"] - row["low"]], [row["high"] - row["predicted"]]])
+        if row["model"] in answer.truth.index:
+            ax.plot([at], [answer.truth[row["model"]]], "o", mfc="none", mec=color, ms=11, mew=1.5)
+    ax.axvspan(ax.get_xlim()[0], pred.max_train, color="#eef3f8", zorder=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples (log scale)")
+    ax.set_ylabel("test loss")
+    ax.set_title(f"seen: sizes ≤ {pred.max_train:,} (shaded) · ◆ prediction at {pred.target:,} with "
+                 f"{pred.level:.0%} interval · ○ full run (ground truth)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
