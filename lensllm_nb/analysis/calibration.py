@@ -1,16 +1,6 @@
 """Do the engine's intervals and ``p_best`` mean what they say? Coverage, interval score, reliability.
 
-:func:`calibration_predictions` runs the prediction engine at every budget of the
-benchmark protocol (sizes ≤ target / r visible) and keeps, per candidate, the
-interval at several levels, ``p_best`` and the true loss at the target. From that
-tidy frame:
-
-* :func:`coverage` — the share of true losses inside the interval, per level and
-  budget (and pooled), next to the nominal level;
-* :func:`interval_score` — the interval score of Gneiting & Raftery (2007) in log
-  loss: width plus ``2/α`` times the miss, lower is better;
-* :func:`reliability` — ``p_best`` in bins against how often the candidate was
-  in fact the best (a calibrated ``p_best`` lies on the diagonal).
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.calibration``.
 """
 
 from __future__ import annotations

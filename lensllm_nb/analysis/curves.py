@@ -7,10 +7,7 @@ observation with the columns in :data:`REQUIRED_COLUMNS`, plus optional columns
 layout of the benchmark of Lin et al. (2024), where column ``0`` is the zero-shot
 loss.
 
-Validation never drops anything silently: a bad row raises :class:`CurveDataError`
-naming the file, the row and the column, unless ``drop_invalid=True`` is passed, in
-which case the dropped rows are reported through a warning and stored in
-``table.attrs["dropped"]``.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.curves``.
 """
 
 from __future__ import annotations
@@ -224,7 +221,7 @@ def validate_curves(table, *, source="<table>", drop_invalid=False) -> pd.DataFr
     df["model"] = df["model"].astype(str)
     df["dataset"] = df["dataset"].astype(str)
     _check_duplicates(df, source)
-    df, short = _check_sizes(df, source, drop_invalid)
+    df, short = _check_curve_lengths(df, source, drop_invalid)
     dropped += short
     if df.empty:
         raise CurveDataError(f"{source}: no valid rows are left after dropping invalid ones: {dropped[:3]}.")
@@ -288,7 +285,7 @@ def _check_duplicates(df: pd.DataFrame, source: str) -> None:
             )
 
 
-def _check_sizes(df: pd.DataFrame, source: str, drop_invalid: bool):
+def _check_curve_lengths(df: pd.DataFrame, source: str, drop_invalid: bool):
     """Drop exact duplicates and check every curve has enough positive sizes."""
     df = df.drop_duplicates(["model", "dataset", "n_train", "seed"])
     counts = df[df["n_train"] > 0].groupby(["model", "dataset"])["n_train"].nunique()

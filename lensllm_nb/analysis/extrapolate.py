@@ -1,37 +1,10 @@
 """Extrapolators of visible curves: Accept-then-Stop windows, robust lines, pooled curvature.
 
-The ``robust_curvature`` method (the project's own extrapolator, formerly misnamed
-``lensllm``) and the phase-transition rule of Accept-then-Stop live here, below the
-selector registry, so that selectors import extrapolators and never the reverse.
+The ``robust_curvature`` method (the project's own extrapolator) and the
+phase-transition rule of Accept-then-Stop live here, below the selector registry,
+so that selectors import extrapolators and never the reverse.
 
-Why this and not a free law fit per curve: with a handful of visible sizes the four
-parameters of the rectified / LensLLM law are not identified, and free fits
-extrapolate worse than a straight log-log line (measured in docs/BENCHMARKS.md). The
-method keeps the two pieces of the law that *are* identified and pools the one that
-is not:
-
-1. **Power-phase window.** The pre-power points are cut off with Accept-then-Stop
-   (Lin et al. 2024, k = 3, δ = 5, the published settings).
-2. **Robust line.** In that window the log-log line is fitted with the Theil–Sen
-   estimator (median of pairwise slopes), so one noisy subset run cannot tilt
-   a line that is extrapolated by up to nine doublings.
-3. **Pooled curvature.** The LensLLM / rectified law ``L = B / (F + D**β)`` (E ≈ 0
-   over the window) written around the last visible size x_J has a log-log slope
-   whose magnitude grows at rate r = β − |slope| per unit log D: the pre-learned
-   term F fades and the curve steepens. One curve cannot tell r from noise, but
-   candidates fine-tuned on the same task share it, so r is estimated once from
-   all candidates' visible points (least squares over a grid, the slope and
-   intercept of each curve profiled out). Its standard error comes from a
-   jackknife over candidates.
-4. **Gate and average.** When r is significant at the conventional 5% level
-   (|t| > 1.96, and at least 4 visible sizes), the prediction is the equal-weight
-   average, in log space, of the straight line and the curved extrapolation
-   ``y = a − S·(exp(r·u) − 1)/r`` (slope growing at rate r) fitted with the same
-   Theil–Sen estimator; otherwise the straight line alone.
-
-Nothing here was tuned on the benchmark sets: k and δ are the published AtS values,
-1.96 is the textbook 5% level, the weights are equal, Theil–Sen has no setting, and
-the r grid only spans physically possible rates (0 … 0.6 per unit log D).
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.extrapolate``.
 """
 
 from __future__ import annotations

@@ -9,20 +9,7 @@ rectified law, and D_l = F(Θ, t) bounded or fixed by NTK features for the LensL
 Fits are done in log-loss space, where the published fit errors are measured and
 where a relative error means the same for a loss of 4 and of 1.5.
 
-The engine fits many curves at once (the interactive widget refits 30 curves on every
-slider move), in two stages:
-
-1. *Grid with variable projection.* For fixed (beta, D_l) the law is linear in
-   (B, E), so a grid over beta and the transition size D* = D_l**(1/beta) is scanned
-   with (B, E) solved in closed form (weighted least squares, B > 0, 0 ≤ E < min L).
-   This finds the basin of the global optimum without random restarts.
-2. *Levenberg–Marquardt polish* of (log B, beta, log D_l, log E) from the best few
-   grid cells (multi-start), with bounds enforced by projection and a Huber loss
-   through iteratively reweighted least squares, all curves and starts batched
-   through one ``numpy.linalg.solve`` per iteration.
-
-Nothing here loops in Python over curves, and nothing is random, so a fit is
-reproducible bit for bit.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.fitting``.
 """
 
 from __future__ import annotations

@@ -1,20 +1,6 @@
 """Fine-tuning scaling laws as estimators.
 
-Three laws of the test loss L as a function of the number of training examples D:
-
-* :class:`PowerLaw` — the vanilla law ``L = B * D**-beta + E``;
-* :class:`RectifiedLaw` — Lin et al. (2024), ``L = B / (D_l + D**beta) + E``, where
-  the pre-learned data size D_l makes the curve flat at small D (pre-power phase)
-  before it turns into a straight line in log-log (power phase);
-* :class:`LensLLMLaw` — Zeng et al. (2025), ``L = B / (F(Θ, t) + D**beta) + E``, where
-  the pre-learned term is F(Θ, t) = ‖exp(−ηΘt)(f0 − y)‖² computed from the model's
-  empirical NTK Θ (see :mod:`lensllm_nb.collection.ntk`) with t fitted or fixed; without NTK
-  features F is a fitted non-negative term.
-
-Each law is an estimator: settings are keyword arguments stored unchanged,
-``fit(D, L)`` does the work, results are attributes with a trailing underscore.
-Derived quantities: the phase-transition size ``d_star_`` (where D**beta equals the
-pre-learned term), the asymptote ``E_`` and the phase of any size (:meth:`phase`).
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.laws``.
 """
 
 from __future__ import annotations

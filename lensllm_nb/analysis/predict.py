@@ -8,27 +8,7 @@ expected loss gap to the best if this candidate is chosen). The selectors, the
 progressive loop, the CLI, the notebooks and the widget all read their predictions
 from here.
 
-The predictive distribution of a candidate's log loss at the target is a Student-t,
-centred on the method's prediction, whose scale comes only from the visible points
-of the curves at hand (never from target losses):
-
-* **extrapolator disagreement** — the root-mean-square gap between the method's
-  prediction and those of the three extrapolators of :data:`REFERENCE_METHODS`
-  (Accept-then-Stop's straight line, ``robust_curvature`` and ``slope_drift``):
-  where credible extrapolations of the same points disagree about the far end,
-  the target is uncertain;
-That scale is multiplied by :data:`SCALE`, the one calibration constant. Its
-degrees of freedom are :data:`DOF` = 2: three extrapolators give a scale estimate
-with two degrees of freedom, and a t with few degrees of freedom has the heavy
-tails that extrapolation errors have. SCALE is the smallest multiplier whose 90%
-interval covers 90% of the FLAN targets over the 7 budgets × 30 models of the
-benchmark protocol, shown to hold on Gigaword; the constant chosen the other way
-round is shown on FLAN (``docs/BENCHMARKS.md``, ``benchmarks/bench_predict.py``).
-
-Candidates are treated as independent given the visible points. ``p_best`` and the
-expected loss of the best candidate are computed by deterministic quadrature over
-each candidate's quantiles; the central 99.9% of each distribution is used, so that
-expected losses exist despite the heavy tails.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.predict``.
 """
 
 from __future__ import annotations

@@ -6,13 +6,7 @@ unlikely to be best, and buy the next size for the survivors until the FLOPs bud
 is spent. On a benchmark table a "fine-tune" is a lookup of the measured loss; with a
 live collector the same loop decides which runs to buy.
 
-The drop rule uses ``p_best``, the engine's probability that a candidate has the
-lowest loss at the target: each round, the candidates with the smallest ``p_best``
-are dropped as long as their summed ``p_best`` stays ≤ ``risk``. Under the engine's
-distribution the chance that a round drops the best candidate is then at most
-``risk``; with the default 0.01 and the ten-odd doublings between the smallest
-subsets and a full data set, the chance of ever dropping it stays near 10%, the
-miss rate the 90% intervals accept.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.progressive``.
 """
 
 from __future__ import annotations

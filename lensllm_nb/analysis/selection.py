@@ -5,22 +5,7 @@ target=)`` reads the visible part of each candidate's curve (positive sizes ≤
 ``max_train`` plus the zero-shot loss and parameter count when the table has them)
 and sets
 
-* ``predictions_`` — pandas Series, model -> predicted loss at ``target``
-  (``modelsize``: log parameter count, where higher is better, as published);
-* ``ranking_`` — models, best first; ``chosen_`` — the first of them;
-* ``cost_fraction_`` — training FLOPs spent, relative to fine-tuning every
-  candidate on the full target set;
-* ``failed_`` — models whose fit failed and which fell back to their last visible
-  loss (never a silent NaN).
-
-Methods: ``zeroshot``, ``subtuning``, ``modelsize`` (baselines of Lin et al. 2024),
-``vanilla`` and ``rectified`` (law fits), ``ats`` (Accept-then-Stop, Lin et al.
-2024), ``lensllm`` (the LensLLM law of Zeng et al. 2025 fitted per candidate) and
-``robust_curvature`` (the project's own extrapolator: AtS window, Theil–Sen line,
-curvature pooled over candidates), ``slope_drift`` (a state-space local linear trend
-whose slope drifts) and ``curvature_drift`` (the default, :data:`DEFAULT_METHOD`:
-``robust_curvature`` averaged with ``slope_drift`` when the curves share a
-significant steepening).
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.selection``.
 """
 
 from __future__ import annotations

@@ -6,16 +6,7 @@ Each candidate's log loss y over log size x follows a level ℓ and a slope b:
     b_{k+1} = (1 + ρ)^{Δx_k / ln 2} · b_k + ζ_k,   ζ_k ~ N(0, q · σ_i² · Δx_k / ln 2)
     y_k     = ℓ_k + ε_k,                            ε_k ~ N(0, σ_i²)
 
-so ρ is the relative growth of the slope per doubling of the training set (ρ > 0:
-the curve steepens as the pre-learned term fades; ρ < 0: it flattens towards its
-asymptote) and q the slope's random drift relative to the measurement noise. The
-level starts at the first observation, the slope is diffuse. q and ρ are shared by
-the candidates of one task (they are fine-tuned on the same data) and chosen by
-maximum likelihood of the Kalman one-step prediction errors from the third point on,
-over all candidates' visible points at once, with each candidate's noise σ_i
-profiled out. One filter pass runs every candidate and every (q, ρ) of the grid as
-one array; no target value is used. The forecast n doublings ahead is
-``ℓ_J + b_J · ln 2 · Σ_{j<n} (1 + ρ)^j`` with its Kalman variance.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.statespace``.
 """
 
 from __future__ import annotations

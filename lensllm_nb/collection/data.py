@@ -9,19 +9,7 @@ A task is a Hugging Face ``datasets.Dataset`` in one of two formats:
     (the prompt and the padding are masked to ``-100``), either as one causal
     sequence ``input + separator + target`` or with an encoder-decoder model.
 
-:class:`TaskData` splits the source once into a fixed test split (and an optional
-validation split) and a training *pool*. The training subset of size ``n`` for a
-seed is the first ``n`` rows of a seeded permutation of the pool, so for one seed
-the subset of size ``n`` is contained in the subset of size ``2n``: a curve then
-measures more data, not different data.
-
-Load a task from the Hugging Face Hub (:meth:`TaskData.from_hub`), from local
-json/jsonl/csv/parquet files (:meth:`TaskData.from_files`), from memory
-(:meth:`TaskData.from_records`), or from one string with :func:`load_task`
-(:func:`lensllm_nb.collection.resolve.load_task` also knows ``"zoo"``, the offline zoo's task).
-Tokenizing (:func:`tokenize`, :meth:`TaskData.tokenize`) runs
-``datasets.Dataset.map(batched=True)``, so a large dataset is tokenized in
-batches into Arrow and cached, not held as Python lists.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.collection.data``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,6 @@
 """Subset fine-tuning runs: fine-tune one candidate on n examples, measure its test loss.
 
-A fine-tuning curve is the test loss of one pretrained model after fine-tuning on
-nested training subsets of growing size n (n = 0 is the zero-shot loss). This
-module keeps the session of such runs:
-
-* :class:`FineTuner` holds the settings of a run (declared once in
-  :class:`~lensllm_nb.collection.settings.FineTuneSettings`; estimator style: stored
-  unchanged, validated when used), loads the model once, keeps its initial
-  weights in memory and restores them before every run.
-* :meth:`FineTuner.grid` / :func:`run_grid` run sizes × seeds into a
-  :class:`~lensllm_nb.collection.store.ResultsStore`, skipping runs the store already has
-  (a killed grid resumes) and recording failures with their error.
-
-The pieces it composes live along their seams: names become models and tasks in
-:mod:`lensllm_nb.collection.resolve`, device, precision and threads are decided in
-:mod:`lensllm_nb.collection.device`, and the training loop and loss are those of
-:mod:`lensllm_nb.collection.training` (shared with the zoo's pretraining and the NTK probe).
-Optional LoRA (peft), bf16 autocast on GPUs that support it, gradient
-accumulation, epochs or max steps, early stopping on a validation split and
-seeds are supported.
-
-Every run records model, dataset, n_train, seed, test_loss, train_loss, steps,
-tokens seen, a FLOPs estimate (6 × parameters × tokens), the parameter count, wall
-seconds, device, library versions and the hash of every setting that affects the
-result, plus optional NTK features of the pretrained model (``ntk_probe``).
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.collection.finetune``.
 """
 
 from __future__ import annotations

@@ -7,19 +7,7 @@ examples is the Gram matrix
 
     Θ_ij = <∇_θ f(x_i), ∇_θ f(x_j)>,
 
-and under linearised gradient flow the residual after "time" t is
-exp(−ηΘt)(f0 − y), whose squared norm F(Θ, t) enters the law.
-
-Exact gradients have as many entries as the model has parameters, so each one is
-compressed on the fly by a seeded Johnson–Lindenstrauss sketch S (P → k) with
-E[<Sg, Sh>] = <g, h>; only the n × k sketched gradients are kept, so memory is
-O(n·k) whatever the model size. The random sketch is generated chunk by chunk
-from the seed and each parameter's name, and is never stored as a P × k matrix.
-
-Torch is imported inside the functions that need it. :class:`NTKFeatures`, the
-numpy value these functions return (and what the laws and the results store
-read), lives in :mod:`lensllm_nb.analysis.ntk_features`; the per-example loss is the
-training loss of :mod:`lensllm_nb.collection.training`, per example.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.collection.ntk``.
 """
 
 from __future__ import annotations

@@ -9,10 +9,7 @@ transformers learning-rate schedule, gradient clipping and gradient
 accumulation weighted by tokens, so that a step's gradient does not depend on
 how it was split into micro-batches.
 
-The loop is a lean hand-written torch loop rather than ``Trainer``: for the
-small models this toolkit trains on CPU it measured faster (docs/BENCHMARKS.md,
-"Zoo grid"), and it gives exact token-weighted losses. Torch is imported inside
-each function.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.collection.training``.
 """
 
 from __future__ import annotations

@@ -1,30 +1,6 @@
 """An offline model zoo: a task and small pretrained candidates, built on this machine.
 
-Model selection needs candidates that differ in architecture, size and what they
-learned before fine-tuning. Hub models need a network and minutes per fine-tune,
-so the zoo builds its own, from nothing but the Python installation:
-
-* **Text.** The standard library's sources, parsed with :mod:`ast` (never
-  imported: importing ``antigravity`` opens a browser). Each documented function
-  gives its code without the docstring and the docstring's first sentence.
-  Modules are split by a hash of their name: the *task* modules give the
-  code → summary task, the others give the pretraining text, so no candidate saw a
-  task example before fine-tuning.
-* **Tokenizer.** A byte-level BPE trained with ``tokenizers`` on the pretraining
-  text and saved as a ``PreTrainedTokenizerFast``.
-* **Candidates.** :data:`CANDIDATES`: GPT-2, GPT-NeoX, Llama and T5 models of
-  0.1M–2M parameters, each pretrained for a few seconds on a different slice of
-  the text (code only, docstrings only, code → summary pairs, a mix), so they
-  carry different pre-learned knowledge.
-
-Everything is saved with ``save_pretrained`` and loaded with ``from_pretrained``,
-the path hub models take. The build is deterministic and cached in
-``platformdirs.user_cache_dir("lensllm-nb")`` (override with the environment
-variable ``LENSLLM_NB_CACHE``) under a folder named by a hash of the zoo spec and
-the Python version, so a changed spec builds anew and an unchanged one is reused.
-
-``--model zoo/NAME`` and ``--dataset zoo`` on the command line (and the same
-strings in :func:`lensllm_nb.collection.finetune.run_grid`) select a candidate and the task.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.collection.zoo``.
 """
 
 from __future__ import annotations

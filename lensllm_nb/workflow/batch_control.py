@@ -1,17 +1,6 @@
 """Process control of a batch run: stop on a signal, kill job trees, one runner per folder.
 
-A batch run starts one process per notebook (see :mod:`lensllm_nb.workflow.batch`), and
-each starts a Jupyter kernel. This module keeps them from outliving the run:
-
-* every job process runs in its own process group and asks the kernel (Linux
-  ``prctl(PR_SET_PDEATHSIG)``) to send it SIGTERM when its parent dies, so a runner
-  killed with ``kill -9`` takes its jobs along; their kernels then exit through
-  their parent poller (``JPY_PARENT_PID``);
-* `RunControl` turns SIGINT/SIGTERM of the runner into "stop launching, terminate
-  the running job groups", and lets the runner write its record and index with
-  every job's true status;
-* `lock_folder` holds an exclusive ``flock`` on ``out/.lensllm-nb.lock`` so two
-  runners never write one folder (the lock dies with its process, never stale).
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.batch_control``.
 """
 
 from __future__ import annotations

@@ -1,22 +1,6 @@
 """The offline demo behind ``make demo`` / ``lensllm-nb demo``: cheap selection, checked.
 
-It builds the offline model zoo (cached after the first run), then runs the
-notebooks through the batch runner in two stages:
-
-1. ``01_finetune_subsets`` once per zoo candidate: each candidate is fine-tuned on
-   the nested selection subsets ``zoo.SELECTION_SIZES`` (up to S) and once on the
-   full target ``zoo.FULL_SIZE`` (T ≥ 16 S), into one results store. The full runs
-   are ground truth only: no selector and no progressive step sees them;
-2. ``02_fit_phase_law``, ``03_select_models`` (``max_train`` = S, ``target`` = T,
-   progressive selection at 5 % of the FLOPs) and ``04_benchmark`` on that store
-   (and on the FLAN and Gigaword benchmark curves when ``LENSLLM_NB_DATA`` has them).
-
-``{out}/index.html`` opens with the answer (`lensllm_nb.workflow.recommendation`): the recommended
-model, its predicted full-data loss with interval and ``p_best``, the FLOPs spent
-against fine-tuning every candidate on T, and the check against the full runs.
-``{out}/summary.json`` holds the same facts. A second run reuses the zoo and skips
-the notebook-01 job of every candidate whose runs are all in the store (its report
-from the earlier run is kept).
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.demo``.
 """
 
 from __future__ import annotations
@@ -65,7 +49,7 @@ def demo_grid(*, candidates=None, sets=None) -> dict:
     dict
         A grid mapping; the results store is ``{out}/results.db``.
     """
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     missing = [name for name in _NOTEBOOKS if not (root / "notebooks" / f"{name}.ipynb").is_file()]
     if missing:
         raise ConfigError(

@@ -1,17 +1,6 @@
 """The answer of a selection, first: which model to fine-tune, at what cost, and how right.
 
-A report index (``lensllm-nb run``, ``lensllm-nb demo``) opens with the answer of
-its grid: the recommended model, its predicted full-data loss with an interval and
-``p_best`` (from :func:`lensllm_nb.analysis.predict.predict_candidates`), the FLOPs spent
-relative to fine-tuning every candidate on the target, and, when every candidate
-was also fine-tuned on the full target, the check against those runs (true rank of
-the pick, RelAcc, regret), how many full runs fall inside their intervals, and what
-the free baselines (best zero-shot loss, largest model) would have picked. The full
-runs are ground truth only: the prediction is made from the sizes up to the
-selection budget, and they are read afterwards.
-
-:func:`grid_answer` finds the selection job of a batch (notebook
-``03_select_models`` on a results store) and answers from its parameters.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.recommendation``.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """Shareable HTML reports of executed notebooks.
 
-Each executed notebook becomes one self-contained HTML file rendered with the
-``lensllm_report`` nbconvert template (``templates/lensllm_report``, based on
-``lab``): a title block with the run's status and parameters, code input hidden and
-images embedded as ``data:`` URIs. A report opens anywhere: it loads nothing from
-the network (no require.js, MathJax or widget manager from a CDN), and widget
-outputs are replaced by their static text (a progress bar by its final line; the
-notebooks draw the figures and tables of their interactive controls). A batch run
-also gets an ``index.html`` that links every report with its status, led by the
-grid's answer when the grid selects a model (see :mod:`lensllm_nb.workflow.recommendation`).
-
-papermill's ``report_mode`` only sets notebook metadata that nbconvert ignores, so
-the input is hidden here with ``exclude_input`` (and by the template itself).
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.report``.
 """
 
 from __future__ import annotations
@@ -65,7 +54,7 @@ def find_templates(path=None) -> Path:
         When the folder does not contain ``lensllm_report/conf.json``.
     """
     if path is None:
-        path = os.environ.get("LENSLLM_NB_TEMPLATES") or Path(__file__).resolve().parents[1] / "templates"
+        path = os.environ.get("LENSLLM_NB_TEMPLATES") or Path(__file__).resolve().parents[2] / "templates"
     base = Path(path).expanduser().resolve()
     if not (base / TEMPLATE_NAME / "conf.json").is_file():
         raise ConfigError(

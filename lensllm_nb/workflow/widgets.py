@@ -1,24 +1,6 @@
 """The interactive model-comparison cell of notebook 03 (ipywidgets).
 
-`ComparisonWidget` wires a dataset dropdown, a model multi-select, a budget slider
-(the largest visible training size), a target-size dropdown and an optional
-law-fit overlay to the prediction engine
-(:func:`lensllm_nb.analysis.predict.predict_candidates`): every change shows the default
-method's predicted loss at the target with its interval and ``p_best``, the
-ranking table best first and the cost fraction — the same numbers as the
-benchmark table of notebook 03 at the same budget. Per-curve law fits
-(rectified, LensLLM, vanilla) are only drawn on request, as overlays named as
-such; they are not the prediction.
-
-Results are written with ``Output.append_display_data()``, so ``widget.out.outputs``
-holds them even without a kernel or browser (tests set ``.value`` and read it).
-Without a live frontend (papermill, nbconvert, shared reports) Python callbacks
-cannot run, so the ``static`` mode displays the same figure and table as plain
-outputs instead of controls; ``auto`` picks ``static`` when the batch runner set
-``LENSLLM_NB_STATIC=1`` or no IPython kernel is running.
-
-A change redraws on one reused figure with few artists at a low resolution, and
-results are cached per setting, so moving the slider back is instant.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.widgets``.
 """
 
 from __future__ import annotations
