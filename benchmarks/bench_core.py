@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from lensllm_nb.analysis.published_curves import load
 from lensllm_nb.analysis.curve_fits import fit_curves
 from lensllm_nb.analysis.protocol import DEFAULT_METHOD, run_benchmark
+from lensllm_nb.analysis.published_curves import load
 
 
 def _best_of(fn, repeat=5):

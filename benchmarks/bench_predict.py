@@ -21,14 +21,14 @@ import time
 
 import numpy as np
 
-from lensllm_nb.analysis.published_curves import load
 from lensllm_nb.analysis.calibration import interval_score
 from lensllm_nb.analysis.metrics import relacc
+from lensllm_nb.analysis.published_curves import load
 from lensllm_nb.analysis.predict import (DEFAULT_METHOD, SCALE, _t2_ppf, calibrate_scale, log_predictive,
     p_best, predict_candidates)
+from lensllm_nb.analysis.curves import visible_curves
 from lensllm_nb.analysis.progressive import ProgressiveSelector
 from lensllm_nb.analysis.protocol import DEFAULT_RATIOS, run_benchmark
-from lensllm_nb.analysis.curves import visible_curves
 
 SETS = ("flan", "gigaword")
 METHODS = ["ats", "robust_curvature", "slope_drift", DEFAULT_METHOD]

@@ -71,8 +71,8 @@ def _measure(mode, path, tokenizer_dir):
     """One mode in this process: prints a JSON line of seconds and peak memory."""
     from transformers import AutoTokenizer
 
-    from lensllm_nb.collection.tokenizing import TokenizedTask, tokenize
     from lensllm_nb.collection.resolve import load_task
+    from lensllm_nb.collection.tokenizing import TokenizedTask, tokenize
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     options = {"max_input_length": 128, "max_target_length": 32, "separator": "\n"}

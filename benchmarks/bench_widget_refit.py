@@ -33,8 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from lensllm_nb.analysis import published_curves as benchmarks  # noqa: E402
 from lensllm_nb.analysis.curve_fits import fit_curves  # noqa: E402
-from lensllm_nb.workflow.plots import plot_curves  # noqa: E402
 from lensllm_nb.analysis.predict import predict_candidates  # noqa: E402
+from lensllm_nb.workflow.plots import plot_curves  # noqa: E402
 from lensllm_nb.workflow.tables import ranking_table  # noqa: E402
 from lensllm_nb.workflow.widgets import ComparisonWidget  # noqa: E402
 

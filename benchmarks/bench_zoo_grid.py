@@ -107,8 +107,8 @@ def _print_d_star(tables):
     """Print D* of the rectified law fitted on the selection sizes, and how many lie inside them."""
     import pandas as pd
 
-    from lensllm_nb.collection import zoo
     from lensllm_nb.analysis.curve_fits import fit_curves
+    from lensllm_nb.collection import zoo
 
     fit = fit_curves(pd.concat(tables), "rectified", max_train=zoo.SELECTION_MAX_TRAIN)
     smallest = min(n for n in zoo.SELECTION_SIZES if n > 0)

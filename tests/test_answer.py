@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensllm_nb.workflow.recommendation import answer_selection
 from lensllm_nb.workflow.demo import write_summary
+from lensllm_nb.workflow.recommendation import answer_selection
 from lensllm_nb.workflow.report import write_index
 from offline_html import network_loads
 

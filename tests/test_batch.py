@@ -10,10 +10,10 @@ import nbformat
 import pytest
 import yaml
 
-from lensllm_nb.workflow import batch
-from lensllm_nb.workflow.batch import Job, expand_grid, load_grid, run_batch, run_job
 from lensllm_nb.cli import main
 from lensllm_nb.errors import BatchError, ConfigError
+from lensllm_nb.workflow import batch
+from lensllm_nb.workflow.batch import Job, expand_grid, load_grid, run_batch, run_job
 
 # Writes `value * x` into {out}/x<x>.csv; raises when `fail` is set; draws a figure.
 _WRITER = [

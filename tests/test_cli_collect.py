@@ -9,8 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-from lensllm_nb.collection import zoo
 from lensllm_nb.cli import main
+from lensllm_nb.collection import zoo
 from lensllm_nb.collection.store import ResultsStore
 
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lensllm_nb.collection.tokenizing import Collator, tokenize
 from lensllm_nb.collection.data import TaskData
-from lensllm_nb.utils.validation import check_subset_sizes as check_sizes
 from lensllm_nb.collection.resolve import load_task
+from lensllm_nb.collection.tokenizing import Collator, tokenize
 from lensllm_nb.errors import ConfigError
+from lensllm_nb.utils.validation import check_subset_sizes as check_sizes
 
 
 def _pairs(n, prefix="x"):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lensllm_nb.collection import zoo
-from lensllm_nb.workflow.recommendation import SUMMARY_KEYS
 from lensllm_nb.workflow.demo import run_demo
+from lensllm_nb.workflow.recommendation import SUMMARY_KEYS
 from offline_html import network_loads
 
 # The two smallest candidates keep the end-to-end run to a few minutes.

@@ -8,9 +8,9 @@ import pytest
 
 from lensllm_nb.collection import finetune, zoo
 from lensllm_nb.collection.data import TaskData
-from lensllm_nb.errors import ConfigError, FinetuneError
 from lensllm_nb.collection.finetune import FineTuner, resolve_device, run_grid
 from lensllm_nb.collection.store import ResultsStore
+from lensllm_nb.errors import ConfigError, FinetuneError
 
 
 GRID_MODELS = ("zoo/t5-small", "zoo/neox-small")

@@ -284,8 +284,8 @@ def test_hostile_names_never_become_live_script(hostile_curves, tmp_path):
 
 
 def test_run_record_cache_is_bounded(tmp_path, monkeypatch):
-    from lensllm_nb.utils import provenance
     from lensllm_nb.cli import main
+    from lensllm_nb.utils import provenance
 
     monkeypatch.setenv("LENSLLM_NB_CACHE", str(tmp_path))
     monkeypatch.setattr(provenance, "MAX_CACHED_RECORDS", 3)

@@ -4,9 +4,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lensllm_nb.analysis.curve_fits import fit_curves
-from lensllm_nb.errors import ConfigError, FitError, NotFittedError
 from lensllm_nb.analysis.fitting import LawSpec, fit_batch
 from lensllm_nb.analysis.laws import LensLLMLaw, PowerLaw, RectifiedLaw, make_law
+from lensllm_nb.errors import ConfigError, FitError, NotFittedError
 
 SIZES = 200.0 * 2.0 ** np.arange(14)
 

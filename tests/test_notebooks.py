@@ -15,8 +15,8 @@ import nbformat
 import papermill
 import pytest
 
-from lensllm_nb.workflow.batch import run_batch
 from lensllm_nb.collection.store import ResultsStore
+from lensllm_nb.workflow.batch import run_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))

@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from lensllm_nb.errors import ConfigError  # noqa: E402
 from lensllm_nb.collection.ntk import NTKFeatures, compute_ntk, pairwise_ntk, per_example_losses  # noqa: E402
+from lensllm_nb.errors import ConfigError  # noqa: E402
 
 N, LENGTH, VOCAB = 6, 8, 97
 

@@ -19,11 +19,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.collections import PolyCollection, QuadMesh  # noqa: E402
 
-from lensllm_nb.workflow import plots  # noqa: E402
-from lensllm_nb.analysis.curves import read_curves  # noqa: E402
-from lensllm_nb.errors import ConfigError  # noqa: E402
 from lensllm_nb.analysis.curve_fits import fit_curves  # noqa: E402
+from lensllm_nb.analysis.curves import read_curves  # noqa: E402
 from lensllm_nb.analysis.metrics import pearcorr  # noqa: E402
+from lensllm_nb.errors import ConfigError  # noqa: E402
+from lensllm_nb.workflow import plots  # noqa: E402
 
 DATA = Path(os.environ.get("LENSLLM_NB_DATA", Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
 TARGET = 1_638_400

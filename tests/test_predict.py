@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensllm_nb.errors import ConfigError
 from lensllm_nb.analysis.predict import DEFAULT_METHOD, expected_regret, p_best, predict_candidates
+from lensllm_nb.errors import ConfigError
 
 TARGET = 1638400
 

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from lensllm_nb.analysis.published_curves import published
 from lensllm_nb.analysis.protocol import DEFAULT_METHOD, METHODS, run_benchmark
+from lensllm_nb.analysis.published_curves import published
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensllm_nb.errors import ConfigError
 from lensllm_nb.analysis.extrapolate import ats_transition, pooled_curvature, theil_sen
 from lensllm_nb.analysis.metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from lensllm_nb.analysis.progressive import ProgressiveSelector
 from lensllm_nb.analysis.selection import DEFAULT_METHOD, SELECTORS, make_selector
+from lensllm_nb.errors import ConfigError
 
 TARGET = 1638400
 

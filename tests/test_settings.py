@@ -5,9 +5,9 @@ from dataclasses import fields
 import pytest
 
 from lensllm_nb.cli import build_parser
-from lensllm_nb.errors import ConfigError
 from lensllm_nb.collection.finetune import FineTuner
 from lensllm_nb.collection.settings import FineTuneSettings, cli_settings
+from lensllm_nb.errors import ConfigError
 
 SETTINGS = [f.name for f in fields(FineTuneSettings)]
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from lensllm_nb.analysis.selection import SlopeDriftSelector
 from lensllm_nb.analysis.curves import VisibleCurves
+from lensllm_nb.analysis.selection import SlopeDriftSelector
 from lensllm_nb.analysis.statespace import fit_slope_drift
 
 X = np.log(200.0 * 2.0 ** np.arange(9))

@@ -7,8 +7,8 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from lensllm_nb.errors import ConfigError, StoreError
 from lensllm_nb.collection.store import CURVE_COLUMNS, ResultsStore
+from lensllm_nb.errors import ConfigError, StoreError
 
 WRITERS = 4
 WRITES_PER_WRITER = 200

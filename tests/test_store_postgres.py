@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.cli import main
-from lensllm_nb.errors import StoreError
 from lensllm_nb.collection.store import ResultsStore
 from lensllm_nb.collection.store.tempserver import INSTALL_HINT, TemporaryPostgres, postgres_bindir
+from lensllm_nb.errors import StoreError
 
 pytest.importorskip("psycopg")
 sa = pytest.importorskip("sqlalchemy")

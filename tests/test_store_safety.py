@@ -12,11 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from lensllm_nb.cli import main
 from lensllm_nb.analysis.curves import read_curves
+from lensllm_nb.cli import main
+from lensllm_nb.collection.store import ResultsStore, check_dask_store, location, mask_url, mask_urls
 from lensllm_nb.errors import ConfigError, CurveDataError, StoreError
-from lensllm_nb.collection.store import ResultsStore, check_dask_store, mask_url, mask_urls
-from lensllm_nb.collection.store import location
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.analysis.calibration import calibration_predictions, coverage, interval_score, reliability
-from lensllm_nb.errors import ConfigError
 from lensllm_nb.analysis.curve_fits import fit_curves
 from lensllm_nb.analysis.predict import DEFAULT_METHOD, predict_candidates
 from lensllm_nb.analysis.protocol import run_benchmark
+from lensllm_nb.errors import ConfigError
 from lensllm_nb.workflow.notebook_curves import prepare_curves
 from lensllm_nb.workflow.tables import compare_methods, law_fit_table, protocol_ratio, ranking_table
 

@@ -11,8 +11,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lensllm_nb.analysis import published_curves as benchmarks  # noqa: E402
-from lensllm_nb.errors import ConfigError  # noqa: E402
 from lensllm_nb.analysis.predict import DEFAULT_METHOD, predict_candidates  # noqa: E402
+from lensllm_nb.errors import ConfigError  # noqa: E402
 from lensllm_nb.workflow.notebook_curves import prepare_curves  # noqa: E402
 from lensllm_nb.workflow.tables import compare_methods  # noqa: E402
 from lensllm_nb.workflow.widgets import ComparisonWidget, comparison_widget  # noqa: E402

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lensllm_nb.collection import zoo
-from lensllm_nb.workflow.recommendation import answer_selection
 from lensllm_nb.analysis.curve_fits import fit_curves
 from lensllm_nb.analysis.metrics import cost_fraction
+from lensllm_nb.collection import zoo
+from lensllm_nb.workflow.recommendation import answer_selection
 
 CURVES = Path(__file__).parent / "data" / f"zoo_v{zoo.ZOO_VERSION}_curves.csv"
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .curves import MIN_POSITIVE_SIZES, one_dataset, validate_curves
 from ..errors import ConfigError
-from .laws import make_law
 from ..utils.safe_output import plain_value
+from .curves import MIN_POSITIVE_SIZES, one_dataset, validate_curves
+from .laws import make_law
 
 __all__ = ["FitResult", "fit_curves", "CHUNK_SIZE"]
 

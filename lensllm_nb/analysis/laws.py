@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 from scipy import optimize, stats
 
-from .base import BaseEstimator
 from ..errors import ConfigError, FitError
 from ..utils.validation import check_positive_sizes
+from .base import BaseEstimator
 from .fitting import PARAM_BOUNDS, LawSpec, fit_batch, law_jacobian, law_log_predict
 
 __all__ = ["PowerLaw", "RectifiedLaw", "LensLLMLaw", "make_law", "LAWS"]

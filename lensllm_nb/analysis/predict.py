@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .curves import one_dataset, validate_curves
 from ..errors import ConfigError
+from .curves import VisibleCurves, one_dataset, validate_curves, visible_from_valid
 from .metrics import cost_fraction as _cost_fraction
 from .selection import DEFAULT_METHOD, make_selector
-from .curves import VisibleCurves, visible_from_valid
 
 __all__ = [
     "predict_candidates",

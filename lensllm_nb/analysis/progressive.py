@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from .curves import VisibleCurves, visible_curves
 from .metrics import full_data_flops, training_flops
 from .predict import log_predictive, p_best
 from .selection import DEFAULT_METHOD
-from .curves import VisibleCurves, visible_curves
 
 __all__ = ["ProgressiveSelector"]
 

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .curves import one_dataset, validate_curves
 from ..errors import ConfigError
+from .curves import one_dataset, validate_curves, visible_from_valid
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from .predict import PREDICTIVE_METHODS, check_level, predict_visible
 from .progressive import ProgressiveSelector
 from .selection import DEFAULT_METHOD, make_selector
-from .curves import visible_from_valid
 
 __all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .curves import read_wide
 from ..errors import ConfigError, CurveDataError
 from ..utils.provenance import cache_dir
+from .curves import read_wide
 
 __all__ = ["load", "published", "SHA256", "UPSTREAM_URL", "data_path"]
 

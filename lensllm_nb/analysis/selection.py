@@ -15,9 +15,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from .base import BaseEstimator
 from .curves import visible_curves
-from ..errors import ConfigError
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
 from .metrics import cost_fraction

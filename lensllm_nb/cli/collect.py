@@ -14,11 +14,11 @@ from __future__ import annotations
 import sys
 
 from ..collection import zoo
-from ..errors import ConfigError
 from ..collection.finetune import FineTuner
-from ..collection.settings import PRECISIONS, SCHEDULERS, cli_settings
 from ..collection.resolve import load_task
+from ..collection.settings import PRECISIONS, SCHEDULERS, cli_settings
 from ..collection.store import mask_url
+from ..errors import ConfigError
 
 __all__ = ["register"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..workflow.notebook_curves import load_curves
+from ..analysis.selection import DEFAULT_METHOD
 from ..errors import ConfigError
 from ..utils.safe_output import strict_json
-from ..analysis.selection import DEFAULT_METHOD
+from ..workflow.notebook_curves import load_curves
 
 __all__ = ["register"]
 
@@ -161,9 +161,9 @@ def _print_benchmark(result) -> None:
 
 
 def _write_benchmark(result, out: Path) -> None:
-    from ..workflow import plots
     from ..analysis.published_curves import published
     from ..utils.provenance import run_record
+    from ..workflow import plots
 
     from ..utils.safe_output import path_inside, safe_filename
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import ConfigError
 from ..analysis.predict import DEFAULT_METHOD, PREDICTIVE_METHODS, predict_candidates
+from ..errors import ConfigError
 from ..utils.safe_output import strict_json
 from .core import _one_dataset, _read
 

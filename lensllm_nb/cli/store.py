@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
 from ..collection.store import ResultsStore, is_url, mask_url
+from ..errors import ConfigError
 
 __all__ = ["register"]
 

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .tokenizing import TokenizedTask, _column, _quiet_datasets, tokenize
 from ..utils.validation import check_subset_sizes, first_line
+from .tokenizing import TokenizedTask, _column, _quiet_datasets, tokenize
 
 __all__ = [
     "TaskData",

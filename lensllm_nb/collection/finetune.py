@@ -13,17 +13,17 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError, FinetuneError
+from ..utils.provenance import config_hash, run_record
+from ..utils.validation import first_line
 from . import training
 from .data import TaskData
-from .tokenizing import Collator
 from .device import PRECISIONS, resolve_device, resolve_precision, torch_threads
-from ..errors import ConfigError, FinetuneError
 from .ntk import compute_ntk
-from ..utils.provenance import config_hash, run_record
-from .settings import SCHEDULERS, FineTuneSettings, settings_doc
 from .resolve import load_model, load_task, model_revision, resolve_model
+from .settings import SCHEDULERS, FineTuneSettings, settings_doc
 from .store import ResultsStore
-from ..utils.validation import first_line
+from .tokenizing import Collator
 
 __all__ = [
     "FineTuner", "run_grid", "resolve_device", "resolve_model", "torch_threads",

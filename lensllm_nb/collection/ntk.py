@@ -21,8 +21,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..analysis.ntk_features import SKETCHES, NTKFeatures, _float_array
+from ..errors import ConfigError
 from .training import IGNORE_INDEX, aligned_logits
 
 __all__ = ["NTKFeatures", "SKETCHES", "compute_ntk", "pairwise_ntk", "per_example_losses"]

@@ -14,10 +14,10 @@ import hashlib
 import warnings
 from pathlib import Path
 
-from . import data, zoo
 from ..errors import ConfigError, FinetuneError
 from ..utils.provenance import config_hash
 from ..utils.validation import first_line
+from . import data, zoo
 
 __all__ = ["resolve_model", "load_task", "load_model", "model_revision"]
 

@@ -15,8 +15,8 @@ import numbers
 from dataclasses import KW_ONLY, dataclass, field, fields
 from pathlib import Path
 
-from .device import PRECISIONS
 from ..errors import ConfigError
+from .device import PRECISIONS
 
 __all__ = ["FineTuneSettings", "SCHEDULERS", "PRECISIONS", "cli_settings", "settings_doc"]
 

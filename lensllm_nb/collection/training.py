@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .device import autocast
 from ..errors import FinetuneError
+from .device import autocast
 
 __all__ = [
     "IGNORE_INDEX", "Optimization", "aligned_logits", "loss_sum", "train", "evaluate",

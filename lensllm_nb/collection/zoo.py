@@ -18,12 +18,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import training
-from .data import TaskData
-from .tokenizing import Collator, tokenize
-from .device import torch_threads
 from ..errors import ConfigError
 from ..utils.provenance import cache_dir, config_hash
+from . import training
+from .data import TaskData
+from .device import torch_threads
+from .tokenizing import Collator, tokenize
 
 __all__ = [
     "ZooModel",

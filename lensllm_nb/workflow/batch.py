@@ -32,12 +32,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .batch_control import RunControl, die_with_parent, lock_folder, sleep_unless_stopped, wait_or_kill
+from ..collection.store import check_dask_store, mask_urls
 from ..errors import BatchError, ConfigError
 from ..utils.provenance import config_hash, run_record
-from .report import find_templates, index_answer, render_report, write_index
 from ..utils.safe_output import path_inside, safe_filename, strict_json
-from ..collection.store import check_dask_store, mask_urls
+from .batch_control import RunControl, die_with_parent, lock_folder, sleep_unless_stopped, wait_or_kill
+from .report import find_templates, index_answer, render_report, write_index
 
 __all__ = [
     "DEFAULT_KERNEL",

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 from ..collection import zoo
-from .batch import BatchResult, expand_grid, run_batch
-from ..errors import ConfigError
 from ..collection.finetune import FineTuner
+from ..collection.store import ResultsStore
+from ..errors import ConfigError
+from ..utils.safe_output import strict_json
+from .batch import BatchResult, expand_grid, run_batch
 from .grid_runs import finetune_options, missing_runs
 from .report import index_answer, write_index
-from ..utils.safe_output import strict_json
-from ..collection.store import ResultsStore
 
 __all__ = ["demo_grid", "run_demo", "write_summary", "BENCHMARK_SETS", "PROGRESSIVE_BUDGET"]
 

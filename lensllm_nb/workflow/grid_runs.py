@@ -16,8 +16,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..collection import zoo
-from ..utils.provenance import config_hash
 from ..collection.store import ResultsStore
+from ..utils.provenance import config_hash
 
 __all__ = ["finetune_options", "grid_runs", "missing_runs", "ROLE_SELECTION", "ROLE_TRUTH"]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..analysis.published_curves import load as load_benchmark
 from ..analysis.curves import MIN_POSITIVE_SIZES, aggregate_seeds, read_curves, validate_curves
-from ..errors import ConfigError
+from ..analysis.published_curves import load as load_benchmark
 from ..collection.store import ResultsStore, is_url, mask_url
+from ..errors import ConfigError
 
 __all__ = ["DEFAULT_RATIO", "PreparedCurves", "load_curves", "prepare_curves", "default_budget",
            "choose_dataset", "choose_models", "stored_ntk"]

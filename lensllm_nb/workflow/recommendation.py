@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ConfigError
 from ..analysis.metrics import relacc, top1_regret
 from ..analysis.predict import DEFAULT_METHOD, predict_candidates
 from ..analysis.progressive import ProgressiveSelector
-from ..utils.safe_output import escape_html
 from ..analysis.selection import make_selector
 from ..collection.store import ResultsStore
+from ..errors import ConfigError
+from ..utils.safe_output import escape_html
 
 __all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]
 

@@ -10,8 +10,8 @@ import os
 import re
 from pathlib import Path
 
-from .recommendation import grid_answer
 from ..errors import ConfigError
+from .recommendation import grid_answer
 
 __all__ = [
     "TEMPLATE_NAME",

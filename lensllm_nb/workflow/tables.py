@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
 from ..analysis.protocol import run_benchmark
 from ..analysis.selection import make_selector
+from ..errors import ConfigError
 
 __all__ = ["ranking_table", "law_fit_table", "phase_table", "compare_methods", "protocol_ratio"]
 

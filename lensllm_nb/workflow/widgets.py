@@ -12,11 +12,11 @@ import time
 import pandas as pd
 
 from ..analysis.curve_fits import fit_curves
-from .notebook_curves import PreparedCurves, load_curves, prepare_curves
-from ..errors import ConfigError, LensLLMError
-from .plots import plot_predictions, prediction_figure_axes
 from ..analysis.predict import DEFAULT_METHOD, predict_candidates
+from ..errors import ConfigError, LensLLMError
 from ..utils.safe_output import escape_markdown
+from .notebook_curves import PreparedCurves, load_curves, prepare_curves
+from .plots import plot_predictions, prediction_figure_axes
 from .tables import ranking_table
 
 __all__ = ["ComparisonWidget", "comparison_widget", "OVERLAYS"]
