@@ -1,8 +1,10 @@
 """lensllm-nb: pick the pretrained LLM to fine-tune from small-subset fine-tuning curves.
 
-The package is split into one module per concept (see DEVELOPERS.md); importing it
-loads nothing heavy, so ``import lensllm_nb`` is cheap in a notebook. Import the
-pieces you use, e.g. ``from lensllm_nb.analysis.curve_fits import fit_curves``.
+One subpackage per layer, imports going down only: ``cli`` → ``workflow`` (notebook
+curves, tables, plots, batches, reports) → ``collection`` (fine-tuning runs, the
+zoo, the store) → ``analysis`` (curves, laws, prediction, selection; no torch), with
+``utils`` and ``errors`` below them. Importing the package loads nothing heavy;
+import the pieces you use, e.g. ``from lensllm_nb.analysis.curve_fits import fit_curves``.
 """
 
 from importlib import metadata as _metadata
