@@ -1,5 +1,10 @@
 """Do the engine's intervals and ``p_best`` mean what they say? Coverage, interval score, reliability.
 
+Runs the prediction engine at every budget of the benchmark protocol and keeps, per
+candidate, the interval at several levels, ``p_best`` and the true loss at the target;
+from that tidy frame it reports coverage per level and budget, the interval score and
+the reliability of ``p_best``.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.calibration``.
 """
 

@@ -1,5 +1,11 @@
 """Fine-tuning scaling laws as estimators.
 
+Three laws of the test loss L as a function of the number of training examples D:
+:class:`PowerLaw` (``L = B * D**-beta + E``), :class:`RectifiedLaw` (Lin et al. 2024,
+``L = B / (D_l + D**beta) + E``) and :class:`LensLLMLaw` (Zeng et al. 2025, D_l
+replaced by the NTK-based term F(Θ, t)). Estimators: settings in ``__init__``, work
+in ``fit(D, L)``, results in attributes with a trailing underscore.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.laws``.
 """
 

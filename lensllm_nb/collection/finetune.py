@@ -1,5 +1,10 @@
 """Subset fine-tuning runs: fine-tune one candidate on n examples, measure its test loss.
 
+A fine-tuning curve is the test loss of one pretrained model after fine-tuning on
+nested training subsets of growing size n (n = 0 is the zero-shot loss).
+:class:`FineTuner` holds a run's settings and session and runs a grid of sizes and
+seeds into the results store; :func:`run_grid` is the same for the CLI and batches.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.collection.finetune``.
 """
 

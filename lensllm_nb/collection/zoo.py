@@ -1,5 +1,10 @@
 """An offline model zoo: a task and small pretrained candidates, built on this machine.
 
+Model selection needs candidates that differ in architecture, size and what they
+learned before fine-tuning; Hub models need a network. The zoo builds its own small
+candidates and a code → summary task from the standard library's sources, cached,
+so the demo and the tests run offline.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.collection.zoo``.
 """
 

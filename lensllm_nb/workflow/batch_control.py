@@ -1,5 +1,10 @@
 """Process control of a batch run: stop on a signal, kill job trees, one runner per folder.
 
+A batch run starts one process per notebook, each with a Jupyter kernel; this module
+keeps them from outliving the run: one process group per job with a parent-death
+signal, SIGINT/SIGTERM handling that stops running jobs cleanly, and one runner per
+``--out`` folder.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.batch_control``.
 """
 

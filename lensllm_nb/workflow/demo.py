@@ -1,5 +1,10 @@
 """The offline demo behind ``make demo`` / ``lensllm-nb demo``: cheap selection, checked.
 
+Builds the offline model zoo (cached), fine-tunes every candidate on the nested
+selection subsets and once on the full target through the batch runner, then runs
+notebooks 02–04 on the stored curves and writes the reports, whose index opens with
+the answer checked against the full runs.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.demo``.
 """
 

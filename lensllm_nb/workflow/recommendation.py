@@ -1,5 +1,10 @@
 """The answer of a selection, first: which model to fine-tune, at what cost, and how right.
 
+A report index opens with the answer of its grid: the recommended model, its
+predicted full-data loss with an interval and ``p_best``, the FLOPs spent relative to
+fine-tuning every candidate on the target and, when full runs exist, the check
+against them; the same facts go to ``summary.json``.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.recommendation``.
 """
 

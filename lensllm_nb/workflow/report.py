@@ -1,5 +1,10 @@
 """Shareable HTML reports of executed notebooks.
 
+Each executed notebook becomes one self-contained HTML file rendered with the
+``lensllm_report`` nbconvert template (``templates/lensllm_report``): a title block
+with the run's status and parameters, code hidden, images embedded, nothing loaded
+from the network; ``write_index`` links the reports.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.report``.
 """
 

@@ -1,5 +1,9 @@
 """The interactive model-comparison cell of notebook 03 (ipywidgets).
 
+``ComparisonWidget`` wires a dataset, the models, a budget and a target size to the
+prediction engine: every change shows the default method's predicted loss at the
+target with its interval and ``p_best``, the ranking and the cost fraction.
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.widgets``.
 """
 

@@ -1,5 +1,10 @@
 """Results store: one row per fine-tuning run, safe for concurrent writers.
 
+A grid of runs can take hours, be killed midway and be written by several processes
+at once. :class:`ResultsStore` gives one interface over a SQLite file (one machine)
+and a database URL (PostgreSQL, many machines), with the same schema and the same
+idempotent upsert keyed by (model, dataset, n_train, seed, config_hash).
+
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.collection.store``.
 """
 
