@@ -31,7 +31,7 @@ from .errors import ConfigError
 from .finetune import FineTuner
 from .grid_runs import finetune_options, missing_runs
 from .report import index_answer, write_index
-from .safe_output import strict_json
+from .safe_output import strict_json, write_inside
 from .store import ResultsStore
 
 __all__ = ["demo_grid", "run_demo", "write_summary", "BENCHMARK_SETS", "PROGRESSIVE_BUDGET"]
@@ -151,10 +151,9 @@ def write_summary(answer, path) -> Path:
     -------
     Path
     """
-    path = Path(path)
+    path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(strict_json(answer.summary(), indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_inside(path.parent, path.name, strict_json(answer.summary(), indent=2) + "\n")
 
 
 def _finetune_parameters() -> dict:
