@@ -73,7 +73,8 @@ def read_curves(path, *, dataset=None, drop_invalid=False) -> pd.DataFrame:
     Raises
     ------
     CurveDataError
-        When the file is missing, empty or malformed.
+        When the file is missing, empty or malformed, or names a column twice
+        (pandas would rename the second ``x`` to ``x.1`` and it would be lost).
     """
     path = _as_path(path)
     raw = _read_raw(path)
@@ -127,11 +128,12 @@ def _read_raw(path: Path) -> pd.DataFrame:
         )
     if path.stat().st_size == 0:
         raise CurveDataError(f"{path}: the file is empty; it needs a header row and one row per observation.")
+    parquet = path.suffix.lower() in (".parquet", ".pq")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            raw = pd.read_parquet(path)
-        else:
-            raw = pd.read_csv(path)
+        _refuse_duplicate_names(_header_names(path, parquet), str(path))
+        raw = pd.read_parquet(path) if parquet else pd.read_csv(path)
+    except CurveDataError:
+        raise
     except pd.errors.EmptyDataError:
         raise CurveDataError(f"{path}: the file is empty; it needs a header row and one row per observation.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
@@ -141,6 +143,30 @@ def _read_raw(path: Path) -> pd.DataFrame:
     return raw
 
 
+def _header_names(path: Path, parquet: bool) -> list:
+    """Column names as the file writes them (pandas renames a repeated CSV name ``x`` to ``x.1``)."""
+    if parquet:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    return header.iloc[0].tolist()
+
+
+def _refuse_duplicate_names(names, source: str) -> None:
+    """Raise `CurveDataError` when a column name (after stripping spaces) appears twice."""
+    seen, repeated = set(), []
+    for name in (str(n).strip() for n in names):
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise CurveDataError(
+            f"{source}: column name(s) {repeated} appear more than once in the header; which one holds the "
+            "data is ambiguous, so nothing is read. Rename or remove the repeated column(s)."
+        )
+
+
 def _wide_to_tidy(raw: pd.DataFrame, *, source: str, dataset: str, drop_invalid: bool) -> pd.DataFrame:
     size_columns = [c for c in raw.columns if str(c).strip().lstrip("-").isdigit()]
     if not size_columns:
@@ -148,6 +174,8 @@ def _wide_to_tidy(raw: pd.DataFrame, *, source: str, dataset: str, drop_invalid:
             f"{source}: no subset-size columns found in the wide layout; expected integer "
             f"column names such as 0, 200, 400, got {list(raw.columns)}."
         )
+    # "200" and "0200" are one size: two columns of it would be two readings of one observation.
+    _refuse_duplicate_names([int(str(c).strip()) for c in size_columns], f"{source} (subset-size columns)")
     bad = [c for c in size_columns if int(str(c).strip()) < 0]
     if bad:
         raise CurveDataError(f"{source}: column {bad[0]!r} is a negative subset size; sizes must be ≥ 0.")
@@ -184,12 +212,14 @@ def validate_curves(table, *, source="<table>", drop_invalid=False) -> pd.DataFr
     Raises
     ------
     CurveDataError
-        For missing columns, non-numeric, NaN, infinite or non-positive losses,
-        negative or non-integer sizes, conflicting duplicates, an empty table, or a
+        For missing or repeated columns, non-numeric, NaN, infinite or non-positive
+        losses, negative or non-integer sizes, sizes or seeds beyond the 64-bit integer
+        range, conflicting duplicates, an empty table, or a
         model with fewer than :data:`MIN_POSITIVE_SIZES` positive sizes.
     """
     if not isinstance(table, pd.DataFrame):
         raise CurveDataError(f"{source}: `table` must be a pandas DataFrame, got {type(table).__name__}.")
+    _refuse_duplicate_names(table.columns, source)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise CurveDataError(
@@ -259,14 +289,34 @@ def _row_problems(df: pd.DataFrame) -> list:
         (np.isfinite(size) & (size < 0), size_col, lambda i: f"n_train must be ≥ 0, got {size[i]:g}", None),
         (np.isfinite(size) & (size >= 0) & (size != np.floor(size)), size_col,
          lambda i: f"n_train must be an integer, got {size[i]:g}", None),
+        (_beyond_int64(df["n_train"]), size_col,
+         lambda i: f"n_train is too large ({plain_value(raw_size[i])!r}); it must be below 2**63", None),
         (~np.isfinite(seed) | (seed != np.floor(seed)), None,
          lambda i: f"seed must be an integer, got {plain_value(raw_seed[i])!r}", "seed"),
+        (_beyond_int64(df["seed"]), None,
+         lambda i: f"seed is outside the 64-bit integer range ({plain_value(raw_seed[i])!r})", "seed"),
     ]
     problems = []
     for bad, columns, message, fixed_column in checks:
         for i in np.flatnonzero(bad):
             problems.append((int(rows[i]), str(fixed_column or columns[i]), message(i)))
     return sorted(problems, key=lambda p: p[0])
+
+
+def _beyond_int64(column: pd.Series) -> np.ndarray:
+    """Mask of the integral values of `column` that an int64 cannot hold.
+
+    Checked before the cast: numpy would wrap 2**63 or 1e30 to -2**63 without a word.
+    Unsigned columns are compared exactly; floats (and ints too big for any integer
+    dtype, which pandas reads as floats) against ±2**63.
+    """
+    numeric = pd.to_numeric(column, errors="coerce")
+    if pd.api.types.is_unsigned_integer_dtype(numeric):
+        return numeric.to_numpy() > np.iinfo(np.int64).max
+    if pd.api.types.is_integer_dtype(numeric):
+        return np.zeros(len(numeric), dtype=bool)
+    values = numeric.to_numpy(dtype=float)
+    return np.isfinite(values) & ((values >= 2.0 ** 63) | (values < -(2.0 ** 63)))
 
 
 def _check_duplicates(df: pd.DataFrame, source: str) -> None:

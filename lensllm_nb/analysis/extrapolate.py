@@ -18,6 +18,7 @@ __all__ = ["ats_transition", "line_fit", "robust_curvature_predict", "pooled_cur
 _RATE_GRID = np.linspace(0.0, 0.6, 121)
 _SLOPE_GRID = np.linspace(0.0, 0.6, 121)
 _MIN_POINTS_FOR_CURVATURE = 4
+_CHUNK_CURVES = 64
 
 
 def theil_sen(x, y):
@@ -158,7 +159,10 @@ def pooled_curvature(log_sizes, log_losses):
         groups.setdefault((x - x[-1]).tobytes(), []).append(i)
     for members in groups.values():
         u = log_sizes[members[0]] - log_sizes[members[0]][-1]
-        sse[members] = _profiled_sse(u, np.stack([log_losses[i] for i in members]))
+        # In chunks: the (curves, rates, slopes) products stay ≈ 8 MB at any number of candidates.
+        for start in range(0, len(members), _CHUNK_CURVES):
+            part = members[start:start + _CHUNK_CURVES]
+            sse[part] = _profiled_sse(u, np.stack([log_losses[i] for i in part]))
     total = sse.sum(axis=0)
     rate = float(_RATE_GRID[np.argmin(total)])
     n = sse.shape[0]

@@ -38,6 +38,7 @@ PARAM_BOUNDS = {
 }
 _N_PARAMS = 4
 _E_CEILING = 0.999  # E must stay below the smallest observed loss
+_USUAL_LOG_LOSS = (np.log(1e-3), np.log(1e3))  # the losses PARAM_BOUNDS are set for
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class BatchFit:
         the law interpolates the points).
     sigma : ndarray (n,)
         Residual standard deviation of the log loss, sqrt(SSE / max(dof, 1)).
+    log_scale : ndarray (n,)
+        Log of the factor the curve's losses were divided by during the fit (0
+        for losses within [1e-3, 1e3]); the bounds on log B and log E held
+        relative to it. ``theta`` is in the curve's own units.
     """
 
     theta: np.ndarray
@@ -96,6 +101,7 @@ class BatchFit:
     cov: np.ndarray
     dof: np.ndarray
     sigma: np.ndarray
+    log_scale: np.ndarray
 
 
 def law_log_predict(theta, D):
@@ -296,6 +302,8 @@ def fit_batch(sizes, losses, spec: LawSpec = LawSpec(), *, dl_max=None, dl_fixed
     # Padded cells repeat the first point with zero weight so every value stays finite.
     log_d = np.where(mask > 0, log_d, log_d[:, :1])
     y = np.where(mask > 0, y, y[:, :1])
+    log_scale = _log_scale(y, mask)
+    y = y - log_scale[:, None]
     dl_max = None if dl_max is None else np.asarray(dl_max, dtype=float)
     dl_fixed = None if dl_fixed is None else np.asarray(dl_fixed, dtype=float)
 
@@ -325,5 +333,21 @@ def fit_batch(sizes, losses, spec: LawSpec = LawSpec(), *, dl_max=None, dl_fixed
     cov = np.linalg.pinv(np.einsum("npi,npj->nij", jf, jf)) * sigma2[:, None, None]
     success = np.isfinite(cost.min(axis=1)) & np.all(np.isfinite(theta[:, [0, 1, 3]]), axis=1) & np.isfinite(rmse)
     reason = ["" if s else "no grid cell gave a positive amplitude B; the curve may be rising or flat" for s in success]
+    # B and E scale with the loss: undo the normalisation on their logs.
+    theta[:, [0, 3]] += log_scale[:, None]
     return BatchFit(theta=theta, rmse_log=rmse, success=success, reason=reason, cov=cov, dof=dof,
-                    sigma=np.sqrt(sigma2))
+                    sigma=np.sqrt(sigma2), log_scale=log_scale)
+
+
+def _log_scale(y, mask):
+    """Log of the factor each curve's losses are divided by before fitting.
+
+    :data:`PARAM_BOUNDS` (E ≥ 1e-8, log B ≤ 80) and the grid's linear weights are
+    set for losses of order one; a curve with a loss outside [1e-3, 1e3] (say
+    x1e300, or subnormal) is fitted around its geometric middle instead, which
+    the law allows exactly (B and E scale with the loss). Other curves: 0.
+    """
+    top = np.where(mask > 0, y, -np.inf).max(axis=1)
+    bottom = np.where(mask > 0, y, np.inf).min(axis=1)
+    usual = (bottom >= _USUAL_LOG_LOSS[0]) & (top <= _USUAL_LOG_LOSS[1])
+    return np.where(usual, 0.0, 0.5 * (top + bottom))

@@ -123,11 +123,11 @@ class _Law(BaseEstimator):
         self.model_ = name
         self.D_ = np.asarray(D, dtype=float).copy()
         self.L_ = np.asarray(L, dtype=float).copy()
+        self.log_scale_ = float(batch.log_scale[i])
         log_b, beta, log_dl, log_e = self.theta_
-        self.B_ = float(np.exp(log_b))
+        with np.errstate(over="ignore"):  # B of a loss near 1e308 may not be a float: reported as not finite
+            self.B_, self.D_l_, self.E_ = (float(np.exp(v)) for v in (log_b, log_dl, log_e))
         self.beta_ = float(beta)
-        self.D_l_ = float(np.exp(log_dl))
-        self.E_ = float(np.exp(log_e))
         self.d_star_, self.d_star_reason_ = self._d_star()
         self.params_ = self._named_params()
 
@@ -165,7 +165,7 @@ class _Law(BaseEstimator):
         self._check_fitted()
         params = {k: (float(v) if np.isfinite(v) else None) for k, v in self.params_.items()}
         missing = {k: "not finite" for k, v in params.items() if v is None}
-        if "E" in params and self.theta_[3] <= PARAM_BOUNDS["log_E"][0] + 1e-6:
+        if "E" in params and self.theta_[3] - self.log_scale_ <= PARAM_BOUNDS["log_E"][0] + 1e-6:
             params["E"] = None
             missing["E"] = "the asymptote fell to its lower bound (not identified by the fitted sizes)"
         if self.d_star_ is None:

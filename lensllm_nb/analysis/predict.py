@@ -51,6 +51,10 @@ DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on i
 # Quantile levels of the quadrature: midpoints of 512 bins of the central 99.9%.
 _TAIL = 0.0005
 _LEVELS = _TAIL + (1 - 2 * _TAIL) * (np.arange(512) + 0.5) / 512
+# p_best's shared grid: at most 2^27 grid cells of work (seconds at 10,000
+# candidates); arrays of at most 2^20 cells (8 MB) at a time.
+_GRID_WORK = 2 ** 27
+_CHUNK_CELLS = 2 ** 20
 # Smallest log-scale allowed (0.1% of the loss): extrapolators that agree exactly
 # must not give a zero-width interval.
 _MIN_SCALE = 1e-3
@@ -254,20 +258,69 @@ def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost
                                 log_center=pd.Series(center, index=index), log_scale=pd.Series(scale, index=index))
 
 
-def _quadrature(center, scale):
-    """The others' joint survival at each candidate's quantiles.
+def _others_survival(center, scale):
+    """Mean over each candidate's quantiles of the others' joint survival (the unnormalised ``p_best``).
+
+    ``Π_{j≠i} P(Y_j > y_ik)`` at the quantiles ``y_ik`` of candidate i at the levels
+    of :data:`_LEVELS`, averaged over k. The sum over all candidates of the log
+    survival, ``Λ(y) = Σ_j log P(Y_j > y)``, is shared by every i, and i's own term
+    is taken out exactly. Λ is evaluated at the quantiles themselves when they are
+    fewer than the points of a fine grid (a few dozen candidates), else once on
+    the grid (with its derivative) and read at each ``y_ik`` by cubic Hermite
+    interpolation. Memory is linear in the candidates: everything goes in chunks.
 
     Returns
     -------
-    ndarray (n, K)
-        Π_{j≠i} P(Y_j > y_ik), y_ik the quantile of candidate i at level k of
-        :data:`_LEVELS`: the chance that no other candidate is lower.
+    ndarray (n,)
     """
-    y = center[:, None] + scale[:, None] * _t2_ppf(_LEVELS)[None, :]
-    log_sf = np.log(_t2_sf((y[None, :, :] - center[:, None, None]) / scale[:, None, None]))  # (j, i, K)
-    idx = np.arange(center.size)
-    log_sf[idx, idx, :] = 0.0
-    return np.exp(log_sf.sum(axis=0))
+    levels = _t2_ppf(_LEVELS)
+    low, high = float(np.min(center + scale * levels[0])), float(np.max(center + scale * levels[-1]))
+    size = _grid_size(high - low, float(np.min(scale)), center.size)
+    direct = center.size * levels.size <= size
+    points = (center[:, None] + scale[:, None] * levels).ravel() if direct else np.linspace(low, high, size)
+    value, slope = np.zeros(points.size), np.zeros(points.size)
+    everyone = np.arange(center.size)
+    for rows in _chunks(everyone, points.size):
+        log_sf, d_log_sf = _t2_log_sf_and_slope(points[None, :], center[rows, None], scale[rows, None])
+        value += log_sf.sum(axis=0)
+        slope += d_log_sf.sum(axis=0)
+    mass = np.empty(center.size)
+    for rows in _chunks(everyone, levels.size):
+        y = center[rows, None] + scale[rows, None] * levels
+        own, _ = _t2_log_sf_and_slope(y, center[rows, None], scale[rows, None])
+        total = value.reshape(center.size, levels.size)[rows] if direct else _hermite(points, value, slope, y)
+        mass[rows] = np.exp(total - own).mean(axis=1)
+    return mass
+
+
+def _grid_size(width, smallest_scale, n):
+    """Points of the Λ grid: spacing 1/64 of the smallest scale, within a work budget of 2^27 cells."""
+    wanted = int(np.ceil(width / (smallest_scale / 64))) + 1
+    return int(np.clip(wanted, 4096, max(4096, _GRID_WORK // n)))
+
+
+def _chunks(index, width):
+    """Slices of `index` whose chunk × `width` arrays stay within :data:`_CHUNK_CELLS`."""
+    step = max(1, _CHUNK_CELLS // max(width, 1))
+    return [index[start:start + step] for start in range(0, index.size, step)]
+
+
+def _t2_log_sf_and_slope(y, center, scale):
+    """log P(Y > y) of t2 log losses and its derivative in y."""
+    t = (y - center) / scale
+    sf = _t2_sf(t)
+    density = (2.0 + t * t) ** -1.5
+    return np.log(sf), -density / (sf * scale)
+
+
+def _hermite(x, value, slope, at):
+    """Cubic Hermite interpolation of (value, slope) given on the uniform grid `x`, read at `at`."""
+    h = x[1] - x[0]
+    k = np.clip(((at - x[0]) / h).astype(np.int64), 0, x.size - 2)
+    s = (at - x[k]) / h
+    s2, s3 = s * s, s * s * s
+    return ((2 * s3 - 3 * s2 + 1) * value[k] + (s3 - 2 * s2 + s) * h * slope[k]
+            + (-2 * s3 + 3 * s2) * value[k + 1] + (s3 - s2) * h * slope[k + 1])
 
 
 def p_best(center, scale) -> np.ndarray:
@@ -279,8 +332,7 @@ def p_best(center, scale) -> np.ndarray:
     center, scale = np.asarray(center, float), np.asarray(scale, float)
     if center.size == 1:
         return np.ones(1)
-    others = _quadrature(center, scale)
-    mass = others.mean(axis=1)
+    mass = _others_survival(center, scale)
     return mass / mass.sum()
 
 
@@ -297,10 +349,19 @@ def expected_regret(center, scale) -> np.ndarray:
         return np.zeros(1)
     q = _t2_ppf(1 - _TAIL)
     y = np.linspace(np.min(center - q * scale), np.max(center + q * scale), 4096)
-    sf = _t2_sf((y[None, :] - center[:, None]) / scale[:, None])
-    sf = np.clip((sf - _TAIL) / (1 - 2 * _TAIL), 0.0, 1.0)
-    gap = (sf - np.prod(sf, axis=0)[None, :]) * np.exp(y)[None, :]
-    return np.maximum(np.trapezoid(gap, y, axis=1), 0.0)
+    rows = _chunks(np.arange(center.size), y.size)
+    truncated_sf = lambda r: np.clip((_t2_sf((y[None, :] - center[r, None]) / scale[r, None]) - _TAIL)  # noqa: E731
+                                     / (1 - 2 * _TAIL), 0.0, 1.0)
+    lowest = np.ones(y.size)
+    for r in rows:
+        lowest *= np.prod(truncated_sf(r), axis=0)
+    # e^y relative to the top of the grid, so losses near 1e300 do not overflow
+    # before the integral; a regret beyond the float range is inf, not a warning.
+    top = y[-1]
+    weight = np.exp(y - top)[None, :]
+    regret = np.concatenate([np.trapezoid((truncated_sf(r) - lowest[None, :]) * weight, y, axis=1) for r in rows])
+    with np.errstate(over="ignore"):
+        return np.maximum(regret, 0.0) * np.exp(top)
 
 
 def _t2_sf(t):
@@ -322,7 +383,8 @@ def _t2_ppf(u):
 
 def _bounds(center, scale, level):
     q = _t2_ppf(0.5 + level / 2)
-    return np.exp(center - q * scale), np.exp(center + q * scale)
+    with np.errstate(over="ignore"):  # a bound beyond the float range is inf
+        return np.exp(center - q * scale), np.exp(center + q * scale)
 
 
 def check_level(level):

@@ -25,6 +25,7 @@ Q_GRID = np.logspace(-3, 3, 13)
 _LN2 = np.log(2.0)
 # Diffuse prior of the slope, in units of the noise variance.
 _DIFFUSE = 1e8
+_CHUNK_CANDIDATES = 256
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,19 @@ def fit_slope_drift(log_sizes, log_losses, *, q_grid=Q_GRID, rho_grid=RHO_GRID) 
     x, y, valid = _pad(log_sizes, log_losses)
     q = np.repeat(q_grid, rho_grid.size)[:, None]          # (G, 1)
     rho = np.tile(rho_grid, q_grid.size)[:, None]          # (G, 1)
-    m, P, sse, logdet, count = _filter(x, y, valid, q, rho)
-    sigma2 = np.maximum(sse / np.maximum(count, 1), 1e-12)  # (G, n)
-    loglik = -0.5 * (logdet + count * np.log(sigma2)).sum(axis=1)
+    # The grid is scored in chunks of candidates (memory flat in their number),
+    # then the chosen (q, ρ) alone is filtered again for every candidate's state.
+    loglik = np.zeros(q.shape[0])
+    for start in range(0, x.shape[0], _CHUNK_CANDIDATES):
+        rows = slice(start, start + _CHUNK_CANDIDATES)
+        _, _, sse, logdet, count = _filter(x[rows], y[rows], valid[rows], q, rho)
+        sigma2 = np.maximum(sse / np.maximum(count, 1), 1e-12)  # (G, chunk)
+        loglik += -0.5 * (logdet + count * np.log(sigma2)).sum(axis=1)
     g = int(np.argmax(loglik))
-    return SlopeDriftFit(q=float(q[g, 0]), rho=float(rho[g, 0]), level=m[g, :, 0], slope=m[g, :, 1],
-                         cov=P[g], sigma2=sigma2[g], last_x=np.array([s[-1] for s in log_sizes], dtype=float))
+    m, P, sse, _, count = _filter(x, y, valid, q[g:g + 1], rho[g:g + 1])
+    sigma2 = np.maximum(sse / np.maximum(count, 1), 1e-12)
+    return SlopeDriftFit(q=float(q[g, 0]), rho=float(rho[g, 0]), level=m[0, :, 0], slope=m[0, :, 1],
+                         cov=P[0], sigma2=sigma2[0], last_x=np.array([s[-1] for s in log_sizes], dtype=float))
 
 
 def _pad(log_sizes, log_losses):

@@ -2,7 +2,8 @@
 
 Each command group lives in its own module with a ``register(subparsers)`` function
 that adds its sub-commands and sets ``func`` on them; ``main`` only dispatches and
-turns project errors into one line on stderr.
+turns project errors into one line on stderr. Nothing it prints or records holds a
+secret: every message goes through :func:`lensllm_nb.safe_output.mask_secrets`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ class _OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr, like every other error."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        from ..utils.safe_output import mask_secrets
+
+        self.exit(2, mask_secrets(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the console script; return the process exit code."""
     from ..errors import LensLLMError
+    from ..utils.safe_output import mask_secrets
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -61,18 +65,25 @@ def main(argv=None) -> int:
         status = "ok" if code == 0 else "failed"
         return code
     except (LensLLMError, FileNotFoundError) as exc:
-        error = str(exc)
-        print(f"lensllm-nb {args.command}: error: {exc}", file=sys.stderr)
+        error = mask_secrets(str(exc))
+        print(f"lensllm-nb {args.command}: error: {error}", file=sys.stderr)
         return 2
     except OSError as exc:
         # An unreadable input or unwritable output is the user's to fix: one line.
-        error = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        error = mask_secrets(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
         print(f"lensllm-nb {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         error = "interrupted"
         print(f"lensllm-nb {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A bug's traceback, but masked: a driver's message may quote the store URL.
+        import traceback
+
+        error = mask_secrets(f"{type(exc).__name__}: {exc}")
+        print(mask_secrets("".join(traceback.format_exception(exc))), end="", file=sys.stderr)
+        return 1
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
@@ -84,10 +95,8 @@ def _leave_record(args, status, error) -> None:
     """Every command leaves a run record (config, versions, status), also on failure."""
     from ..utils.provenance import run_record, write_record
 
-    from ..collection.store import mask_urls
-
-    # A database URL's password never reaches a record.
-    config = mask_urls({k: v for k, v in vars(args).items() if k != "func"})
+    # run_record masks every secret (config, argv, error) before it is written.
+    config = {k: v for k, v in vars(args).items() if k != "func"}
     try:
         write_record(run_record(f"cli-{args.command}", config, seed=config.get("seed"), status=status, error=error))
     except OSError as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..analysis.selection import DEFAULT_METHOD
 from ..errors import ConfigError
-from ..utils.safe_output import strict_json
+from ..utils.safe_output import strict_json, write_inside
 from ..workflow.notebook_curves import load_curves
 
 __all__ = ["register"]
@@ -139,8 +139,7 @@ def _prepare_out(out) -> Path:
     out = Path(out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".lensllm-nb-write-test"
-        probe.write_text("")
+        probe = write_inside(out, ".lensllm-nb-write-test", "")  # never truncates a link planted there
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"`--out` {str(out)!r} is not a writable folder ({exc.strerror}); pick another folder.") from None
@@ -165,7 +164,7 @@ def _write_benchmark(result, out: Path) -> None:
     from ..utils.provenance import run_record
     from ..workflow import plots
 
-    from ..utils.safe_output import path_inside, safe_filename
+    from ..utils.safe_output import open_inside, path_inside, safe_filename
 
     # The dataset name comes from the data: it names files only once sanitized.
     stem = safe_filename(result.dataset, fallback="dataset")
@@ -173,16 +172,18 @@ def _write_benchmark(result, out: Path) -> None:
     def inside(suffix):
         return path_inside(out, f"{stem}_{suffix}")
 
-    result.results.to_csv(inside("results.csv"), index=False)
-    result.predictions.to_csv(inside("predictions.csv"), index=False)
-    inside("results.json").write_text(strict_json(result.to_json_dict(), indent=2))
+    # Every file through `open_inside`/`write_inside`: a link planted in --out is refused, not followed.
+    for suffix, table in (("results.csv", result.results), ("predictions.csv", result.predictions)):
+        with open_inside(out, inside(suffix)) as handle:
+            table.to_csv(handle, index=False)
+    write_inside(out, inside("results.json"), strict_json(result.to_json_dict(), indent=2))
     for metric in ("pearson", "relacc"):
         ax = plots.plot_benchmark_heatmap(result.results, metric=metric, published=published(result.dataset))
         plots.save_figure(ax, inside(f"{metric}_heatmap.png"))
     plots.save_figure(plots.plot_pareto(result.results), inside("pareto.png"))
     record = run_record("benchmark", {"dataset": result.dataset, "target": result.target},
                         wall_seconds=result.wall_seconds)
-    inside("record.json").write_text(strict_json(record, indent=2))
+    write_inside(out, inside("record.json"), strict_json(record, indent=2))
     print(f"wrote tables and plots to {out}", file=sys.stderr)
 
 

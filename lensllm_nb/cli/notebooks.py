@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     run.add_argument("--workers", type=int, metavar="N",
                      help="notebooks at a time / LocalCluster workers (default: the grid's `workers`, 2)")
     run.add_argument("--out", metavar="DIR", help="output folder (default: reports/<grid name>)")
+    run.add_argument("--max-jobs", type=int, metavar="N",
+                     help="refuse a grid expanding to more than N jobs (default: the grid's `max_jobs`, 10000)")
     run.set_defaults(func=_run)
 
     report = subparsers.add_parser(
@@ -56,11 +58,24 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     """Execute a grid; exit 1 when any notebook failed."""
     from ..workflow.batch import run_batch
+    from ..workflow.batch_control import StopRun
 
-    result = run_batch(args.grid, out=args.out, executor=args.executor,
-                       workers=args.workers, scheduler=args.scheduler)
+    try:
+        result = run_batch(args.grid, out=args.out, executor=args.executor,
+                           workers=args.workers, scheduler=args.scheduler, max_jobs=args.max_jobs)
+    except StopRun as stop:
+        return _stopped_before_jobs(stop, "run")
     _print_result(result)
     return _exit_code(result, "run")
+
+
+def _stopped_before_jobs(stop, command) -> int:
+    """128 + signal number for a run stopped while its grid was read (before `out` was known).
+
+    The command's own run record (in the cache) records it; no job ran.
+    """
+    print(f"lensllm-nb {command}: interrupted by {stop.signal} while reading the grid; no job ran", file=sys.stderr)
+    return 128 + getattr(signal, stop.signal, signal.SIGINT)
 
 
 def _exit_code(result, command) -> int:
@@ -85,9 +100,13 @@ def _report(args) -> int:
 
 def _demo(args) -> int:
     """Run the offline demo; exit 1 when any of its notebooks failed."""
+    from ..workflow.batch_control import StopRun
     from ..workflow.demo import run_demo
 
-    result = run_demo(out=args.out, workers=args.workers, executor=args.executor)
+    try:
+        result = run_demo(out=args.out, workers=args.workers, executor=args.executor)
+    except StopRun as stop:
+        return _stopped_before_jobs(stop, "demo")
     _print_result(result)
     return _exit_code(result, "demo")
 

@@ -206,7 +206,8 @@ class TaskData:
         import datasets
 
         try:
-            loaded = datasets.load_dataset(path, config, revision=revision)
+            # A hub dataset's loading script never runs (newer datasets run none at all).
+            loaded = datasets.load_dataset(path, config, revision=revision, trust_remote_code=False)
         except Exception as exc:  # the hub raises many types; one line for users
             raise ConfigError(
                 f"`dataset` {path!r} could not be loaded from the Hugging Face Hub "
@@ -495,7 +496,7 @@ def _load_file(path, split):
         raise ConfigError(f"`{split}` file {str(path)!r} does not exist.")
     try:
         with _quiet_datasets():
-            return datasets.load_dataset(builder, data_files=str(path), split="train")
+            return datasets.load_dataset(builder, data_files=str(path), split="train", trust_remote_code=False)
     except Exception as exc:  # parse errors come from pyarrow/json/csv alike
         raise ConfigError(
             f"`{split}` file {str(path)!r} could not be read as {builder} "

@@ -5,12 +5,14 @@ A user names a model as ``"zoo/NAME"`` (a candidate of the offline zoo), a local
 (the zoo's task), a data file or folder, or a hub dataset id. This module is
 the only place that knows those names: :mod:`lensllm_nb.collection.data` reads files and
 the hub, :mod:`lensllm_nb.collection.zoo` builds the zoo, and neither calls the other by
-name. Transformers and peft are imported where used.
+name. No code from a model folder or the hub ever runs: every load passes
+``trust_remote_code=False``, and a folder that needs its own code is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from pathlib import Path
 
@@ -45,12 +47,12 @@ def resolve_model(model, *, revision=None):
     text = str(model)
     if zoo.is_zoo_name(text):
         path = zoo.resolve(text)
-        return path, AutoConfig.from_pretrained(path)
+        return path, AutoConfig.from_pretrained(path, trust_remote_code=False)
     path = Path(text).expanduser()
     if text.startswith((".", "/", "~")) or path.exists():
         return path, _local_config(text, path)
     try:
-        return text, AutoConfig.from_pretrained(text, revision=revision)
+        return text, AutoConfig.from_pretrained(text, revision=revision, trust_remote_code=False)
     except Exception as exc:  # hub errors come as OSError, ValueError, HTTP errors
         raise ConfigError(
             f"`model` {text!r} is neither a zoo name, a local folder nor a Hugging Face Hub "
@@ -109,9 +111,9 @@ def load_model(path, *, name, revision=None, encoder_decoder=False, device=None,
 
     auto = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=False)
         # fp32 master weights; bf16 comes from autocast, which keeps AdamW exact.
-        model = auto.from_pretrained(path, revision=revision, dtype=torch.float32)
+        model = auto.from_pretrained(path, revision=revision, dtype=torch.float32, trust_remote_code=False)
     except Exception as exc:  # a corrupt or incompatible checkpoint
         raise FinetuneError(
             f"`model` {name!r} could not be loaded ({type(exc).__name__}: "
@@ -168,13 +170,34 @@ def _local_config(text, path):
             f"`model` folder {text!r} has no config.json, so it is not a transformers "
             "model; pass the folder written by save_pretrained."
         )
+    _refuse_remote_code(text, path / "config.json")
     try:
-        return AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(path, trust_remote_code=False)
     except Exception as exc:
         raise ConfigError(
             f"`model` folder {text!r} has an unreadable config.json ({type(exc).__name__}: "
             f"{first_line(exc)})."
         ) from None
+
+
+def _refuse_remote_code(text, config_file):
+    """Raise `ConfigError` when the folder's model type exists only as code inside it (``auto_map``)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # unreadable: AutoConfig says why
+    if not isinstance(config, dict) or not config.get("auto_map"):
+        return
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise ConfigError(
+            f"`model` folder {text!r} needs its own Python code to load (config.json has an `auto_map` "
+            f"and model_type {model_type!r}, which transformers does not ship); lensllm-nb never runs "
+            "code from a model folder. Use a model of an architecture transformers ships, or save it "
+            "again as one with save_pretrained."
+        )
 
 
 def _with_lora(model, name, lora, encoder_decoder):

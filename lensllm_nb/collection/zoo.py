@@ -406,7 +406,7 @@ def _train_tokenizer(corpus):
 def _load_tokenizer(path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
 # ------------------------------------------------------------------ candidates
@@ -448,7 +448,7 @@ def _pretrain(name, corpus, root, out):
     config = _model_config(name, tokenizer)
     torch.manual_seed(spec["seed"])
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = auto.from_config(config)
+    model = auto.from_config(config, trust_remote_code=False)
 
     if config.is_encoder_decoder:
         # An encoder-decoder learns code -> summary pairs of the pretraining modules.

@@ -1,7 +1,9 @@
 """Run records: configuration hash, seed and library versions.
 
 Every run (a fine-tune, a fit, a benchmark, a notebook batch) leaves a record so a
-result can be traced back to what produced it, also when the run failed.
+result can be traced back to what produced it, also when the run failed. A record
+holds no secret: config, argv, error and extras are masked, and the hash is of
+the masked config; cached records are readable by their owner only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .safe_output import safe_filename, strict_json
+from .safe_output import mask_secrets, safe_filename, strict_json
 
 __all__ = ["cache_dir", "config_hash", "library_versions", "run_record", "write_record", "MAX_CACHED_RECORDS"]
 
@@ -37,9 +39,11 @@ def config_hash(config: dict) -> str:
     Returns
     -------
     str
-        The first 16 hex digits of the SHA-256 of the canonical JSON.
+        The first 16 hex digits of the SHA-256 of the canonical JSON, secrets
+        masked (a password is no setting of a run).
     """
-    canonical = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    # Of the masked config: a short hash of a password is a cheap offline guess test.
+    canonical = json.dumps(mask_secrets(config), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -66,7 +70,7 @@ def run_record(kind: str, config: dict, *, seed=None, status="ok", error=None, *
     kind : str
         What ran (``"finetune"``, ``"benchmark"``, ``"batch"``, ...).
     config : dict
-        The settings of the run, stored unchanged.
+        The settings of the run, stored unchanged but for masked secrets.
     seed : int, optional
         The random seed, when the run has one.
     status : {"ok", "failed"}
@@ -75,8 +79,10 @@ def run_record(kind: str, config: dict, *, seed=None, status="ok", error=None, *
         The error message of a failed run.
     **extra
         Anything else worth keeping (wall seconds, device, ...).
+
+    Every secret (URL passwords, ``password=`` values...) is masked, argv included.
     """
-    return {
+    return mask_secrets({
         "kind": kind,
         "config": config,
         "config_hash": config_hash(config),
@@ -88,7 +94,7 @@ def run_record(kind: str, config: dict, *, seed=None, status="ok", error=None, *
         "argv": list(sys.argv),
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **extra,
-    }
+    })
 
 
 def cache_dir() -> Path:
@@ -117,13 +123,19 @@ def write_record(record: dict, folder=None) -> Path:
         Where to write; default ``cache_dir() / "runs"``. The file name holds the
         time, the kind of run and the config hash, so records never overwrite each
         other. In the default folder only the newest `MAX_CACHED_RECORDS` are kept.
+        The file is readable by its owner only (mode 0600) and its secrets masked.
     """
     bounded = folder is None
     folder = Path(folder) if folder is not None else cache_dir() / "runs"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"{stamp}-{safe_filename(record['kind'])}-{record['config_hash']}.json"
-    path.write_text(strict_json(record, indent=2))
+    # Owner-only (0600), never through a planted symbolic link; masked again in
+    # case the record was not built by run_record.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(strict_json(mask_secrets(record), indent=2))
     if bounded:
         _prune(folder, MAX_CACHED_RECORDS)
     return path

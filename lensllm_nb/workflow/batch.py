@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -35,12 +36,13 @@ from pathlib import Path
 from ..collection.store import check_dask_store, mask_urls
 from ..errors import BatchError, ConfigError
 from ..utils.provenance import config_hash, run_record
-from ..utils.safe_output import path_inside, safe_filename, strict_json
-from .batch_control import RunControl, die_with_parent, lock_folder, sleep_unless_stopped, wait_or_kill
+from ..utils.safe_output import mask_secrets, open_inside, path_inside, safe_filename, strict_json, write_inside
+from .batch_control import RunControl, StopRun, die_with_parent, lock_folder, sleep_unless_stopped, wait_or_kill
 from .report import find_templates, index_answer, render_report, write_index
 
 __all__ = [
     "DEFAULT_KERNEL",
+    "DEFAULT_MAX_JOBS",
     "Job",
     "BatchResult",
     "load_grid",
@@ -51,12 +53,17 @@ __all__ = [
 ]
 
 DEFAULT_KERNEL = "lensllm-nb"
+# Jobs a grid may expand to unless its `max_jobs` (or --max-jobs) says more: counted before expanding.
+DEFAULT_MAX_JOBS = 10_000
+# Values (scalars, lists, mappings, aliases counted as often as they are used) a grid may hold:
+# a YAML alias bomb ("billion laughs") is refused before it is expanded.
+_MAX_GRID_VALUES = 1_000_000
 
 _TOP_KEYS = {"name", "root", "kernel", "workers", "timeout", "start_timeout", "retries",
-             "stagger", "gpu", "env", "parameters", "jobs"}
+             "stagger", "gpu", "env", "parameters", "jobs", "max_jobs"}
 _JOB_KEYS = {"notebook", "name", "stage", "grid", "parameters", "timeout", "gpu", "env"}
 _DEFAULTS = {"kernel": DEFAULT_KERNEL, "workers": 2, "timeout": 3600, "start_timeout": 120,
-             "retries": 3, "stagger": 1.0, "gpu": False}
+             "retries": 3, "stagger": 1.0, "gpu": False, "max_jobs": DEFAULT_MAX_JOBS}
 # Seconds a job's process gets, beyond its kernel's start and run, to render the report.
 _RENDER_GRACE_S = 60
 # Kernel-start failures worth a retry: two kernels racing for the same ports.
@@ -100,6 +107,9 @@ class Job:
         The report template folder.
     start_delay : float
         Seconds to wait before starting, so that kernels do not all start at once.
+    out : str
+        The output folder: every file of the job is written inside it, through no
+        link (see `lensllm_nb.safe_output.open_inside`). Default: the folder of `output`.
     """
 
     name: str
@@ -120,6 +130,12 @@ class Job:
     env: dict = field(default_factory=dict)
     templates: str = ""
     start_delay: float = 0.0
+    out: str = ""
+
+    @property
+    def folder(self) -> str:
+        """The folder every file of the job stays inside: `out`, else the folder of `output`."""
+        return self.out or str(Path(self.output).parent)
 
 
 @dataclass
@@ -189,7 +205,9 @@ def load_grid(path) -> dict:
     Raises
     ------
     ConfigError
-        When the file is missing, is not YAML, or has unknown or ill-typed keys.
+        When the file is missing, is not YAML, repeats a key, holds a value that is
+        not plain JSON (a date, ``!!binary``), expands past ``_MAX_GRID_VALUES``
+        values through aliases, or has unknown or ill-typed keys.
     """
     import yaml
 
@@ -197,12 +215,14 @@ def load_grid(path) -> dict:
     if not path.is_file():
         raise ConfigError(f"`grid` = {str(path)!r} does not exist; pass a grid YAML such as templates/grid.yaml")
     try:
-        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+        grid = _parse_yaml(path.read_text(encoding="utf-8"), path)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"`grid` = {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         raise ConfigError(f"`grid` = {str(path)!r} is not valid YAML ({detail}); fix the file") from exc
+    except RecursionError:
+        raise ConfigError(f"`grid` = {str(path)!r} nests lists or mappings too deeply; flatten the file") from None
     if not isinstance(grid, dict):
         raise ConfigError(f"`grid` = {str(path)!r} holds {type(grid).__name__}; it must be a mapping with a `jobs` list")
     grid = dict(grid)
@@ -211,7 +231,7 @@ def load_grid(path) -> dict:
     return _validate_grid(grid)
 
 
-def expand_grid(grid, *, out) -> list[Job]:
+def expand_grid(grid, *, out, max_jobs=None) -> list[Job]:
     """Expand a grid into jobs: every notebook × every combination of its sweeps.
 
     Parameters
@@ -221,11 +241,21 @@ def expand_grid(grid, *, out) -> list[Job]:
     out : str or Path
         The output folder; the placeholder ``{out}`` in string parameters becomes
         its absolute path, ``{root}`` the grid's root.
+    max_jobs : int, optional
+        The most jobs the grid may expand to. Default: the grid's ``max_jobs``
+        (`DEFAULT_MAX_JOBS`). Counted from the sweep lengths before expanding.
 
     Returns
     -------
     list of Job
         In stage order, then file order; names are unique and deterministic.
+
+    Raises
+    ------
+    ConfigError
+        When the grid would expand past `max_jobs`, a notebook lies outside
+        ``root``, or a parameter name is not declared in its notebook's
+        ``parameters`` cell (names are written into the notebook as code).
     """
     from itertools import product
 
@@ -233,26 +263,23 @@ def expand_grid(grid, *, out) -> list[Job]:
     root = Path(grid["root"])
     if not root.is_dir():
         raise ConfigError(f"grid `root` = {str(root)!r} is not a folder; fix `root` (relative to the grid file)")
+    _check_job_count(grid, grid["max_jobs"] if max_jobs is None else max_jobs)
     out = Path(out).expanduser().resolve()
     templates = str(find_templates())
     places = {"{out}": str(out), "{root}": str(root)}
     drafts = []
     for spec in grid["jobs"]:
-        notebook = (root / spec["notebook"]).resolve()
-        if not notebook.is_file():
-            raise ConfigError(
-                f"`notebook` = {spec['notebook']!r} does not exist under root {str(root)!r}; "
-                "fix the path in the grid (paths are relative to `root`)"
-            )
+        notebook = _notebook_path(root, spec)
         sweeps = spec.get("grid") or {}
-        _check_parameter_names(notebook, spec)
+        _check_parameter_names(notebook, spec, grid.get("parameters"))
         for values in product(*sweeps.values()):
             grid_values = dict(zip(sweeps, values))
             parameters = {**grid.get("parameters", {}), **spec.get("parameters", {}), **grid_values}
             # A `name:` from the grid names files: sanitized, so '../x' cannot climb out of `out`.
             prefix = safe_filename(spec.get("name") or notebook.stem, fallback="job")
             drafts.append({
-                "base": "__".join([prefix, *(_slug(value) for value in values)]),
+                # Secrets masked before naming: no password in a job, file or page name.
+                "base": "__".join([prefix, *(_slug(value) for value in mask_secrets(grid_values).values())]),
                 "stage": int(spec.get("stage", 1)),
                 "notebook": str(notebook),
                 "parameters": _substitute(parameters, places),
@@ -267,11 +294,10 @@ def expand_grid(grid, *, out) -> list[Job]:
         jobs.append(Job(
             name=name, stage=draft["stage"], notebook=draft["notebook"],
             parameters=draft["parameters"], grid_values=draft["grid_values"], cwd=str(root),
-            output=str(path_inside(out, f"notebooks/{name}.ipynb")), report=str(path_inside(out, f"reports/{name}.html")),
-            log=str(path_inside(out, f"logs/{name}.log")), result=str(path_inside(out, f"logs/{name}.result.json")),
+            **_job_paths(out, name),
             kernel=grid["kernel"], timeout=draft["timeout"], start_timeout=float(grid["start_timeout"]),
             retries=int(grid["retries"]), gpu=draft["gpu"],
-            env={str(k): str(v) for k, v in draft["env"].items()}, templates=templates,
+            env={str(k): str(v) for k, v in draft["env"].items()}, templates=templates, out=str(out),
         ))
     return sorted(jobs, key=lambda job: job.stage)
 
@@ -298,12 +324,13 @@ def run_job(job: Job, control=None) -> dict:
     control = control or RunControl()
     sleep_unless_stopped(control, job.start_delay)
     log = Path(job.log)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    Path(job.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(job.result).unlink(missing_ok=True)
+    # Every file under `out` through `open_inside`: a link planted there is refused, never followed.
+    # An empty result (not a stale one from an earlier run) unless the job's process writes one.
+    write_inside(job.folder, job.result, "")
+    write_inside(job.folder, job.output, "")
     env = {**os.environ, "LENSLLM_NB_STATIC": "1", "PYTHONUNBUFFERED": "1", **job.env}
     started = time.perf_counter()
-    with log.open("w", encoding="utf-8") as stream:
+    with open_inside(job.folder, log) as stream:
         proc = control.popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, text=True,
                              stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=job.cwd)
         if proc is None:
@@ -332,7 +359,8 @@ def run_job(job: Job, control=None) -> dict:
     return result
 
 
-def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None, log=print) -> BatchResult:
+def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None, max_jobs=None,
+              log=print) -> BatchResult:
     """Run every job of a grid and write notebooks, reports, index and run record.
 
     A failing notebook does not stop the others. The run record is written also
@@ -351,14 +379,35 @@ def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None,
         `scheduler`). Default: the grid's ``workers`` (2).
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:8786``); needs ``executor="dask"``.
+    max_jobs : int, optional
+        The most jobs the grid may expand to (default: the grid's ``max_jobs``, 10,000).
     log : callable or None
         Called with one line per finished job.
 
     Returns
     -------
     BatchResult
-        Per-job results; ``n_failed`` > 0 when any notebook failed.
+        Per-job results; ``n_failed`` > 0 when any notebook failed; ``interrupted``
+        when SIGINT/SIGTERM stopped it (at any stage: also while the grid expands).
+
+    Raises
+    ------
+    StopRun
+        When a signal came while the grid was read, before ``out`` was known.
     """
+    control = RunControl()
+    with control.signals():
+        with control.interruptible():
+            grid, out, workers = _prepare(grid, out, executor, workers, scheduler)
+        with lock_folder(out):
+            # The fixed outputs are checked now (a link there is refused) rather than after every job ran.
+            for name in ("run_record.json", "index.html"):
+                open_inside(out, name, "a").close()
+            return _run_locked(grid, out, executor, workers, scheduler, max_jobs, log, control)
+
+
+def _prepare(grid, out, executor, workers, scheduler):
+    """The validated grid, the created output folder and the number of workers of `run_batch`."""
     grid = load_grid(grid) if isinstance(grid, (str, Path)) else _validate_grid(grid)
     if executor not in ("local", "dask"):
         raise ConfigError(f"`executor` = {executor!r} is not supported; use 'local' or 'dask'")
@@ -372,18 +421,19 @@ def run_batch(grid, *, out=None, executor="local", workers=None, scheduler=None,
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"`out` = {str(out)!r} cannot be created ({exc.strerror}); choose another --out") from None
-    with lock_folder(out), RunControl().signals() as control:
-        return _run_locked(grid, out, executor, workers, scheduler, log, control)
+    return grid, out, workers
 
 
-def _run_locked(grid, out, executor, workers, scheduler, log, control) -> BatchResult:
+def _run_locked(grid, out, executor, workers, scheduler, max_jobs, log, control) -> BatchResult:
     """`run_batch` once `out` is locked and signals stop the run instead of killing it."""
     config = {"grid": _plain(grid), "executor": executor, "workers": workers,
-              "scheduler": scheduler, "out": str(out), "jobs": []}
+              "scheduler": scheduler, "max_jobs": max_jobs, "out": str(out), "jobs": []}
     jobs, results, error, started, closers = [], [], None, time.perf_counter(), []
     try:
-        # Inside the try: a grid naming a missing notebook still leaves a run record.
-        jobs = expand_grid(grid, out=out)
+        # Inside the try: a grid naming a missing notebook still leaves a run record;
+        # interruptible: a signal stops even a long expansion, and the record says so.
+        with control.interruptible():
+            jobs = expand_grid(grid, out=out, max_jobs=max_jobs)
         config["jobs"] = [job.name for job in jobs]
         if executor == "local" or not scheduler:
             _check_kernel(grid["kernel"])
@@ -400,6 +450,8 @@ def _run_locked(grid, out, executor, workers, scheduler, log, control) -> BatchR
             stage_jobs = _staggered([job for job in jobs if job.stage == stage], slots, grid["stagger"])
             results.extend(run_stage(stage_jobs, workers=workers, control=control,
                                      log=_progress(log, len(results), len(jobs))))
+    except StopRun:  # a signal during the expansion: `control.interrupted` names it in the record
+        pass
     except BaseException as exc:  # a crash of the runner itself is recorded as failed
         error = f"{type(exc).__name__}: {exc}"
         control.stop("error", force=True)
@@ -450,6 +502,8 @@ def _validate_grid(grid) -> dict:
     """Return a copy of `grid` with defaults filled in, or raise `ConfigError`."""
     if not isinstance(grid, dict):
         raise ConfigError(f"`grid` has type {type(grid).__name__}; pass a mapping or a grid YAML path")
+    # Up front, so that a date or bytes fails here (exit 2), not in a running job.
+    _check_plain(grid, lambda: "", [_MAX_GRID_VALUES])
     grid = {**_DEFAULTS, **copy.deepcopy(grid)}
     grid["root"] = str(Path(grid.get("root") or os.getcwd()).expanduser().resolve())
     grid.setdefault("name", "batch")
@@ -464,9 +518,9 @@ def _validate_grid(grid) -> dict:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and key != "stagger"):
             raise ConfigError(f"grid `{key}` = {value!r} must be a {'non-negative' if key == 'stagger' else 'positive'} "
                               "number of seconds")
-    for key in ("workers", "retries"):
-        if not isinstance(grid[key], int) or grid[key] < (1 if key == "workers" else 0):
-            raise ConfigError(f"grid `{key}` = {grid[key]!r} must be an integer ≥ {1 if key == 'workers' else 0}")
+    for key in ("workers", "retries", "max_jobs"):
+        if isinstance(grid[key], bool) or not isinstance(grid[key], int) or grid[key] < (0 if key == "retries" else 1):
+            raise ConfigError(f"grid `{key}` = {grid[key]!r} must be an integer ≥ {0 if key == 'retries' else 1}")
     jobs = grid.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         raise ConfigError(f"grid `jobs` = {jobs!r} must be a non-empty list of {{notebook: ..., grid: ...}} entries")
@@ -498,22 +552,150 @@ def _validate_job_spec(i, spec) -> None:
         raise ConfigError(f"{where}.timeout = {spec['timeout']!r} must be a positive number of seconds")
 
 
-def _check_parameter_names(notebook, spec) -> None:
-    """Refuse job parameters the notebook's ``parameters`` cell does not declare.
+def _parse_yaml(text, path):
+    """Compose the YAML, refuse an alias bomb by its expanded size, then construct it (duplicate keys refused)."""
+    loader = _grid_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > _MAX_GRID_VALUES:
+            raise ConfigError(f"`grid` = {str(path)!r} expands to more than {_MAX_GRID_VALUES:,} values (YAML "
+                              "aliases repeating one value many times?); write a smaller grid")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
-    papermill injects any name, so a misspelt one (``max_trian``) would be ignored
-    silently while the job reports ok.
+
+def _grid_loader():
+    """A `yaml.SafeLoader` that refuses a key repeated in one mapping (instead of keeping the last)."""
+    import yaml
+
+    class GridLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if (key.tag, key.value) in seen:
+                        raise yaml.constructor.ConstructorError(
+                            "while reading a mapping", node.start_mark,
+                            f"found the key {key.value!r} twice (remove one)", key.start_mark)
+                    seen.add((key.tag, key.value))
+            return super().construct_mapping(node, deep=deep)
+
+    return GridLoader
+
+
+def _expanded_size(node, sizes) -> int:
+    """Number of values `node` stands for once every alias is expanded, each distinct node visited once."""
+    key = id(node)
+    if key in sizes:
+        if sizes[key] is None:
+            raise ConfigError("`grid` holds a YAML alias that refers to itself; write the value out")
+        return sizes[key]
+    sizes[key] = None
+    children = node.value if isinstance(node.value, list) else []
+    size = 1
+    for child in children:
+        for item in (child if isinstance(child, tuple) else (child,)):
+            size += _expanded_size(item, sizes)
+            if size > _MAX_GRID_VALUES:  # stop counting: the answer is "too many"
+                break
+    sizes[key] = size
+    return size
+
+
+def _check_plain(value, where, budget) -> None:
+    """Refuse a value that is not plain JSON (string, finite number, bool, null, list, string-keyed mapping).
+
+    `budget` (a one-item list) counts the values visited, so a grid built in Python
+    whose lists share one another (an alias bomb without YAML) is refused too.
     """
-    given = sorted({*(spec.get("parameters") or {}), *(spec.get("grid") or {})})
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(f"the grid holds more than {_MAX_GRID_VALUES:,} values; write a smaller grid")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"grid `{where()}` has the key {key!r} ({type(key).__name__}); "
+                                  "keys must be strings: quote it")
+            _check_plain(item, lambda: f"{where()}.{key}".lstrip("."), budget)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_plain(item, lambda: f"{where()}[{i}]", budget)
+    elif value is not None and not isinstance(value, (str, int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(f"grid `{where()}` = {value!r} ({type(value).__name__}) is not a plain JSON value "
+                          "(string, finite number, true/false, null, list or mapping); quote it, e.g. \"2024-01-31\"")
+
+
+def _job_paths(out, name) -> dict:
+    """The output, report, log and result files of job `name` under `out`.
+
+    Names are built from sanitized parts (`safe_filename`, `_slug`), so they are one
+    path component; checked here without resolving (10,000 jobs, 40,000 paths).
+    Links on the way are refused when the files are written (`open_inside`).
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"job name {name!r} would write outside `out` ({out}); use a plain name")
+    return {"output": str(out / "notebooks" / f"{name}.ipynb"), "report": str(out / "reports" / f"{name}.html"),
+            "log": str(out / "logs" / f"{name}.log"), "result": str(out / "logs" / f"{name}.result.json")}
+
+
+def _check_job_count(grid, limit) -> None:
+    """Refuse a grid whose sweeps multiply past `limit` jobs, before any job is expanded."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"`max_jobs` = {limit!r} must be a positive integer")
+    total = sum(math.prod(len(values) for values in (spec.get("grid") or {}).values()) for spec in grid["jobs"])
+    if total > limit:
+        raise ConfigError(f"the grid expands to {total:,} jobs, above `max_jobs` = {limit:,}; sweep fewer values "
+                          "or split the grid, or raise `max_jobs` in the grid (or --max-jobs) if you mean it")
+
+
+def _notebook_path(root, spec) -> Path:
+    """The job's notebook, resolved; refused when missing or outside `root` (links resolved)."""
+    notebook = (root / spec["notebook"]).resolve()
+    if not notebook.is_relative_to(root):
+        raise ConfigError(f"`notebook` = {spec['notebook']!r} resolves to {str(notebook)!r}, outside the grid's "
+                          f"root {str(root)!r}; keep notebooks under `root` (or move `root` up)")
+    if not notebook.is_file():
+        raise ConfigError(
+            f"`notebook` = {spec['notebook']!r} does not exist under root {str(root)!r}; "
+            "fix the path in the grid (paths are relative to `root`)"
+        )
+    return notebook
+
+
+def _check_parameter_names(notebook, spec, shared) -> None:
+    """Refuse parameter names that are not identifiers declared in the notebook's ``parameters`` cell.
+
+    papermill writes each name into the notebook as code (``name = value``), so a
+    name such as ``"a = 1; __import__('os').system(...) #"`` would run; and a
+    misspelt one (``max_trian``) would be ignored silently while the job reports ok.
+    Grid-level `shared` parameters go to every notebook, so every notebook must declare them.
+    """
+    import difflib
+    import keyword
+
     declared = _declared_parameters(notebook)
-    unknown = [name for name in given if declared is not None and name not in declared]
-    if unknown:
-        raise ConfigError(f"grid job {spec['notebook']!r} sets parameter(s) {unknown} that the notebook does not "
-                          f"declare; its `parameters` cell has {sorted(declared)}: fix the spelling")
+    for where, names in (("grid-level `parameters`", shared), ("`parameters`", spec.get("parameters")),
+                         ("`grid`", spec.get("grid"))):
+        bad = [name for name in names or {} if not name.isidentifier() or keyword.iskeyword(name)]
+        if bad:
+            raise ConfigError(f"{where} of job {spec['notebook']!r} has parameter name(s) {bad} that are not Python "
+                              "identifiers; a name is a variable of the notebook's `parameters` cell (letters, digits, _)")
+        unknown = [name for name in names or {} if name not in declared]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(declared), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            shared_hint = " (grid-level parameters go to every notebook: set it per job instead)" if shared is names else ""
+            raise ConfigError(f"{where} of job {spec['notebook']!r} sets parameter(s) {unknown} that the notebook does "
+                              f"not declare; {hint}its `parameters` cell declares {sorted(declared)}{shared_hint}")
 
 
-def _declared_parameters(notebook) -> set | None:
-    """Names assigned in the notebook's ``parameters``-tagged cell (None when it cannot be read)."""
+def _declared_parameters(notebook) -> set:
+    """Names assigned in the notebook's ``parameters``-tagged cell (IPython magics allowed there)."""
     import ast
 
     import nbformat
@@ -526,15 +708,25 @@ def _declared_parameters(notebook) -> set | None:
     for cell in nb.cells:
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
             try:
-                tree = ast.parse(cell.source)
-            except SyntaxError:  # IPython magics: let papermill decide
-                return None
+                tree = ast.parse(_python_source(cell.source))
+            except SyntaxError as exc:
+                raise ConfigError(f"the `parameters` cell of `notebook` = {str(notebook)!r} is not Python (line "
+                                  f"{exc.lineno}: {exc.msg}), so its parameter names cannot be known; fix the cell") from None
             names = set()
             for node in tree.body:
                 targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-                names.update(t.id for t in targets if isinstance(t, ast.Name))
+                # `a, b = 1, 2` declares both names.
+                names.update(t.id for target in targets if target is not None
+                             for t in ast.walk(target) if isinstance(t, ast.Name))
             return names
     return set()
+
+
+def _python_source(source) -> str:
+    """The cell as plain Python: IPython's own transformer turns magics (``%matplotlib``, ``!ls``) into calls."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
 
 
 def _slug(value) -> str:
@@ -551,17 +743,21 @@ def _unique_names(drafts) -> list[str]:
     Long names are shortened with a hash; names shared by several jobs (the same
     notebook listed twice with other fixed parameters) get a parameter hash.
     """
+    from collections import Counter
+
     names = []
     for draft in drafts:
         base = draft["base"]
         if len(base) > _MAX_NAME:
             base = f"{base[:_MAX_NAME - 9]}-{hashlib.sha256(base.encode()).hexdigest()[:8]}"
         names.append(base)
-    shared = {name for name in names if names.count(name) > 1}
-    names = [f"{name}-{config_hash(draft['parameters'])[:8]}" if name in shared else name
+    # Counted once (linear); names.count per name would be quadratic in the number of jobs.
+    counts = Counter(names)
+    names = [f"{name}-{config_hash(draft['parameters'])[:8]}" if counts[name] > 1 else name
              for name, draft in zip(names, drafts)]
-    if len(set(names)) != len(names):
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+    counts = Counter(names)
+    if len(counts) != len(names):
+        duplicates = sorted(name for name, count in counts.items() if count > 1)
         raise ConfigError(f"grid `jobs` repeat the same notebook with the same parameters: {duplicates}; remove the duplicates")
     return names
 
@@ -701,7 +897,7 @@ def _write_outputs(result: BatchResult, grid, config, error) -> None:
     status = "interrupted" if result.interrupted else "failed" if error or not result.ok else "ok"
     record = run_record("batch", config, status=status, error=error,
                         jobs=result.results, wall_seconds=round(result.wall_seconds, 3))
-    result.record.write_text(strict_json(record, indent=2), encoding="utf-8")
+    write_inside(result.out, result.record.name, strict_json(record, indent=2))
     entries = [{**item, "notebook": item["output"]} for item in result.results]
     write_index(entries, result.index, title=f"lensllm-nb batch: {grid['name']}",
                 note=f"Run record: {result.record.name} · {result.wall_seconds:.0f} s in all",
@@ -711,8 +907,8 @@ def _write_outputs(result: BatchResult, grid, config, error) -> None:
 def _result(job, status, seconds, error=None, attempts=0) -> dict:
     """Return the result dict of `job`."""
     return {"name": job.name, "stage": job.stage, "notebook": job.notebook,
-            "parameters": job.grid_values, "status": status, "seconds": round(seconds, 3),
-            "error": error, "attempts": attempts, "output": job.output, "report": None,
+            "parameters": mask_secrets(job.grid_values), "status": status, "seconds": round(seconds, 3),
+            "error": mask_secrets(error), "attempts": attempts, "output": job.output, "report": None,
             "report_error": None}
 
 
@@ -730,17 +926,18 @@ def _finish(job, result) -> dict:
     import nbformat
 
     output = Path(job.output)
-    if output.is_file():
+    if output.is_file() and output.stat().st_size:
         nb = nbformat.read(output, as_version=4)
     else:
         # The notebook never started (bad kernel, missing file): keep the input with the error.
         nb = nbformat.read(job.notebook, as_version=4)
     nb.metadata["lensllm_nb"] = {"job": job.name, "title": job.name, "status": result["status"],
                                  "error": result["error"], "seconds": result["seconds"],
-                                 "parameters": job.grid_values}
-    nbformat.write(nb, output)
+                                 "parameters": mask_secrets(job.grid_values)}
+    write_inside(job.folder, output, nbformat.writes(nb) + "\n")
     try:
-        result["report"] = str(render_report(output, job.report, title=job.name, templates=job.templates))
+        result["report"] = str(render_report(output, job.report, title=job.name, templates=job.templates,
+                                             out=job.folder))
     except Exception as exc:  # a report failure must not hide the notebook's own status
         result["report_error"] = f"{type(exc).__name__}: {exc}"
     return result
@@ -777,6 +974,7 @@ def _execute(job: Job) -> dict:
     """Run papermill for `job` in this process, retrying kernel-start races."""
     import papermill
 
+    _contain_papermill_writes(job)
     started = time.perf_counter()
     attempt = 0
     while True:
@@ -800,12 +998,27 @@ def _execute(job: Job) -> dict:
             return _result(job, status, time.perf_counter() - started, _error_line(exc), attempts=attempt)
 
 
+def _contain_papermill_writes(job: Job) -> None:
+    """Route papermill's writes of the executed notebook (it saves as cells run) through `write_inside`.
+
+    papermill picks an I/O handler by path prefix; one registered for this job's
+    output path (this process runs one job) writes through no link planted there.
+    """
+    from papermill.iorw import LocalHandler, papermill_io
+
+    class ContainedHandler(LocalHandler):
+        def write(self, buf, path):
+            write_inside(job.folder, os.path.abspath(path), buf)
+
+    papermill_io.register(job.output, ContainedHandler())
+
+
 def _child_main() -> None:
     """Entry point of a job's process: read the job from stdin, write its result."""
     die_with_parent()
     job = Job(**json.loads(sys.stdin.read()))
     result = _finish(job, _execute(job))
-    Path(job.result).write_text(strict_json(result), encoding="utf-8")
+    write_inside(job.folder, job.result, strict_json(result))
 
 
 if __name__ == "__main__":

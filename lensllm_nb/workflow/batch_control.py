@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import BatchError, ConfigError
+from ..utils.safe_output import open_inside
 
-__all__ = ["RunControl", "lock_folder", "die_with_parent", "kill_group", "wait_or_kill", "sleep_unless_stopped",
-           "RUNNER_PID_ENV"]
+__all__ = ["RunControl", "StopRun", "lock_folder", "die_with_parent", "kill_group", "wait_or_kill",
+           "sleep_unless_stopped", "RUNNER_PID_ENV"]
 
 # The job process learns its runner's pid from this variable, so it can tell a
 # runner that died before `die_with_parent` ran.
@@ -29,6 +30,20 @@ RUNNER_PID_ENV = "LENSLLM_NB_RUNNER_PID"
 _PR_SET_PDEATHSIG = 1
 # Seconds a job group gets between SIGTERM and SIGKILL.
 _KILL_GRACE_S = 5.0
+
+
+class StopRun(Exception):
+    """A signal stopped the run before any job started (see `RunControl.interruptible`).
+
+    Attributes
+    ----------
+    signal : str
+        ``"SIGINT"`` or ``"SIGTERM"``.
+    """
+
+    def __init__(self, signal_name):
+        super().__init__(f"stopped by {signal_name} before any job started")
+        self.signal = signal_name
 
 
 class RunControl:
@@ -45,6 +60,7 @@ class RunControl:
         self.stopped = None
         self._running = set()
         self._lock = threading.Lock()
+        self._interruptible = False
 
     def popen(self, args, **kwargs) -> subprocess.Popen | None:
         """Start a job process in its own process group; None when the run is stopping."""
@@ -83,6 +99,8 @@ class RunControl:
 
         def handle(signum, frame):
             self.stop(signal.Signals(signum).name, force=self.stopped is not None)
+            if self._interruptible:
+                raise StopRun(self.stopped)
 
         previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -90,6 +108,22 @@ class RunControl:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+    @contextmanager
+    def interruptible(self):
+        """While inside (work that starts no process: reading and expanding a grid), a signal raises `StopRun`.
+
+        Pure computation checks no flag, so a signal must interrupt it where it is;
+        a signal that came before raises at once.
+        """
+        if self.stopped:
+            raise StopRun(self.stopped)
+        self._interruptible = True
+        try:
+            yield self
+        finally:
+            self._interruptible = False
 
 
 def kill_group(proc, sig=signal.SIGTERM) -> None:
@@ -142,7 +176,8 @@ def lock_folder(out: Path):
 
     path = Path(out) / ".lensllm-nb.lock"
     try:
-        handle = path.open("a+", encoding="utf-8")
+        # Never through a link: refused before anything is written, also when the run is refused.
+        handle = open_inside(out, path.name, "a+")
     except OSError as exc:
         raise ConfigError(f"`out` = {str(out)!r} is not writable ({exc.strerror}); choose another --out") from None
     try:

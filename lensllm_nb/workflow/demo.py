@@ -18,7 +18,7 @@ from ..collection import zoo
 from ..collection.finetune import FineTuner
 from ..collection.store import ResultsStore
 from ..errors import ConfigError
-from ..utils.safe_output import strict_json
+from ..utils.safe_output import strict_json, write_inside
 from .batch import BatchResult, expand_grid, run_batch
 from .grid_runs import finetune_options, missing_runs
 from .report import index_answer, write_index
@@ -140,10 +140,9 @@ def write_summary(answer, path) -> Path:
     -------
     Path
     """
-    path = Path(path)
+    path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(strict_json(answer.summary(), indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_inside(path.parent, path.name, strict_json(answer.summary(), indent=2) + "\n")
 
 
 def _finetune_parameters() -> dict:

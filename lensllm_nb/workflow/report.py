@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..utils.safe_output import mask_secrets, write_inside
 from .recommendation import grid_answer
 
 __all__ = [
@@ -95,7 +96,7 @@ def notebook_status(nb) -> tuple[str, str | None]:
     return "ok", None
 
 
-def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
+def render_report(notebook, output=None, *, title=None, templates=None, out=None) -> Path:
     """Render one executed notebook to a self-contained HTML report.
 
     Parameters
@@ -108,12 +109,16 @@ def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
         The report title. Default: ``nb.metadata.lensllm_nb.title`` or the file stem.
     templates : str or Path, optional
         The template base folder (see `find_templates`).
+    out : str or Path, optional
+        The output folder the report stays inside (written through no link, see
+        `lensllm_nb.safe_output.open_inside`). Default: the folder of `output`.
 
     Returns
     -------
     Path
         The written HTML file.
     """
+    import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
@@ -123,7 +128,8 @@ def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
             f"`notebook` = {str(notebook)!r} does not exist; pass the path of an executed .ipynb file"
         )
     output = Path(output) if output is not None else notebook.with_suffix(".html")
-    nb = _read_notebook(notebook)
+    # The copy rendered holds no secret: a traceback or a print may quote a store URL.
+    nb = nbformat.from_dict(mask_secrets(_read_notebook(notebook)))
     if title is not None:
         nb.metadata.setdefault("lensllm_nb", {})["title"] = title
     replaced = static_widgets(nb)
@@ -143,8 +149,9 @@ def render_report(notebook, output=None, *, title=None, templates=None) -> Path:
     body, _ = exporter.from_notebook_node(
         nb, resources={"metadata": {"name": title or notebook.stem, "path": str(notebook.parent)}}
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(body, encoding="utf-8")
+    if out is None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    write_inside(output.parent if out is None else out, output.absolute(), body)
     return output
 
 
@@ -228,7 +235,7 @@ def render_reports(notebooks, out, *, templates=None, title="lensllm-nb reports"
         )
     for path in notebooks:
         path = Path(path).resolve()
-        report = render_report(path, out / f"{path.stem}.html", templates=templates)
+        report = render_report(path, out / f"{path.stem}.html", templates=templates, out=out)
         status, error = notebook_status(_read_notebook(path))
         entries.append({"name": path.stem, "status": status, "error": error,
                         "notebook": str(path), "report": str(report)})
@@ -259,7 +266,7 @@ def write_index(entries, path, *, title="lensllm-nb reports", note=None, answer=
     Path
         The written file.
     """
-    path = Path(path)
+    path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     n_failed = sum(entry["status"] != "ok" for entry in entries)
     rows = "\n".join(_index_row(entry, path.parent) for entry in entries)
@@ -269,11 +276,9 @@ def write_index(entries, path, *, title="lensllm-nb reports", note=None, answer=
         answer_html = f'<p class="error">No answer: {html.escape(answer)}</p>'
     else:
         answer_html = answer.to_html() if answer is not None else ""
-    path.write_text(
-        _INDEX_PAGE.format(title=html.escape(title), summary=summary, note=note_html, rows=rows,
-                           answer=answer_html),
-        encoding="utf-8",
-    )
+    page = _INDEX_PAGE.format(title=html.escape(title), summary=summary, note=note_html, rows=rows,
+                              answer=answer_html)
+    write_inside(path.parent, path.name, page)  # through no link planted at the index
     return path
 
 

@@ -14,8 +14,10 @@ import os
 import re
 import socket
 from pathlib import Path
+from urllib.parse import unquote
 
 from ...errors import ConfigError, StoreError
+from ...utils.safe_output import MASK, mask_secrets
 
 __all__ = ["is_url", "mask_url", "mask_urls", "mask_text", "sqlite_path", "filesystem_type",
            "check_local_filesystem", "check_dask_store", "NETWORK_FILESYSTEMS"]
@@ -43,30 +45,24 @@ def is_url(target) -> bool:
 
 
 def mask_url(target) -> str:
-    """Return `target` as text with the password of a URL replaced by ``***``."""
-    text = os.fspath(target) if isinstance(target, os.PathLike) else str(target)
-    parts = _credentials(text)
-    if parts is None or not parts[2]:
-        return text
-    scheme, user, _, host = parts
-    return f"{scheme}://{user}:***@{host}"
+    """Return `target` as text with its secrets masked (:func:`~lensllm_nb.safe_output.mask_secrets`)."""
+    return mask_secrets(os.fspath(target) if isinstance(target, os.PathLike) else str(target))
 
 
 def mask_urls(value):
-    """Return a copy of plain data (dicts, lists, strings) with every URL password masked."""
-    if isinstance(value, dict):
-        return {k: mask_urls(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mask_urls(v) for v in value]
-    return mask_url(value) if isinstance(value, str) else value
+    """Return a copy of plain data (dicts, lists, strings) with every secret masked."""
+    return mask_secrets(value)
 
 
 def mask_text(text, url) -> str:
-    """Return `text` with the password of `url` (if any) replaced by ``***``."""
+    """Return `text` with its secrets masked, and the password of `url` wherever it appears."""
+    text = mask_secrets(str(text))
     parts = _credentials(str(url))
-    if parts is None or not parts[2]:
-        return str(text)
-    return str(text).replace(parts[2], "***")
+    # A driver may echo the password outside any URL (or percent-decoded).
+    secrets = [] if parts is None else [parts[2], unquote(parts[2])]
+    for secret in sorted({s for s in secrets if len(s) > 0}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def _credentials(text):

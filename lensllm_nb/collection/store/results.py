@@ -8,12 +8,21 @@ import os
 from pathlib import Path
 
 from ...errors import ConfigError, StoreError
+from ...utils.safe_output import mask_secrets
 from .location import is_url, mask_url, sqlite_path
 from .schema import STATUSES, curves_frame, encode_rows, runs_frame
 
 __all__ = ["ResultsStore"]
 
 _EXPORT_FORMATS = ("csv", "parquet")
+
+
+def _masked(table):
+    """Return `table` with the secrets of its text columns (argv, error, ...) masked."""
+    table = table.copy()
+    for column in table.select_dtypes(exclude="number").columns:
+        table[column] = table[column].map(mask_secrets)
+    return table
 
 
 class ResultsStore:
@@ -203,7 +212,8 @@ class ResultsStore:
                 raise ConfigError("`format`='parquet' needs pyarrow; run `pip install pyarrow` "
                                   "or pass format='csv'.") from None
         out = Path(out)
-        table = self.curves(config)
+        # Rows written before secrets were masked on storing are masked here.
+        table = _masked(self.curves(config))
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:

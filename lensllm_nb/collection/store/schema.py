@@ -15,6 +15,7 @@ import numbers
 from datetime import datetime, timezone
 
 from ...errors import ConfigError, StoreError
+from ...utils.safe_output import mask_secrets
 
 __all__ = ["KEY_COLUMNS", "COLUMNS", "CURVE_COLUMNS", "SCHEMA", "STATUSES",
            "encode_rows", "runs_frame", "curves_frame"]
@@ -155,6 +156,9 @@ def _encode_row(row, index) -> tuple:
                          f"{list(KEY_COLUMNS) + ['status']}.")
     failed = row["status"] == "failed"
     values, extra = {}, {}
+    # No secret is stored (argv, error, config): key columns stay as given, so is_done finds the run.
+    row = {**mask_secrets({c: v for c, v in row.items() if c not in KEY_COLUMNS}),
+           **{c: row[c] for c in KEY_COLUMNS}}
     for column, value in row.items():
         if column == "extra":
             raise StoreError(f"{where}: `extra` is reserved for unknown keys; put those keys "
