@@ -11,6 +11,7 @@ _PUBLIC = {
     "load_task": "resolve", "resolve_model": "resolve", "load_model": "resolve",
     "FineTuneSettings": "settings", "FineTuner": "finetune", "run_grid": "finetune",
     "compute_ntk": "ntk", "ResultsStore": "store",
+    "with_display_names": "display_names",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..analysis.curves import MIN_POSITIVE_SIZES, aggregate_seeds, read_curves, validate_curves
 from ..analysis.published_curves import load as load_benchmark
+from ..collection.display_names import PATH_COLUMNS, with_display_names
 from ..collection.store import ResultsStore, is_url, mask_url
 from ..errors import ConfigError
 
@@ -91,7 +92,7 @@ class PreparedCurves:
                 f"(from {self.source})")
 
 
-def load_curves(curves=None, *, store=None, dataset=None, drop_invalid=False) -> pd.DataFrame:
+def load_curves(curves=None, *, store=None, dataset=None, drop_invalid=False, names=None) -> pd.DataFrame:
     """Read a validated tidy curves table from a store, a file, a benchmark name or a table.
 
     Parameters
@@ -106,11 +107,16 @@ def load_curves(curves=None, *, store=None, dataset=None, drop_invalid=False) ->
         Keep only this dataset.
     drop_invalid : bool
         Drop invalid rows of a curves file (listed in a warning) instead of refusing it.
+    names : dict, optional
+        Display names ``{path or name: short name}`` overriding the default ones
+        (:func:`lensllm_nb.collection.display_names.display_names`).
 
     Returns
     -------
     pandas.DataFrame
-        Validated tidy table; ``attrs["source"]`` says where it came from.
+        Validated tidy table whose ``model`` and ``dataset`` are display names (a
+        path's last part); the full names are in ``model_path`` and ``dataset_path``.
+        ``attrs["source"]`` says where it came from.
 
     Raises
     ------
@@ -129,13 +135,14 @@ def load_curves(curves=None, *, store=None, dataset=None, drop_invalid=False) ->
     else:
         raise ConfigError(f"`curves` = {curves!r} names no curves and `store` is empty; pass a curves file, "
                           "a benchmark name such as 'flan', or the results store of notebook 01.")
+    table = with_display_names(table, names)
     if dataset is not None:
         table = table[table["dataset"] == choose_dataset(table, dataset)]
     return table
 
 
 def prepare_curves(curves=None, *, store=None, dataset=None, models=None, max_train=None, target=None,
-                   default_ratio=DEFAULT_RATIO) -> PreparedCurves:
+                   default_ratio=DEFAULT_RATIO, names=None) -> PreparedCurves:
     """Load curves and choose the dataset, the models, the target and the budget.
 
     Parameters
@@ -154,12 +161,14 @@ def prepare_curves(curves=None, *, store=None, dataset=None, models=None, max_tr
     default_ratio : int, default 64
         The default budget is the largest measured size ≤ ``target / default_ratio``;
         ``1`` means every size below the target (the target held out).
+    names : dict, optional
+        Display names, as in :func:`load_curves`.
 
     Returns
     -------
     PreparedCurves
     """
-    loaded = load_curves(curves, store=store)
+    loaded = load_curves(curves, store=store, names=names)
     dataset = choose_dataset(loaded, dataset)
     rows = loaded[loaded["dataset"] == dataset]
     chosen = choose_models(rows, models, dataset=dataset)
@@ -198,6 +207,7 @@ def choose_dataset(table, dataset=None) -> str:
     datasets = sorted(table["dataset"].unique())
     if dataset is None:
         return datasets[0]
+    dataset = _display_of(table, "dataset", [dataset])[0]
     if str(dataset) not in datasets:
         raise ConfigError(f"`dataset` = {dataset!r} is not in the curves; choose one of {datasets}.")
     return str(dataset)
@@ -211,6 +221,7 @@ def choose_models(table, models=None, *, dataset=None) -> list:
     names = [models] if isinstance(models, str) else list(models)
     if not names:
         raise ConfigError("`models` is empty; pass None for every model or a list of model names.")
+    names = _display_of(table, "model", names)
     unknown = sorted(set(map(str, names)) - set(available))
     if unknown:
         where = f" of dataset {dataset!r}" if dataset is not None else ""
@@ -220,7 +231,7 @@ def choose_models(table, models=None, *, dataset=None) -> list:
     return sorted(set(map(str, names)))
 
 
-def stored_ntk(store, curves) -> dict | None:
+def stored_ntk(store, curves, names=None) -> dict | None:
     """The NTK features notebook 01 stored for every candidate of ``curves``, else None.
 
     Parameters
@@ -228,6 +239,8 @@ def stored_ntk(store, curves) -> dict | None:
     store : str or Path
         The results store; empty or None gives None.
     curves : PreparedCurves
+    names : dict, optional
+        The display names `curves` was prepared with.
 
     Returns
     -------
@@ -239,9 +252,19 @@ def stored_ntk(store, curves) -> dict | None:
         return None
     with ResultsStore(store, readonly=True) as opened:
         runs = opened.runs(status="ok")
-    runs = runs[(runs["dataset"] == curves.dataset) & runs["ntk"].notna()]
-    found = dict(zip(runs["model"], runs["ntk"]))
+    shown = with_display_names(runs, names)
+    runs = runs[(shown["dataset"] == curves.dataset) & runs["ntk"].notna()]
+    found = dict(zip(shown.loc[runs.index, "model"], runs["ntk"]))
     return {model: found[model] for model in curves.models} if set(curves.models) <= set(found) else None
+
+
+def _display_of(table, column, names) -> list:
+    """`names` given as full names (a store's paths) turned into the table's display names."""
+    path_column = PATH_COLUMNS[column]
+    if path_column not in table.columns:
+        return list(names)
+    shown = dict(zip(table[path_column].astype(str), table[column]))
+    return [shown.get(str(name), name) for name in names]
 
 
 def _read_store(store) -> pd.DataFrame:

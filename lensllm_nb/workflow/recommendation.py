@@ -22,9 +22,9 @@ from ..analysis.metrics import relacc, top1_regret
 from ..analysis.predict import DEFAULT_METHOD, predict_candidates
 from ..analysis.progressive import ProgressiveSelector
 from ..analysis.selection import make_selector
-from ..collection.store import ResultsStore
 from ..errors import ConfigError
 from ..utils.safe_output import escape_html
+from .notebook_curves import choose_dataset, choose_models, load_curves
 
 __all__ = ["SelectionAnswer", "answer_selection", "grid_answer", "SELECT_NOTEBOOK", "SUMMARY_KEYS"]
 
@@ -217,9 +217,12 @@ def grid_answer(results):
 
         if not Path(params["store"]).is_file():
             raise ConfigError(f"`store` = {params['store']!r} of job {result.get('name')!r} does not exist")
-        table = ResultsStore(params["store"]).curves()
+        # The notebook's own display names: its `dataset` and `models` are given in them.
+        table = load_curves(store=params["store"], names=params.get("names") or None)
+        models = params.get("models")
         return answer_selection(table, max_train=int(params["max_train"]), target=params.get("target"),
-                                dataset=params.get("dataset"), models=params.get("models"),
+                                dataset=choose_dataset(table, params.get("dataset")) if params.get("dataset") else None,
+                                models=choose_models(table, models) if models else None,
                                 progressive_budget=params.get("progressive_budget"))
     return None
 
