@@ -108,3 +108,35 @@ def test_cli_leaves_a_run_record_also_on_failure(data_dir, tmp_path):
     failed = next(r for r in records if r["status"] == "failed")
     assert "does not exist" in failed["error"] and failed["config"]["curves"].endswith("missing.csv")
     assert "numpy" in failed["versions"] and failed["config_hash"]
+
+
+def test_cli_fit_holds_out_the_predicted_size_and_labels_its_columns(data_dir, capsys):
+    from lensllm_nb.cli import main
+
+    flan = str(data_dir / "flan.csv")
+    assert main(["fit", flan, "--law", "rectified", "--predict", "1638400", "--format", "json"]) in (0, 1)
+    held_out = json.loads(capsys.readouterr().out)
+    assert main(["fit", flan, "--law", "rectified", "--predict", "1638400", "--max-train", "819200",
+                 "--format", "json"]) in (0, 1)
+    explicit = json.loads(capsys.readouterr().out)
+    assert held_out["max_train"] == 819200 and held_out == explicit  # the law never sees the 1638400 runs
+    assert {m["prediction"]["max_train"] for m in held_out["models"]} == {819200}
+    main(["fit", flan, "--law", "rectified", "--predict", "1638400"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "law fit: rectified on sizes <= 819,200 (parameters, rmse_log)"
+    assert lines[1].startswith("engine: curvature_drift on sizes <= 819,200, predicting 1,638,400")
+    assert "engine loss@1638400" in lines[2] and "engine low90" in lines[2]
+
+
+def test_cli_output_cut_by_a_pipe_exits_quietly(data_dir, monkeypatch, capsys):
+    import io
+
+    from lensllm_nb.cli import main
+
+    class ClosedPipe(io.StringIO):  # what `lensllm-nb fit ... | head` writes into once head has exited
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["fit", str(data_dir / "flan.csv"), "--law", "vanilla", "--format", "json"]) == 141
+    assert capsys.readouterr().err == ""

@@ -64,6 +64,12 @@ def main(argv=None) -> int:
         code = int(args.func(args) or 0)
         status = "ok" if code == 0 else "failed"
         return code
+    except BrokenPipeError:
+        # The reader stopped (`lensllm-nb fit ... | head`): no message, and no second
+        # error when Python flushes stdout at exit.
+        error = "broken pipe: the reader of stdout closed it"
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a command a pipe stopped
     except (LensLLMError, FileNotFoundError) as exc:
         error = mask_secrets(str(exc))
         print(f"lensllm-nb {args.command}: error: {error}", file=sys.stderr)
@@ -89,6 +95,16 @@ def main(argv=None) -> int:
         raise
     finally:
         _leave_record(args, status, error)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (a test's capture)
+        pass
 
 
 def _leave_record(args, status, error) -> None:

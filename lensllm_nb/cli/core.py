@@ -196,20 +196,32 @@ def _fit(args) -> int:
         raise ConfigError(f"`--predict` must be a positive size, got {target}.")
     if args.max_train is not None and args.max_train <= 0:
         raise ConfigError(f"`--max-train` must be a positive size, got {args.max_train}.")
+    max_train = _fit_budget(table, args.max_train, args.predict)
     models = []
     # One fit per dataset: the same model has a different law (and prediction) on each.
     for dataset in sorted(map(str, table["dataset"].unique())):
         part = table[table["dataset"] == dataset]
-        result = fit_curves(part, law=args.law, max_train=args.max_train)
-        engine = _engine_predictions(part, target, args.max_train, args.level)
+        result = fit_curves(part, law=args.law, max_train=max_train)
+        engine = _engine_predictions(part, target, max_train, args.level)
         models.extend(_fit_entry(row, result.laws.get(row["model"]), engine, target)
                       for row in result.summary.to_dict("records"))
     code = 0 if all(m["status"] == "ok" for m in models) else 1
     if args.format == "json":
-        print(strict_json({"law": args.law, "models": models}, indent=2))
+        print(strict_json({"law": args.law, "max_train": max_train, "models": models}, indent=2))
     else:
-        _print_fit(args.law, models, target, args.level)
+        _print_fit(args.law, models, target, args.level, max_train)
     return code
+
+
+def _fit_budget(table, max_train, predict):
+    """The sizes the law sees: `--max-train`, else every size below `--predict` (the target held out)."""
+    if max_train is not None or predict is None:
+        return max_train
+    below = table["n_train"][table["n_train"] < predict]
+    if below.empty:
+        raise ConfigError(f"`--predict` {predict} is not above any measured size, so nothing is left to fit; "
+                          "predict a larger size or pass `--max-train`.")
+    return int(below.max())
 
 
 def _engine_predictions(table, target, max_train, level):
@@ -220,7 +232,9 @@ def _engine_predictions(table, target, max_train, level):
     if seen.empty:
         return None
     budget = int(seen.max()) if max_train is None else min(max_train, int(seen.max()))
-    return predict_candidates(table, max_train=budget, target=target, level=level).frame.set_index("model")
+    frame = predict_candidates(table, max_train=budget, target=target, level=level).frame.set_index("model")
+    frame.attrs["max_train"] = budget
+    return frame
 
 
 def _fit_entry(row, law, engine, target) -> dict:
@@ -231,12 +245,13 @@ def _fit_entry(row, law, engine, target) -> dict:
              "d_star": params.get("d_star"), "status": row["status"], "reason": row["reason"]}
     if engine is not None and row["model"] in engine.index:
         p = engine.loc[row["model"]]
-        entry["prediction"] = {"n": int(target), "method": DEFAULT_METHOD, "loss": float(p["predicted"]),
+        entry["prediction"] = {"n": int(target), "method": DEFAULT_METHOD, "max_train": int(engine.attrs["max_train"]),
+                               "loss": float(p["predicted"]),
                                "low": float(p["low"]), "high": float(p["high"]), "p_best": float(p["p_best"])}
     return entry
 
 
-def _print_fit(law, models, target, level) -> None:
+def _print_fit(law, models, target, level, max_train) -> None:
     import pandas as pd
 
     rows = []
@@ -248,8 +263,12 @@ def _print_fit(law, models, target, level) -> None:
             row["status"] = f"failed: {m['reason']}"
         if "prediction" in m:
             p = m["prediction"]
-            row.update({f"loss@{target}": p["loss"], f"low{int(level * 100)}": p["low"],
-                        f"high{int(level * 100)}": p["high"]})
+            seen = p["max_train"]
+            row.update({f"engine loss@{target}": p["loss"], f"engine low{int(level * 100)}": p["low"],
+                        f"engine high{int(level * 100)}": p["high"]})
         rows.append(row)
-    print(f"law {law} (parameters); predictions at {target}: method {DEFAULT_METHOD}")
+    sizes = "every size" if max_train is None else f"sizes <= {max_train:,}"
+    print(f"law fit: {law} on {sizes} (parameters, rmse_log)")
+    if any("prediction" in m for m in models):
+        print(f"engine: {DEFAULT_METHOD} on sizes <= {seen:,}, predicting {target:,} (the 'engine' columns)")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
