@@ -1,4 +1,4 @@
-"""Display names (issue 21): a path's last part, unique, overridable; the store keeps the full path."""
+"""Your own models and data (issue 21): display names (a path's last part, unique, overridable; the store keeps the full path) and the costly-budget line."""
 
 from __future__ import annotations
 
@@ -50,12 +50,12 @@ def test_with_display_names_keeps_full_paths_and_does_not_mutate():
     assert with_display_names(shown)["model"].tolist() == ["a/gpt2", "b/gpt2"]  # idempotent
 
 
-def _store(path, models, dataset):
+def _store(path, models, dataset, sizes=(0, 100, 200, 400, 800, 1600)):
     from lensllm_nb.collection.store import ResultsStore
 
     with ResultsStore(path) as store:
         for i, model in enumerate(models):
-            for n in (0, 100, 200, 400, 800, 1600):
+            for n in sizes:
                 store.upsert({"model": model, "dataset": dataset, "n_train": n, "seed": 0, "status": "ok",
                               "config_hash": "c0", "test_loss": 1.0 + (i + 1) * (n + 10) ** -0.3,
                               "params": 1000 * (i + 1), "ntk": {"trace": float(i)}})
@@ -73,3 +73,22 @@ def test_store_curves_show_short_names_and_accept_short_or_full(tmp_path):
     named = prepare_curves(store=str(tmp_path / "r.db"), names={"llama-64": "Llama"})
     assert "Llama" in named.models
     assert stored_ntk(str(tmp_path / "r.db"), named, {"llama-64": "Llama"})["Llama"] == {"trace": 1.0}
+
+
+def test_a_costly_budget_is_said_in_notebook_03_select_and_the_index(tmp_path, capsys):
+    from lensllm_nb.cli import main
+    from lensllm_nb.workflow.recommendation import answer_selection
+
+    store = str(tmp_path / "r.db")
+    _store(store, ["/w/a", "/w/b", "/w/c"], "/w/t.jsonl", sizes=(0, 10, 20, 40, 400, 1600))
+    # (10+20+40+400)/1600 of every candidate's full run = 29%; up to 40 it is 4%, within 1/8
+    line = prepare_curves(store=store, max_train=400, target=1600).describe(cost=True).splitlines()[1]
+    assert line.startswith("Budget: the sizes ≤ 400 cost 29%") and "max_train) of 40 stays within it" in line
+    assert len(prepare_curves(store=store, max_train=40, target=1600).describe(cost=True).splitlines()) == 1
+    answer = answer_selection(load_curves(store=store), max_train=400, target=1600)
+    assert answer.budget == line and line.replace("≤", "&le;") in answer.to_html().replace("≤", "&le;")
+    assert answer_selection(load_curves(store=store), max_train=40, target=1600).budget is None
+    curves = tmp_path / "curves.csv"
+    load_curves(store=store).to_csv(curves, index=False)
+    assert main(["select", str(curves), "--max-train", "400", "--target", "1600", "--format", "json"]) == 0
+    assert capsys.readouterr().err.strip() == line

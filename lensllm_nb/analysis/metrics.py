@@ -19,7 +19,12 @@ from scipy import stats
 
 from ..errors import ConfigError
 
-__all__ = ["pearcorr", "spearman", "relacc", "top1_regret", "training_flops", "cost_fraction", "full_data_flops"]
+__all__ = ["pearcorr", "spearman", "relacc", "top1_regret", "training_flops", "cost_fraction", "full_data_flops",
+           "COSTLY_FRACTION", "budget_warning"]
+
+# Above this fraction of fine-tuning every candidate on the target, a selection
+# saves too little to be worth it unsaid (issue 21).
+COSTLY_FRACTION = 1 / 8
 
 
 def _pair(pred, true):
@@ -103,6 +108,34 @@ def cost_fraction(table, *, max_train, target, sizes="all") -> float:
     if sizes == "largest":
         visible = visible[visible["n_train"] == visible.groupby("model")["n_train"].transform("max")]
     return float(training_flops(visible).sum() / full_data_flops(table, target=target))
+
+
+def budget_warning(table, *, max_train, target):
+    """One line when the visible sizes cost more than :data:`COSTLY_FRACTION` of full fine-tuning, else None.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tidy curves table of one dataset (every candidate).
+    max_train, target : int
+        As in :func:`cost_fraction`.
+
+    Returns
+    -------
+    str or None
+        The figure and how to lower it: the largest measured budget within
+        :data:`COSTLY_FRACTION`, or smaller subset sizes.
+    """
+    spent = cost_fraction(table, max_train=max_train, target=target)
+    if spent <= COSTLY_FRACTION:
+        return None
+    sizes = sorted(int(n) for n in table["n_train"].unique() if 0 < n < max_train)
+    cheaper = [n for n in sizes if cost_fraction(table, max_train=n, target=target) <= COSTLY_FRACTION]
+    fix = (f"a budget (max_train) of {cheaper[-1]:,} stays within it" if cheaper else
+           "no measured budget stays within it")
+    return (f"Budget: the sizes ≤ {max_train:,} cost {spent:.0%} of fine-tuning every candidate on "
+            f"{target:,} examples, more than 1/8; {fix}, or fine-tune smaller subsets (largest about "
+            f"target/16 = {target // 16:,}).")
 
 
 def full_data_flops(table, *, target) -> float:

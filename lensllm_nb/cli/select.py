@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..analysis.metrics import budget_warning
 from ..analysis.predict import DEFAULT_METHOD, PREDICTIVE_METHODS, predict_candidates
 from ..errors import ConfigError
 from ..utils.safe_output import strict_json
@@ -41,6 +42,11 @@ def _select(args) -> int:
     table = _read(args.curves, args.dataset)
     result = predict_candidates(table, max_train=args.max_train, target=args.target, method=args.method,
                                 level=args.level, dataset=_one_dataset(table, args.curves))
+    rows = table if result.dataset is None else table[table["dataset"] == result.dataset]
+    warning = budget_warning(rows[rows["model"].isin(result.frame["model"])], max_train=result.max_train,
+                             target=result.target)
+    if warning:  # stderr: the JSON on stdout stays the contract
+        print(warning, file=sys.stderr)
     if args.format == "json":
         print(strict_json(result.to_json_dict(), indent=2))
         return 0

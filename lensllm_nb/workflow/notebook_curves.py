@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..analysis.curves import MIN_POSITIVE_SIZES, aggregate_seeds, read_curves, validate_curves
+from ..analysis.metrics import budget_warning
 from ..analysis.published_curves import load as load_benchmark
 from ..collection.display_names import PATH_COLUMNS, with_display_names
 from ..collection.store import ResultsStore, is_url, mask_url
@@ -85,11 +86,18 @@ class PreparedCurves:
         at = self.means[self.means["n_train"] == self.target]
         return at.set_index("model")["test_loss"].rename("true")
 
-    def describe(self) -> str:
-        """One line for a notebook: dataset, models, sizes, budget and target."""
-        return (f"{self.dataset}: {len(self.models)} models, sizes {self.sizes[0]:,}–{self.sizes[-1]:,} "
+    def describe(self, cost=False) -> str:
+        """One line for a notebook: dataset, models, sizes, budget and target.
+
+        With ``cost=True`` a second line says when the budget's sizes cost more than
+        1/8 of fine-tuning every candidate on the target
+        (:func:`~lensllm_nb.analysis.metrics.budget_warning`), and how to lower it.
+        """
+        line = (f"{self.dataset}: {len(self.models)} models, sizes {self.sizes[0]:,}–{self.sizes[-1]:,} "
                 f"({len(self.sizes)} measured), budget ≤ {self.max_train:,}, target {self.target:,} "
                 f"(from {self.source})")
+        warning = budget_warning(self.table, max_train=self.max_train, target=self.target) if cost else None
+        return line if warning is None else f"{line}\n{warning}"
 
 
 def load_curves(curves=None, *, store=None, dataset=None, drop_invalid=False, names=None) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..analysis.metrics import relacc, top1_regret
+from ..analysis.metrics import budget_warning, relacc, top1_regret
 from ..analysis.predict import DEFAULT_METHOD, predict_candidates
 from ..analysis.progressive import ProgressiveSelector
 from ..analysis.selection import make_selector
@@ -55,6 +55,9 @@ class SelectionAnswer:
     baselines : dict
         Free baselines that could run on the table (``zeroshot``, ``modelsize``):
         name -> their pick and its check.
+    budget : str or None
+        The line saying the visible sizes cost more than 1/8 of fine-tuning every
+        candidate on the target (:func:`lensllm_nb.analysis.metrics.budget_warning`).
     """
 
     prediction: object
@@ -62,6 +65,7 @@ class SelectionAnswer:
     truth: pd.Series
     progressive: dict | None = None
     baselines: dict = field(default_factory=dict)
+    budget: str | None = None
 
     @property
     def checked(self) -> bool:
@@ -123,6 +127,7 @@ class SelectionAnswer:
             method=escape_html(facts["method"]), target=f"{facts['target']:,}",
             max_train=f"{facts['selection_max_train']:,}", candidates=facts["candidates"],
             cost=f"{facts['cost_fraction']:.1%}", check=_check_html(facts),
+            budget=f'<p class="answer-budget">{escape_html(self.budget)}</p>' if self.budget else "",
             progressive=_progressive_html(facts["progressive"], facts["target"]),
             table=self._table_html(), figure=_figure_data(self.figure()),
         )
@@ -181,7 +186,8 @@ def answer_selection(table, *, max_train, target=None, dataset=None, method=None
     curves = rows.groupby(["model", "n_train"], as_index=False)["test_loss"].mean()
     truth = curves[curves["n_train"] == pred.target].set_index("model")["test_loss"]
     truth = truth.reindex(pred.frame["model"]).dropna()
-    answer = SelectionAnswer(prediction=pred, curves=curves, truth=truth)
+    answer = SelectionAnswer(prediction=pred, curves=curves, truth=truth,
+                             budget=budget_warning(rows, max_train=pred.max_train, target=pred.target))
     answer = replace(answer, baselines=_baselines(rows, answer, pred.max_train, pred.target))
     if progressive_budget is None:
         return answer
@@ -305,6 +311,7 @@ _ANSWER_HTML = """<section class="answer">
 ({level} interval {interval}); probability that it is the best candidate: <b>{p_best}</b>.</p>
 <p>Selection by <code>{method}</code> from fine-tunes on at most {max_train} examples of each of
 {candidates} candidates: <b>{cost}</b> of the FLOPs of fine-tuning every candidate on {target} examples.</p>
+{budget}
 {check}
 {progressive}
 <img alt="candidates' curves with the prediction at the target" src="data:image/png;base64,{figure}">
