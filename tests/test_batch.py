@@ -12,8 +12,7 @@ import yaml
 
 from lensllm_nb.cli import main
 from lensllm_nb.errors import BatchError, ConfigError
-from lensllm_nb.workflow import batch
-from lensllm_nb.workflow.batch import Job, expand_grid, load_grid, run_batch, run_job
+from lensllm_nb.workflow.batch import Job, execute, expand_grid, load_grid, run_batch, run_job
 
 # Writes `value * x` into {out}/x<x>.csv; raises when `fail` is set; draws a figure.
 _WRITER = [
@@ -176,7 +175,7 @@ def test_cell_past_its_timeout_is_stopped_and_kept(tmp_path):
 def test_job_process_past_its_limit_is_killed(tmp_path, monkeypatch):
     # Many short cells never hit the per-cell limit; the job's process limit stops them.
     _notebook(tmp_path / "long.ipynb", "n = 100", ["import time"] + ["time.sleep(0.5)"] * 100)
-    monkeypatch.setattr(batch, "_RENDER_GRACE_S", 0)
+    monkeypatch.setattr(execute, "_RENDER_GRACE_S", 0)
     grid = {"root": str(tmp_path), "timeout": 4, "start_timeout": 4, "jobs": [{"notebook": "long.ipynb"}]}
     (job,) = expand_grid(grid, out=tmp_path / "out")
     result = run_job(job)
@@ -198,10 +197,10 @@ def test_kernel_start_race_is_retried(tmp_path, monkeypatch):
             raise zmq.ZMQError(98, "Address already in use")
 
     monkeypatch.setattr(papermill, "execute_notebook", flaky)
-    monkeypatch.setattr(batch.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(execute.time, "sleep", lambda seconds: None)
     job = Job(name="j", stage=1, notebook="in.ipynb", parameters={}, grid_values={}, cwd=str(tmp_path),
               output=str(tmp_path / "o.ipynb"), report="r.html", log="l", result="r.json")
-    result = batch._execute(job)
+    result = execute._execute(job)
     assert result["status"] == "ok" and result["attempts"] == 2
     assert calls == ["lensllm-nb", "lensllm-nb"]
 
@@ -297,7 +296,7 @@ def test_non_utf8_grid_is_one_clean_cli_error(tmp_path, capsys):
 
 
 def test_second_runner_on_the_same_out_is_refused(grid_file, tmp_path):
-    from lensllm_nb.workflow.batch_control import lock_folder
+    from lensllm_nb.workflow.batch.control import lock_folder
 
     with lock_folder(tmp_path):
         with pytest.raises(BatchError, match="in use by another run"):

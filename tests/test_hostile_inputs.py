@@ -348,7 +348,7 @@ def test_run_never_writes_through_a_link_in_out(tmp_path, planted):
 
 def test_lock_and_every_out_writer_refuse_links(tmp_path):
     """Defect 2, the class: the lock (also when the run is refused), reports, index, summary, folders on the way."""
-    from lensllm_nb.workflow.batch_control import lock_folder
+    from lensllm_nb.workflow.batch.control import lock_folder
     from lensllm_nb.errors import ConfigError
     from lensllm_nb.workflow.report import write_index
     from lensllm_nb.utils.safe_output import open_inside, write_inside
@@ -469,7 +469,7 @@ def test_unique_names_is_linear_in_the_jobs():
     import gc
     import time
 
-    from lensllm_nb.workflow.batch import _unique_names
+    from lensllm_nb.workflow.batch.grid import _unique_names
 
     drafts = [{"base": f"nb__{i}", "parameters": {"x": i}} for i in range(50_000)]
 
@@ -519,7 +519,7 @@ def test_signal_interrupts_pure_computation_before_any_job():
     """Defect 5: in the validation and expansion stages a signal raises at once (no flag to poll)."""
     import signal
 
-    from lensllm_nb.workflow.batch_control import RunControl, StopRun
+    from lensllm_nb.workflow.batch.control import RunControl, StopRun
 
     control = RunControl()
     with control.signals():

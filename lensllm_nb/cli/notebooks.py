@@ -57,8 +57,7 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     """Execute a grid; exit 1 when any notebook failed."""
-    from ..workflow.batch import run_batch
-    from ..workflow.batch_control import StopRun
+    from ..workflow.batch import StopRun, run_batch
 
     try:
         result = run_batch(args.grid, out=args.out, executor=args.executor,
@@ -100,7 +99,7 @@ def _report(args) -> int:
 
 def _demo(args) -> int:
     """Run the offline demo; exit 1 when any of its notebooks failed."""
-    from ..workflow.batch_control import StopRun
+    from ..workflow.batch import StopRun
     from ..workflow.demo import run_demo
 
     try:

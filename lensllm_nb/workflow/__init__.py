@@ -6,5 +6,5 @@ matplotlib, ipywidgets, papermill and dask load only with the modules that use t
 
 __all__ = [
     "notebook_curves", "tables", "plots", "widgets", "grid_runs", "recommendation",
-    "batch", "batch_control", "report", "demo",
+    "batch", "report", "demo",
 ]

@@ -5,7 +5,7 @@ keeps them from outliving the run: one process group per job with a parent-death
 signal, SIGINT/SIGTERM handling that stops running jobs cleanly, and one runner per
 ``--out`` folder.
 
-Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.batch_control``.
+Details and derivations: docs/METHODS.md, section ``lensllm_nb.workflow.batch.control``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import BatchError, ConfigError
-from ..utils.safe_output import open_inside
+from ...errors import BatchError, ConfigError
+from ...utils.safe_output import open_inside
 
 __all__ = ["RunControl", "StopRun", "lock_folder", "die_with_parent", "kill_group", "wait_or_kill",
            "sleep_unless_stopped", "RUNNER_PID_ENV"]
