@@ -132,3 +132,17 @@ def test_tables_render_hostile_names_as_text():
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     summary = fit_curves(curves.table, "rectified").summary._repr_html_()
     assert "<script>" not in summary and "&lt;script&gt;" in summary
+
+
+def test_published_comparison_only_where_the_paper_has_figures(flan):
+    from lensllm_nb.analysis.published_curves import published
+    from lensllm_nb.workflow.tables import published_comparison
+
+    paper = published()
+    results = run_benchmark(flan, methods=["ats", "subtuning"], ratios=[64, 512]).results
+    table = published_comparison(results, paper)
+    assert set(table["method"]) == {"ats", "subtuning"} and set(table["ratio"]) == {64, 512}
+    assert list(table.index) == list(range(len(table)))  # a clean index
+    np.testing.assert_allclose(table["difference"], table["ours"] - table["published"])
+    own = results.assign(dataset="pairs.jsonl")  # a user's store: the paper has nothing to compare
+    assert published_comparison(own, paper) is None and published_comparison(results, paper.iloc[:0]) is None

@@ -5,7 +5,8 @@
 * :func:`law_fit_table` — per-curve law fits (an overlay, not the prediction),
   with a non-identified transition size D* shown as missing plus the reason;
 * :func:`compare_methods` — every selection method at the notebook's budget,
-  with its metrics from the benchmark protocol (:func:`~lensllm_nb.analysis.protocol.run_benchmark`).
+  with its metrics from the benchmark protocol (:func:`~lensllm_nb.analysis.protocol.run_benchmark`);
+* :func:`published_comparison` — notebook 04's figures next to the published ones.
 
 Model names stay plain strings in the frames; pandas escapes them when it renders
 HTML, and :mod:`lensllm_nb.utils.safe_output` does for Markdown and plot titles.
@@ -20,7 +21,8 @@ from ..analysis.protocol import run_benchmark
 from ..analysis.selection import make_selector
 from ..errors import ConfigError
 
-__all__ = ["ranking_table", "law_fit_table", "phase_table", "compare_methods", "protocol_ratio"]
+__all__ = ["ranking_table", "law_fit_table", "phase_table", "compare_methods", "protocol_ratio",
+           "published_comparison"]
 
 _COMPARISON_COLUMNS = ["method", "chosen", "pearson", "relacc", "spearman", "regret", "cost_fraction"]
 
@@ -142,3 +144,32 @@ def compare_methods(curves, methods) -> pd.DataFrame:
         selector = make_selector(method).fit(curves.table, max_train=curves.max_train, target=curves.target)
         rows.append({"method": method, "chosen": selector.chosen_, "cost_fraction": selector.cost_fraction_})
     return pd.DataFrame(rows).reindex(columns=_COMPARISON_COLUMNS)
+
+
+def published_comparison(results, published):
+    """PearCorr and RelAcc of ours next to the published ones, per (dataset, method, ratio); None when none match.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        :attr:`~lensllm_nb.analysis.protocol.BenchmarkResult.results` of one or more sets.
+    published : pandas.DataFrame
+        :func:`lensllm_nb.analysis.published_curves.published` (dataset, method, metric, ratio, value).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        dataset, method, metric, ratio, published, ours, difference (clean index);
+        None when `published` is empty or shares no (dataset, method, ratio) with `results`.
+    """
+    if published.empty or results.empty:
+        return None
+    paper = published.assign(dataset=published["dataset"].str.lower(), method=published["method"].str.lower(),
+                             metric=published["metric"].map({"PearCorr": "pearson", "RelAcc": "relacc"}))
+    ours = results.melt(id_vars=["dataset", "method", "ratio"], value_vars=["pearson", "relacc"],
+                        var_name="metric", value_name="ours")
+    both = paper.merge(ours, on=["dataset", "method", "metric", "ratio"], how="inner")
+    if both.empty:
+        return None
+    both = both.rename(columns={"value": "published"})
+    return both.assign(difference=both["ours"] - both["published"]).reset_index(drop=True)
