@@ -281,11 +281,29 @@ def test_heatmap_with_published_rows():
 
 def test_heatmap_facets_per_dataset(results):
     both = pd.concat([results, results.assign(dataset="gigaword")], ignore_index=True)
-    grid = plots.plot_benchmark_heatmap(both)
+    grid = plots.plot_benchmark_heatmap_grid(both)
     assert isinstance(grid, sns.FacetGrid)
     assert [ax.get_title() for ax in grid.axes.flat] == ["PearCorr: flan", "PearCorr: gigaword"]
     with pytest.raises(ConfigError, match="`ax` was given"):
         plots.plot_benchmark_heatmap(both, ax=plt.subplots()[1])
+
+
+def test_axes_level_plots_draw_one_dataset_and_grids_are_grids_for_one(results):
+    both = pd.concat([results, results.assign(dataset="gigaword")], ignore_index=True)
+    for axes_level, grid_level in ((plots.plot_benchmark_heatmap, plots.plot_benchmark_heatmap_grid),
+                                   (plots.plot_pareto, plots.plot_pareto_grid)):
+        with pytest.raises(ConfigError, match=f"2 datasets .*{grid_level.__name__}"):
+            axes_level(both)
+        grid = grid_level(results)
+        assert isinstance(grid, sns.FacetGrid) and len(grid.axes.flat) == 1
+    cov = pd.DataFrame({"dataset": ["flan", "flan", "giga", "giga"], "level": 0.8, "ratio": [8, 64, 8, 64],
+                        "coverage": [0.7, 0.8, 0.6, 0.9]})
+    with pytest.raises(ConfigError, match="plot_coverage_grid"):
+        plots.plot_coverage(cov)
+    grid = plots.plot_coverage_grid(cov[cov["dataset"] == "flan"])
+    assert isinstance(grid, sns.FacetGrid)
+    (panel,) = grid.axes.flat
+    assert [list(ln.get_ydata()) for ln in panel.lines if ln.get_marker() == "o"] == [[0.7, 0.8]]
 
 
 def test_heatmap_rejects_bad_input(results):

@@ -197,29 +197,46 @@ def _new_axes(ax, figsize, style=_STYLE):
     return ax
 
 
-def _per_dataset(results, draw, ax, size, style=_STYLE):
-    """Call ``draw(ax, frame, dataset, last)`` once per dataset.
+def _one_dataset(data, draw, ax, size, *, arg, name, style=_STYLE):
+    """Call ``draw(ax, data, dataset, True)`` for the one dataset of `data`; return the Axes.
 
-    Returns the Axes for one dataset, a FacetGrid (one column per dataset)
-    for several.
+    An axes-level function draws one dataset: several are refused with a pointer to
+    its figure-level twin ``<name>_grid``, which draws one panel per dataset.
     """
-    datasets = list(pd.unique(results["dataset"]))
-    if len(datasets) == 1:
-        ax = _new_axes(ax, figsize=size, style=style)
-        draw(ax, results, datasets[0], True)
-        return ax
-    if ax is not None:
+    datasets = _datasets(data, arg)
+    if len(datasets) > 1:
+        shown = ", ".join(map(str, datasets[:5])) + (", ..." if len(datasets) > 5 else "")
+        given = "`ax` was given but " if ax is not None else ""
         raise ConfigError(
-            f"`ax` was given but `results` holds {len(datasets)} datasets "
-            f"({', '.join(map(str, datasets))}); filter to one dataset or leave `ax` "
-            "unset to get one panel per dataset."
+            f"{given}`{arg}` holds {len(datasets)} datasets ({shown}); {name} draws one dataset on one "
+            f"Axes: filter `{arg}` to one dataset ({arg}[{arg}['dataset'] == {datasets[0]!r}]) or call "
+            f"{name}_grid({arg}) for one panel per dataset."
         )
+    ax = _new_axes(ax, figsize=size, style=style)
+    draw(ax, data, datasets[0], True)
+    return ax
+
+
+def _dataset_grid(data, draw, size, *, arg, style=_STYLE):
+    """Call ``draw(ax, frame, dataset, last)`` once per dataset, one panel each; return the FacetGrid.
+
+    A grid also for one dataset: a figure-level function returns its grid whatever the data.
+    """
+    datasets = _datasets(data, arg)
     with sns.axes_style(style):
         grid = sns.FacetGrid(
-            results, col="dataset", col_order=datasets, height=size[1],
+            data, col="dataset", col_order=datasets, height=size[1],
             aspect=size[0] / size[1], sharex=False, sharey=False,
         )
     for i, (dataset, panel) in enumerate(grid.axes_dict.items()):
-        draw(panel, results[results["dataset"] == dataset], dataset, i == len(datasets) - 1)
+        draw(panel, data[data["dataset"] == dataset], dataset, i == len(datasets) - 1)
     grid.figure.tight_layout()
     return grid
+
+
+def _datasets(data, arg) -> list:
+    """The datasets of `data` in order of appearance; refused when there is none."""
+    datasets = list(pd.unique(data["dataset"]))
+    if not datasets:
+        raise ConfigError(f"`{arg}` has no rows; pass a table with at least one dataset.")
+    return datasets

@@ -1,4 +1,8 @@
 """Benchmark protocol results: the metric heatmap per method and ratio, and the cost/quality Pareto plot.
+
+``plot_benchmark_heatmap`` and ``plot_pareto`` draw one dataset on one Axes and
+return it; their ``_grid`` twins draw one panel per dataset and return the
+seaborn FacetGrid, also for one dataset.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from matplotlib.axes import Axes
 from ...errors import ConfigError
 from ...utils.safe_output import escape_mathtext
 from ...utils.validation import check_columns
-from ._base import _finite_column, _per_dataset
+from ._base import _dataset_grid, _finite_column, _one_dataset
 
-__all__ = ["plot_benchmark_heatmap", "plot_pareto"]
+__all__ = ["plot_benchmark_heatmap", "plot_benchmark_heatmap_grid", "plot_pareto", "plot_pareto_grid"]
 
 
 # Metrics that run_benchmark reports per (dataset, method, ratio), with the names
@@ -25,20 +29,22 @@ _METRICS = {"pearson": "PearCorr", "relacc": "RelAcc", "spearman": "Spearman"}
 
 
 _RESULT_COLUMNS = ("dataset", "method", "ratio", "cost_fraction")
+# Inches of one Pareto panel (width, height).
+_PARETO_SIZE = (8.0, 5.0)
 
 
 def plot_benchmark_heatmap(results, metric="pearson", *, ax=None, published=None):
-    """Heatmap of a selection metric, methods × ratios, with annotated values.
+    """Heatmap of a selection metric of one dataset, methods × ratios, with annotated values.
 
     Parameters
     ----------
     results : pandas.DataFrame
-        ``run_benchmark(...).results``: one row per (dataset, method, ratio) with
-        the metric columns.
+        ``run_benchmark(...).results`` of one dataset: one row per (method, ratio)
+        with the metric columns (several datasets: `plot_benchmark_heatmap_grid`).
     metric : {"pearson", "relacc", "spearman"}, default "pearson"
         Metric to show.
     ax : matplotlib.axes.Axes, optional
-        Axes to draw on (one dataset only); a new figure is made otherwise.
+        Axes to draw on; a new figure is made otherwise.
     published : pandas.DataFrame, str or Path, optional
         Published figures in long format (``dataset, method, metric, ratio,
         value``, e.g. ``published_selection.csv``) or a path to such a CSV. Rows
@@ -48,16 +54,47 @@ def plot_benchmark_heatmap(results, metric="pearson", *, ax=None, published=None
 
     Returns
     -------
-    matplotlib.axes.Axes or seaborn.FacetGrid
-        The axes for one dataset; a FacetGrid with one panel per dataset when
-        ``results`` holds several.
+    matplotlib.axes.Axes
 
     Raises
     ------
     ConfigError
         If the metric is unknown, a column is missing, a (dataset, method,
-        ratio) appears twice, or ``ax`` is given for several datasets.
+        ratio) appears twice, or ``results`` holds several datasets.
     """
+    draw, size = _heatmap_panel(results, metric, published)
+    # no grid lines: they would show through missing cells
+    return _one_dataset(results, draw, ax, size, arg="results", name="plot_benchmark_heatmap", style="white")
+
+
+def plot_benchmark_heatmap_grid(results, metric="pearson", *, published=None):
+    """One heatmap panel per dataset (see `plot_benchmark_heatmap`), one colour scale for all.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        ``run_benchmark(...).results``: one row per (dataset, method, ratio).
+    metric : {"pearson", "relacc", "spearman"}, default "pearson"
+        Metric to show.
+    published : pandas.DataFrame, str or Path, optional
+        Published figures, as in `plot_benchmark_heatmap`; each panel shows its dataset's.
+
+    Returns
+    -------
+    seaborn.FacetGrid
+        One column per dataset, also when ``results`` holds one.
+
+    Raises
+    ------
+    ConfigError
+        As `plot_benchmark_heatmap`, except that several datasets are welcome.
+    """
+    draw, size = _heatmap_panel(results, metric, published)
+    return _dataset_grid(results, draw, size, arg="results", style="white")
+
+
+def _heatmap_panel(results, metric, published):
+    """The checked inputs' panel drawer ``draw(ax, frame, dataset, last)`` and the size of one panel."""
     _check_results(results, metric)
     paper = _read_published(published, metric)
     values = pd.to_numeric(results[metric], errors="coerce")
@@ -87,9 +124,7 @@ def plot_benchmark_heatmap(results, metric="pearson", *, ax=None, published=None
         ax.set_title(f"{_METRICS[metric]}: {escape_mathtext(dataset)}")
 
     n_rows = results["method"].nunique() + (paper["method"].nunique() if paper is not None else 0)
-    size = (0.9 * results["ratio"].nunique() + 3.0, 0.42 * n_rows + 1.6)
-    # no grid lines: they would show through missing cells
-    return _per_dataset(results, draw, ax, size, style="white")
+    return draw, (0.9 * results["ratio"].nunique() + 3.0, 0.42 * n_rows + 1.6)
 
 
 def _check_results(results, metric):
@@ -149,7 +184,7 @@ def _metric_table(frame, metric, paper, dataset):
 
 
 def plot_pareto(results, *, metric="pearson", ax=None):
-    """Plot cost fraction against a selection metric, Pareto front highlighted.
+    """Plot cost fraction against a selection metric for one dataset, Pareto front highlighted.
 
     One point per (method, ratio); each method's points are joined in cost
     order and the front (no other point is both cheaper and better) is drawn as
@@ -159,24 +194,52 @@ def plot_pareto(results, *, metric="pearson", ax=None):
     Parameters
     ----------
     results : pandas.DataFrame
-        ``run_benchmark(...).results``.
+        ``run_benchmark(...).results`` of one dataset (several: `plot_pareto_grid`).
     metric : {"pearson", "relacc", "spearman"}, default "pearson"
         Metric on the y axis (higher is better).
     ax : matplotlib.axes.Axes, optional
-        Axes to draw on (one dataset only); a new figure is made otherwise.
+        Axes to draw on; a new figure is made otherwise.
 
     Returns
     -------
-    matplotlib.axes.Axes or seaborn.FacetGrid
-        The axes for one dataset; a FacetGrid with one panel per dataset when
-        ``results`` holds several.
+    matplotlib.axes.Axes
 
     Raises
     ------
     ConfigError
         If the metric is unknown, a column is missing, a value is not finite,
-        a cost is negative, or ``ax`` is given for several datasets.
+        a cost is negative, or ``results`` holds several datasets.
     """
+    draw, data = _pareto_panel(results, metric)
+    return _one_dataset(data, draw, ax, _PARETO_SIZE, arg="results", name="plot_pareto")
+
+
+def plot_pareto_grid(results, *, metric="pearson"):
+    """One cost/metric panel per dataset (see `plot_pareto`), one colour per method across panels.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        ``run_benchmark(...).results``: one row per (dataset, method, ratio).
+    metric : {"pearson", "relacc", "spearman"}, default "pearson"
+        Metric on the y axis (higher is better).
+
+    Returns
+    -------
+    seaborn.FacetGrid
+        One column per dataset, also when ``results`` holds one.
+
+    Raises
+    ------
+    ConfigError
+        As `plot_pareto`, except that several datasets are welcome.
+    """
+    draw, data = _pareto_panel(results, metric)
+    return _dataset_grid(data, draw, _PARETO_SIZE, arg="results")
+
+
+def _pareto_panel(results, metric):
+    """The panel drawer ``draw(ax, frame, dataset, last)`` and the checked results with ``_cost``, ``_score``."""
     _check_results(results, metric)
     cost = _finite_column(results, "cost_fraction", "results")
     score = _finite_column(results, metric, "results")
@@ -222,7 +285,7 @@ def plot_pareto(results, *, metric="pearson", ax=None):
             ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
                       frameon=False)
 
-    return _per_dataset(data, draw, ax, (8.0, 5.0))
+    return draw, data
 
 
 def _pareto_front(frame):

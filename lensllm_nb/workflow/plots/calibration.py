@@ -1,4 +1,8 @@
 """Calibration of the prediction engine: interval coverage per level and ``p_best`` reliability.
+
+``plot_coverage`` draws one dataset on one Axes; ``plot_coverage_grid`` one panel
+per dataset (a FacetGrid, also for one). ``plot_reliability`` puts every dataset
+on one Axes.
 """
 
 from __future__ import annotations
@@ -9,25 +13,57 @@ from matplotlib.ticker import NullLocator
 
 from ...utils.safe_output import escape_mathtext
 from ...utils.validation import check_columns
-from ._base import _new_axes, _per_dataset
+from ._base import _dataset_grid, _new_axes, _one_dataset
 
-__all__ = ["plot_coverage", "plot_reliability"]
+__all__ = ["plot_coverage", "plot_coverage_grid", "plot_reliability"]
+
+# Inches of one coverage panel (width, height).
+_COVERAGE_SIZE = (6.5, 4.0)
 
 
 def plot_coverage(coverage, *, ax=None):
-    """Coverage of the intervals per budget ratio, one line per level, nominal levels dashed.
+    """Coverage of the intervals of one dataset per budget ratio, one line per level, nominal levels dashed.
 
     Parameters
     ----------
     coverage : pandas.DataFrame
-        :func:`lensllm_nb.analysis.calibration.coverage` (pooled rows ``ratio == "all"``
-        are left out of the lines and given in the key).
+        :func:`lensllm_nb.analysis.calibration.coverage` of one dataset (pooled rows
+        ``ratio == "all"`` are left out of the lines and given in the key); several
+        datasets: `plot_coverage_grid`.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure is made otherwise.
 
     Returns
     -------
-    matplotlib.axes.Axes or seaborn.FacetGrid
-        One panel per dataset.
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ConfigError
+        If a column is missing or ``coverage`` holds several datasets.
     """
+    return _one_dataset(coverage, _coverage_panel(coverage), ax, _COVERAGE_SIZE, arg="coverage",
+                        name="plot_coverage")
+
+
+def plot_coverage_grid(coverage):
+    """One coverage panel per dataset (see `plot_coverage`), one colour per level across panels.
+
+    Parameters
+    ----------
+    coverage : pandas.DataFrame
+        :func:`lensllm_nb.analysis.calibration.coverage`.
+
+    Returns
+    -------
+    seaborn.FacetGrid
+        One column per dataset, also when ``coverage`` holds one.
+    """
+    return _dataset_grid(coverage, _coverage_panel(coverage), _COVERAGE_SIZE, arg="coverage")
+
+
+def _coverage_panel(coverage):
+    """The panel drawer ``draw(ax, frame, dataset, last)`` of the checked `coverage`."""
     check_columns(coverage, "coverage", ("dataset", "level", "ratio", "coverage"))
     levels = sorted(coverage["level"].unique())
     palette = dict(zip(levels, sns.color_palette("viridis", len(levels))))
@@ -50,7 +86,7 @@ def plot_coverage(coverage, *, ax=None):
         # A key per panel: the pooled coverage belongs to the panel's dataset.
         ax.legend(title="level", loc="lower left", fontsize="small", frameon=True)
 
-    return _per_dataset(coverage, draw, ax, (6.5, 4.0))
+    return draw
 
 
 def plot_reliability(reliability, *, ax=None):
