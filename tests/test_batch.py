@@ -387,3 +387,28 @@ def test_job_processes_die_with_a_killed_runner(tmp_path):
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     assert _wait_gone(marker) == []
+
+
+def test_swept_paths_name_jobs_by_their_display_names(tmp_path):
+    _notebook(tmp_path / "tune.ipynb", "model = ''\nnames = {}", ["print(model)"])
+    models = ["{root}/m/a/gpt2", "{root}/m/b/gpt2", "{root}/m/llama", "zoo/gpt2-tiny"]
+    grid = {"root": str(tmp_path), "jobs": [{"notebook": "tune.ipynb", "grid": {"model": models}}]}
+    names = [job.name for job in expand_grid(grid, out=tmp_path / "out")]
+    assert names == ["tune__a-gpt2", "tune__b-gpt2", "tune__llama", "tune__zoo-gpt2-tiny"]
+    grid["parameters"] = {"names": {"m/llama": "Llama 2"}}  # the notebooks' own override names the job too
+    (_, _, job, _) = expand_grid(grid, out=tmp_path / "out")
+    assert job.name == "tune__Llama-2" and job.parameters["model"] == f"{tmp_path}/m/llama"  # the full path runs
+
+
+def test_durations_are_labelled_apart_in_the_summary_and_the_index(tmp_path):
+    from lensllm_nb.workflow.batch import format_summary
+    from lensllm_nb.workflow.report import DURATIONS_NOTE, write_index
+
+    results = [{"name": "a", "status": "ok", "seconds": 41.5, "cells_seconds": 20.5, "error": None}]
+    lines = format_summary(results).splitlines()
+    assert lines[0].split() == ["job", "status", "cells", "s", "job", "s", "error"]
+    assert lines[1].split() == ["a", "ok", "20.5", "41.5"] and lines[-1] == DURATIONS_NOTE
+    index = write_index(results, tmp_path / "index.html").read_text()
+    assert "<th>cells s</th><th>job s</th>" in index and "<td>20.5</td><td>41.5</td>" in index
+    assert "the notebook&#x27;s own execution time" in index or "the notebook's own execution time" in index
+

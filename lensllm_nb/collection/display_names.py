@@ -26,9 +26,12 @@ def is_path_name(name) -> bool:
     """True when `name` reads as a filesystem path rather than a zoo name, hub id or benchmark name.
 
     A path starts with ``/``, ``.``, ``~`` or a drive, has a backslash, two or more
-    ``/``, or ends with a data-file suffix. ``org/name`` (one slash) is a hub id.
+    ``/``, or ends with a data-file suffix. ``org/name`` (one slash) is a hub id;
+    a URL (``scheme://``) is no path.
     """
     text = str(name)
+    if "://" in text:  # a URL (a store), not a path
+        return False
     return (text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") >= 2
             or (len(text) > 2 and text[1] == ":") or text.lower().endswith(_DATA_SUFFIXES))
 

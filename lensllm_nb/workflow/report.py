@@ -20,6 +20,7 @@ from ..utils.safe_output import mask_secrets, write_inside
 from .recommendation import grid_answer
 
 __all__ = [
+    "DURATIONS_NOTE",
     "TEMPLATE_NAME",
     "find_templates",
     "index_answer",
@@ -250,8 +251,8 @@ def write_index(entries, path, *, title="lensllm-nb reports", note=None, answer=
     ----------
     entries : list of dict
         Each with ``name``, ``status`` and optionally ``report``, ``notebook``,
-        ``seconds``, ``error``, ``parameters`` (a dict shown under the name) and
-        ``note`` (a line shown under the name).
+        ``seconds`` (the job's wall time), ``cells_seconds`` (the notebook's own), ``error``,
+        ``parameters`` (a dict shown under the name) and ``note`` (a line shown under the name).
     path : str or Path
         The HTML file to write; links are relative to its folder.
     title : str
@@ -277,7 +278,7 @@ def write_index(entries, path, *, title="lensllm-nb reports", note=None, answer=
     else:
         answer_html = answer.to_html() if answer is not None else ""
     page = _INDEX_PAGE.format(title=html.escape(title), summary=summary, note=note_html, rows=rows,
-                              answer=answer_html)
+                              answer=answer_html, durations=DURATIONS_NOTE)
     write_inside(path.parent, path.name, page)  # through no link planted at the index
     return path
 
@@ -319,15 +320,19 @@ def _index_row(entry, folder) -> str:
     notebook = ""
     if entry.get("notebook"):
         notebook = f'<a href="{html.escape(_relative_link(entry["notebook"], folder))}">ipynb</a>'
-    seconds = entry.get("seconds")
-    seconds = f"{seconds:.1f}" if isinstance(seconds, (int, float)) else ""
+    seconds, cells = (f"{v:.1f}" if isinstance(v, (int, float)) else ""
+                      for v in (entry.get("seconds"), entry.get("cells_seconds")))
     status = html.escape(entry["status"])
     error = html.escape(entry.get("error") or "")
     if entry.get("note"):
         name += f'<div class="params">{html.escape(entry["note"])}</div>'
     return (f'<tr><td>{name}</td><td><span class="status {status}">{status}</span></td>'
-            f"<td>{seconds}</td><td>{notebook}</td><td class=\"error\">{error}</td></tr>")
+            f"<td>{cells}</td><td>{seconds}</td><td>{notebook}</td><td class=\"error\">{error}</td></tr>")
 
+
+# One wording of the two durations, for the index and the command line.
+DURATIONS_NOTE = ("cells s: the notebook's own execution time (as its report says); job s: the job's wall "
+                  "time, with process and kernel start and the report.")
 
 _INDEX_PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -360,9 +365,10 @@ th {{ background: #f5f5f5; }}
 <p>{summary}</p>
 {note}
 <table>
-<tr><th>notebook</th><th>status</th><th>seconds</th><th>executed</th><th>error</th></tr>
+<tr><th>notebook</th><th>status</th><th>cells s</th><th>job s</th><th>executed</th><th>error</th></tr>
 {rows}
 </table>
+<p class="params">{durations}</p>
 </body>
 </html>
 """

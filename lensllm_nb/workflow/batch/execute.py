@@ -29,6 +29,7 @@ __all__ = ["run_job"]
 
 # Seconds a job's process gets, beyond its kernel's start and run, to render the report.
 _RENDER_GRACE_S = 60
+_KERNEL_LOG_LEVEL = "--IPKernelApp.log_level=ERROR"
 # Kernel-start failures worth a retry: two kernels racing for the same ports.
 _RETRYABLE_MESSAGES = ("Kernel died before replying to kernel_info", "Kernel didn't respond",
                        "Address already in use")
@@ -102,8 +103,12 @@ def _finish(job, result) -> dict:
     else:
         # The notebook never started (bad kernel, missing file): keep the input with the error.
         nb = nbformat.read(job.notebook, as_version=4)
+    # Two durations, labelled apart everywhere: the notebook's cells (papermill's own
+    # clock; the report shows it) and the job's wall time (process and kernel start,
+    # cells, report; the index and the summary show both).
+    result["cells_seconds"] = _cells_seconds(nb)
     nb.metadata["lensllm_nb"] = {"job": job.name, "title": job.name, "status": result["status"],
-                                 "error": result["error"], "seconds": result["seconds"],
+                                 "error": result["error"], "cells_seconds": result["cells_seconds"],
                                  "parameters": mask_secrets(job.grid_values)}
     write_inside(job.folder, output, nbformat.writes(nb) + "\n")
     try:
@@ -123,6 +128,12 @@ def _last_line(log: Path) -> str:
     return lines[-1] if lines else "(empty log)"
 
 
+def _cells_seconds(nb):
+    """The notebook's own execution time (papermill's ``duration``), or None when it never ran."""
+    duration = nb.metadata.get("papermill", {}).get("duration")
+    return round(float(duration), 3) if isinstance(duration, (int, float)) else None
+
+
 def _execute(job: Job) -> dict:
     """Run papermill for `job` in this process, retrying kernel-start races."""
     import papermill
@@ -139,6 +150,9 @@ def _execute(job: Job) -> dict:
                 progress_bar=False, log_output=False,
                 # nbclient keeps the widget state so that reports can draw the widgets.
                 store_widget_state=True,
+                # The kernel's own start-up log ("Kernel is running over TCP without
+                # encryption": the batch's kernels listen on localhost) stays out of job logs.
+                extra_arguments=[_KERNEL_LOG_LEVEL],
             )
             return _result(job, "ok", time.perf_counter() - started, attempts=attempt)
         except Exception as exc:

@@ -230,6 +230,6 @@ def _progress(log, done, total):
     def report(result):
         count[0] += 1
         if log is not None:
-            log(f"[{count[0]}/{total}] {result['status']:<7} {result['name']}  {result['seconds']:.1f} s")
+            log(f"[{count[0]}/{total}] {result['status']:<7} {result['name']}  job {result['seconds']:.1f} s")
 
     return report

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...collection.display_names import display_names
 from ...errors import ConfigError
 from ...utils.provenance import config_hash
 from ...utils.safe_output import mask_secrets, safe_filename
@@ -189,6 +190,7 @@ def expand_grid(grid, *, out, max_jobs=None) -> list[Job]:
         notebook = _notebook_path(root, spec)
         sweeps = spec.get("grid") or {}
         _check_parameter_names(notebook, spec, grid.get("parameters"))
+        shown = _display_labels(sweeps, places, {**grid.get("parameters", {}), **spec.get("parameters", {})})
         for values in product(*sweeps.values()):
             grid_values = dict(zip(sweeps, values))
             parameters = {**grid.get("parameters", {}), **spec.get("parameters", {}), **grid_values}
@@ -196,7 +198,7 @@ def expand_grid(grid, *, out, max_jobs=None) -> list[Job]:
             prefix = safe_filename(spec.get("name") or notebook.stem, fallback="job")
             drafts.append({
                 # Secrets masked before naming: no password in a job, file or page name.
-                "base": "__".join([prefix, *(_slug(value) for value in mask_secrets(grid_values).values())]),
+                "base": "__".join([prefix, *(_slug(shown(key, value)) for key, value in mask_secrets(grid_values).items())]),
                 "stage": int(spec.get("stage", 1)),
                 "notebook": str(notebook),
                 "parameters": _substitute(parameters, places),
@@ -448,6 +450,23 @@ def _python_source(source) -> str:
     from IPython.core.inputtransformer2 import TransformerManager
 
     return TransformerManager().transform_cell(source)
+
+
+def _display_labels(sweeps, places, parameters):
+    """``(key, value) -> label`` for job names: a swept path's display name (its last part, unique).
+
+    The names are those notebooks show (:mod:`lensllm_nb.collection.display_names`,
+    with the grid's ``names`` as overrides), so a job is named as its model is in the
+    report; other values stay as they are.
+    """
+    overrides = parameters.get("names") or None
+    shown = {key: display_names([_substitute(v, places) for v in values if isinstance(v, str)], overrides)
+             for key, values in sweeps.items()}
+
+    def label(key, value):
+        return shown[key].get(_substitute(value, places), value) if isinstance(value, str) else value
+
+    return label
 
 
 def _slug(value) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from ...collection.store import mask_urls
 from ...utils.provenance import run_record
 from ...utils.safe_output import mask_secrets, strict_json, write_inside
-from ..report import index_answer, write_index
+from ..report import DURATIONS_NOTE, index_answer, write_index
 
 __all__ = ["BatchResult", "format_summary"]
 
@@ -70,23 +70,25 @@ class BatchResult:
 
 
 def format_summary(results) -> str:
-    """Return a plain-text table of job, status, seconds and error.
+    """Return a plain-text table of job, status, both durations (see `DURATIONS_NOTE`) and error.
 
     Parameters
     ----------
     results : list of dict
         As in `BatchResult.results`.
     """
-    rows = [("job", "status", "seconds", "error")]
+    rows = [("job", "status", "cells s", "job s", "error")]
     for result in results:
         error = (result.get("error") or "").replace("\n", " ")
-        rows.append((result["name"], result["status"], f"{result['seconds']:.1f}",
-                     error if len(error) <= 100 else error[:97] + "..."))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3]]).rstrip()
-             for row in rows]
+        cells = result.get("cells_seconds")
+        rows.append((result["name"], result["status"], "" if cells is None else f"{cells:.1f}",
+                     f"{result['seconds']:.1f}", error if len(error) <= 100 else error[:97] + "..."))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]),
+                        row[3].rjust(widths[3]), row[4]]).rstrip() for row in rows]
     n_failed = sum(result["status"] != "ok" for result in results)
     lines.append(f"{len(results)} jobs, {n_failed} failed" if n_failed else f"{len(results)} jobs, all ok")
+    lines.append(DURATIONS_NOTE)
     return "\n".join(lines)
 
 
