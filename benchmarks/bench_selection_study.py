@@ -29,6 +29,7 @@ VARIANTS = {
     "P2": ("backtested_pick", {"origins": "half", "no_origin": "predicted", "margin_test": False}),
     "P3": ("backtested_pick", {"origins": "all", "no_origin": "leader", "margin_test": False}),
     "P4": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": True}),
+    "P5": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": True, "short_lines": True}),
 }
 
 

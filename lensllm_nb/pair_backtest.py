@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
+from .extrapolate import line_fit
 
 __all__ = ["PickDecision", "decide_pick", "ORIGINS", "NO_ORIGIN"]
 
@@ -58,7 +59,8 @@ class PickDecision:
     origins: int = 0
 
 
-def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader", margin_test=True) -> PickDecision:
+def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader", margin_test=True,
+                short_lines=False) -> PickDecision:
     """Choose between the observed leader and the top of the predicted ranking.
 
     Parameters
@@ -92,7 +94,11 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
         return PickDecision(models[a], models[a], models[b],
                             f"{models[a]}: observed leader at {s_k:,.0f} and predicted lowest at "
                             f"{visible.target:,}.")
-    errors = _backtest_gap(visible, a, b, refit, origins)
+    errors = _backtest_gap(visible, a, b, refit, origins, _MIN_POINTS)
+    if errors is None and short_lines:
+        # Too few points to refit the method: the straight line through each
+        # candidate's points (two suffice) is the simplest extrapolation to test.
+        errors = _backtest_gap(visible, a, b, _line_refit, origins, 2)
     margin = float(np.expm1(log_pred[a] - log_pred[b]))
     if errors is None:
         return _without_origin(models, a, b, s_k, visible.target, margin, no_origin)
@@ -122,7 +128,14 @@ def _without_origin(models, a, b, s_k, target, margin, no_origin) -> PickDecisio
                         f"{models[a]} ({why}).")
 
 
-def _backtest_gap(visible, a, b, refit, origins):
+def _line_refit(curves):
+    """Log-log least-squares line of every candidate, evaluated at ``curves.target``."""
+    x_t = np.log(curves.target)
+    fits = [line_fit(np.log(s), np.log(l)) for s, l in zip(curves.sizes, curves.losses)]
+    return np.array([slope * x_t + intercept for slope, intercept in fits])
+
+
+def _backtest_gap(visible, a, b, refit, origins, min_points):
     """Mean |error| of persistence and of the refitted method on the A − B gap; None without origin."""
     sizes_a, sizes_b = visible.sizes[a], visible.sizes[b]
     s_k = sizes_a[-1]
@@ -133,7 +146,7 @@ def _backtest_gap(visible, a, b, refit, origins):
     for s_o in sizes_a[:-1]:
         if (origins == "half" and s_o > s_k / 2) or s_o not in set(sizes_b):
             continue
-        if min(int(np.sum(s <= s_o)) for s in visible.sizes) < _MIN_POINTS:
+        if min(int(np.sum(s <= s_o)) for s in visible.sizes) < min_points:
             continue
         cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
                                   losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],

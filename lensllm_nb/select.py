@@ -18,9 +18,10 @@ Methods: ``zeroshot``, ``subtuning``, ``modelsize`` (baselines of Lin et al. 202
 2024), ``lensllm`` (the LensLLM law of Zeng et al. 2025 fitted per candidate) and
 ``robust_curvature`` (the project's own extrapolator: AtS window, Theil–Sen line,
 curvature pooled over candidates), ``slope_drift`` (a state-space local linear trend
-whose slope drifts) and ``curvature_drift`` (the default, :data:`DEFAULT_METHOD`:
-``robust_curvature`` averaged with ``slope_drift`` when the curves share a
-significant steepening).
+whose slope drifts), ``curvature_drift`` (``robust_curvature`` averaged with ``slope_drift`` when the curves share a
+significant steepening) and ``backtested_pick`` (the default, :data:`DEFAULT_METHOD`:
+``curvature_drift``'s predictions, whose top is picked over the observed leader only
+where a backtest inside the visible sizes backs it; ``chosen_reason_`` says why).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 # The method every user-facing prediction uses unless told otherwise (one place).
-DEFAULT_METHOD = "curvature_drift"
+DEFAULT_METHOD = "backtested_pick"
 
 
 @dataclass(frozen=True)
@@ -485,15 +486,22 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         Backtest origins (see :func:`~lensllm_nb.pair_backtest.decide_pick`).
     no_origin : {"leader", "predicted"}, default "leader"
         The pick when no backtest origin exists.
+    margin_test : bool, default True
+        Depart only when the predicted margin exceeds the backtested error
+        grown to the target's horizon.
+    short_lines : bool, default True
+        Without a 3-point origin, backtest straight lines from 2-point origins.
     """
 
     name = "backtested_pick"
 
-    def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True):
+    def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True,
+                 short_lines=True):
         self.significance = significance
         self.origins = origins
         self.no_origin = no_origin
         self.margin_test = margin_test
+        self.short_lines = short_lines
 
     def fit_visible(self, visible, *, cost_fraction=float("nan")):
         """As :meth:`_Selector.fit_visible`, then the pick and its reason; the chosen model leads ``ranking_``."""
@@ -505,7 +513,7 @@ class BacktestedPickSelector(CurvatureDriftSelector):
 
         self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
                                      origins=self.origins, no_origin=self.no_origin,
-                                     margin_test=self.margin_test)
+                                     margin_test=self.margin_test, short_lines=self.short_lines)
         self.chosen_ = self.decision_.chosen
         self.chosen_reason_ = self.decision_.reason
         self.ranking_ = [self.chosen_] + [m for m in self.ranking_ if m != self.chosen_]
