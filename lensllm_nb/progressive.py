@@ -25,7 +25,7 @@ import pandas as pd
 from .errors import ConfigError
 from .metrics import full_data_flops, training_flops
 from .predict import log_predictive, p_best
-from .select import DEFAULT_METHOD, VisibleCurves, visible_curves
+from .select import VisibleCurves, visible_curves
 
 __all__ = ["ProgressiveSelector"]
 
@@ -38,8 +38,11 @@ class ProgressiveSelector:
     budget : float, optional
         Training FLOPs allowed, as a fraction of fine-tuning every candidate on the
         full target set; can also be given to :meth:`fit`.
-    method : str, default DEFAULT_METHOD
-        Selector used to predict the full-data loss each round.
+    method : str, default "curvature_drift"
+        Selector used to predict the full-data loss each round: the one whose
+        predictions (and the engine's distribution around them) the default
+        ``backtested_pick`` shows; its pick rule is not needed here, since each
+        round drops by ``p_best``, and skipping its backtest keeps rounds cheap.
     start_points : int, default 3
         Smallest sizes every candidate is fine-tuned on before the first cut
         (a law needs three points).
@@ -69,7 +72,7 @@ class ProgressiveSelector:
 
     name = "progressive"
 
-    def __init__(self, *, budget=None, method=DEFAULT_METHOD, start_points=3, risk=0.01, drop_from=5,
+    def __init__(self, *, budget=None, method="curvature_drift", start_points=3, risk=0.01, drop_from=5,
                  min_keep=2):
         self.budget = budget
         self.method = method
