@@ -3,8 +3,9 @@
 Every candidate is fine-tuned on the starting size; the best 1/η by measured loss
 are kept, the size is doubled, and so on until one candidate is left (η = 2 or 4,
 as in Optuna's ``SuccessiveHalvingPruner``). Under a FLOPs budget the starting
-size is the largest measured size whose whole ladder fits it. Nothing is
-extrapolated: each rung compares measured losses. On a benchmark table a
+size is the largest measured size whose whole ladder fits it (when none fits, the
+ladder starts at the smallest size and stops before the first rung the budget
+cannot pay). Nothing is extrapolated: each rung compares measured losses. On a benchmark table a
 "fine-tune" is a lookup of the measured loss, as in :mod:`lensllm_nb.progressive`.
 """
 
@@ -99,13 +100,18 @@ class SuccessiveHalvingSelector:
         cost_of = _cost_lookup(rows, training_flops)
         total = full_data_flops(rows, target=target)
         fitting = None
-        for start in sorted({float(s) for sizes in pool.sizes for s in sizes}):
+        starts = sorted({float(s) for sizes in pool.sizes for s in sizes})
+        for start in starts:
             ladder, spent = halving_ladder(pool, start, self.eta, cost_of)
             if ladder is not None and spent / total <= budget:
                 fitting = (start, ladder, spent)
         if fitting is None:
-            raise ConfigError(f"successive halving: no ladder fits `budget` {budget:.3g} of full-data FLOPs "
-                              f"(every candidate needs the sizes that double from the smallest one).")
+            # No complete ladder fits: climb from the smallest size while the budget pays the next rung.
+            ladder, spent = halving_ladder(pool, starts[0], self.eta, cost_of, limit=budget * total)
+            if not ladder:
+                raise ConfigError(f"successive halving: no ladder fits `budget` {budget:.3g} of full-data FLOPs "
+                                  "(not even every candidate on the smallest size); raise the budget.")
+            fitting = (starts[0], ladder, spent)
         self.start_size_, ladder, spent = int(fitting[0]), fitting[1], fitting[2]
         self._store(pool, ladder)
         self.cost_fraction_ = spent / total
@@ -126,7 +132,7 @@ class SuccessiveHalvingSelector:
                                      for r, (size, members, kept) in enumerate(ladder)])
 
 
-def halving_ladder(pool, start, eta, cost_of):
+def halving_ladder(pool, start, eta, cost_of, *, limit=float("inf")):
     """The rungs of successive halving from ``start`` and their FLOPs.
 
     Parameters
@@ -137,6 +143,8 @@ def halving_ladder(pool, start, eta, cost_of):
     eta : int
     cost_of : callable
         ``cost_of(model, size)`` in FLOPs.
+    limit : float
+        FLOPs the ladder may spend: it stops before the first rung that would exceed them.
 
     Returns
     -------
@@ -151,7 +159,10 @@ def halving_ladder(pool, start, eta, cost_of):
     while len(members) >= 2 and size is not None:
         if not all(np.any(pool.sizes[i] == size) for i in members):
             return None, float("inf")
-        spent += sum(cost_of(pool.models[i], size) for i in members)
+        rung_cost = sum(cost_of(pool.models[i], size) for i in members)
+        if spent + rung_cost > limit:
+            break
+        spent += rung_cost
         ranked = sorted(members, key=lambda i: (_loss_at(pool, i, size), pool.models[i]))
         kept = ranked[: int(np.ceil(len(members) / eta))]
         ladder.append((size, members, kept))

@@ -46,6 +46,14 @@ def test_ladder_ends_below_the_target():
     assert sh.start_size_ == 800 and sh.chosen_ == "b" and sh.cost_fraction_ == pytest.approx(0.5)
 
 
+def test_budget_below_every_complete_ladder_climbs_while_it_pays():
+    # Budget 0.1 -> 640 units: start 100 needs 4*100 + 2*200 = 800. Rung 0 (400) is paid, rung 1 is not:
+    # the best at 100 is picked (a, 1.00).
+    sh = SuccessiveHalvingSelector(eta=2).fit(_below_target(), target=1600, budget=0.1)
+    assert sh.start_size_ == 100 and sh.chosen_ == "a" and sh.cost_fraction_ == pytest.approx(400 / 6400)
+    assert sh.ladder_[["size", "candidates", "kept"]].values.tolist() == [[100, 4, 2]]
+
+
 def test_budget_too_small_is_a_config_error():
     with pytest.raises(ConfigError, match="no ladder fits `budget`"):
         SuccessiveHalvingSelector().fit(_below_target(), target=1600, budget=0.01)
