@@ -99,22 +99,33 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
         # Too few points to refit the method: the straight line through each
         # candidate's points (two suffice) is the simplest extrapolation to test.
         errors = _backtest_gap(visible, a, b, _line_refit, origins, 2)
-    margin = float(np.expm1(log_pred[a] - log_pred[b]))
+    gap = float(log_pred[a] - log_pred[b])
+    margin = float(-np.expm1(-gap))  # B's predicted loss below A's, as a share of A's
     if errors is None:
         return _without_origin(models, a, b, s_k, visible.target, margin, no_origin)
     persist, extrap, count, horizon = errors
-    detail = (f"over {count} backtest origin(s) inside the visible sizes the extrapolation forecast their gap "
-              f"at {s_k:,.0f} with error {extrap:.2g} and persistence with {persist:.2g} (log loss)")
     needed = extrap * np.log2(visible.target / s_k) / horizon
-    if extrap < persist and (not margin_test or log_pred[a] - log_pred[b] > needed):
-        reason = (f"{models[b]}: predicted lowest at {visible.target:,}, {margin:.1%} below the observed "
-                  f"leader {models[a]}; {detail}.")
-        chosen = models[b]
-    else:
-        reason = (f"{models[a]}: observed leader at {s_k:,.0f}; {models[b]} is predicted {margin:.1%} lower at "
-                  f"{visible.target:,}, but {detail}.")
-        chosen = models[a]
-    return PickDecision(chosen, models[a], models[b], reason, persist, extrap, count)
+    depart = extrap < persist and (not margin_test or gap > needed)
+    names = (models[a], models[b], f"{s_k:,.0f}", f"{visible.target:,}", f"{margin:.1%}")
+    reason = _reason(names, depart, extrap < persist, (extrap, persist, count, gap, needed))
+    return PickDecision(models[b] if depart else models[a], models[a], models[b], reason, persist, extrap, count)
+
+
+def _reason(names, depart, extrapolation_better, numbers):
+    """The pick's reason in one sentence (names: A, B, s_k, target, margin; numbers: errors and gaps)."""
+    a, b, s_k, target, margin = names
+    extrap, persist, count, gap, needed = numbers
+    backtest = (f"inside the visible sizes ({count} backtest origin(s)) the extrapolation forecast their gap at "
+                f"{s_k} with error {extrap:.2g} log loss, persistence with {persist:.2g}")
+    if depart:
+        return (f"{b}: predicted lowest at {target}, {margin} below the observed leader {a}; {backtest}, and the "
+                f"predicted gap ({gap:.2g}) exceeds that error grown to the target's horizon ({needed:.2g}).")
+    if extrapolation_better:
+        return (f"{a}: observed leader at {s_k}; {b} is predicted {margin} lower at {target}, but that gap "
+                f"({gap:.2g} log loss) is within the extrapolation's backtested error grown to the target's "
+                f"horizon ({needed:.2g}); {backtest}.")
+    return (f"{a}: observed leader at {s_k}; {b} is predicted {margin} lower at {target}, but {backtest}: "
+            f"persistence was closer.")
 
 
 def _without_origin(models, a, b, s_k, target, margin, no_origin) -> PickDecision:
