@@ -198,6 +198,8 @@ def _print_benchmark(result) -> None:
     cost = res.pivot(index="method", columns="ratio", values="cost_fraction")
     print("\ncost fraction by ratio")
     print(cost.round(4).to_string())
+    for skip in result.skipped:
+        print(f"skipped {skip['method']}: {skip['reason']}")
 
 
 def _write_benchmark(result, out: Path) -> None:
