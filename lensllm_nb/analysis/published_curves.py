@@ -1,4 +1,4 @@
-"""The benchmark curves of Lin et al. (2024): FLAN, Gigaword and WMT19.
+"""The benchmark curves: FLAN, Gigaword and WMT19 of Lin et al. (2024), and tidy sets such as LCDB dev.
 
 :func:`load` reads ``<name>.csv`` from the folder named by the ``LENSLLM_NB_DATA``
 environment variable, or else downloads the upstream file once into the user cache
@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import ConfigError, CurveDataError
 from ..utils.provenance import cache_dir
-from .curves import read_wide
+from .curves import REQUIRED_COLUMNS, read_curves, read_wide
 
 __all__ = ["load", "published", "SHA256", "UPSTREAM_URL", "data_path"]
 
@@ -86,10 +86,15 @@ def load(name) -> pd.DataFrame:
     Parameters
     ----------
     name : str
-        ``"flan"``, ``"gigaword"``, ``"wmt19"``, or the stem of another wide-layout
-        CSV in ``$LENSLLM_NB_DATA``.
+        ``"flan"``, ``"gigaword"``, ``"wmt19"``, or the stem of another CSV in
+        ``$LENSLLM_NB_DATA``: wide layout (one dataset, named ``name``) or tidy
+        (its ``dataset`` column kept, e.g. the 84 problems of ``"lcdb_dev"``).
     """
-    return read_wide(data_path(name), dataset=str(name).lower())
+    path = data_path(name)
+    header = set(pd.read_csv(path, nrows=0).columns)
+    if set(REQUIRED_COLUMNS) <= header:
+        return read_curves(path)
+    return read_wide(path, dataset=str(name).lower())
 
 
 def published(name=None) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from .base import BaseEstimator
 from .curves import visible_curves
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
-from .metrics import cost_fraction
+from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from .pair_backtest import decide_pick
 from .statespace import fit_slope_drift
 
 __all__ = [
@@ -34,12 +35,13 @@ __all__ = [
     "RobustCurvatureSelector",
     "SlopeDriftSelector",
     "CurvatureDriftSelector",
+    "BacktestedPickSelector",
     "SELECTORS",
     "make_selector",
 ]
 
 # The method every user-facing prediction uses unless told otherwise (one place).
-DEFAULT_METHOD = "curvature_drift"
+DEFAULT_METHOD = "backtested_pick"
 
 
 class _Selector(BaseEstimator):
@@ -338,6 +340,58 @@ class CurvatureDriftSelector(_Selector):
         return np.exp(0.5 * (np.log(curved.predictions_.to_numpy()) + np.log(drift.predictions_.to_numpy()))), []
 
 
+class BacktestedPickSelector(CurvatureDriftSelector):
+    """``curvature_drift``'s predictions; its top is picked only where a backtest backs it.
+
+    The ranking shown (``predictions_``) is ``curvature_drift``'s. The pick
+    (``chosen_``) is the observed leader A (lowest loss at the largest visible
+    size) unless the top of that ranking B differs and, inside the visible sizes,
+    ``curvature_drift`` refitted at earlier origins forecast the A − B log gap
+    better than persistence did (:func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
+    ``chosen_reason_`` says why in one sentence; ``decision_`` holds the errors.
+
+    Parameters
+    ----------
+    significance : float, default 1.96
+        As in :class:`CurvatureDriftSelector`.
+    origins : {"half", "all"}, default "half"
+        Backtest origins (see :func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
+    no_origin : {"leader", "predicted"}, default "leader"
+        The pick when no backtest origin exists.
+    margin_test : bool, default True
+        Depart only when the predicted margin exceeds the backtested error
+        grown to the target's horizon.
+    short_lines : bool, default True
+        Without a 3-point origin, backtest straight lines from 2-point origins.
+    """
+
+    name = "backtested_pick"
+
+    def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True,
+                 short_lines=True):
+        self.significance = significance
+        self.origins = origins
+        self.no_origin = no_origin
+        self.margin_test = margin_test
+        self.short_lines = short_lines
+
+    def fit_visible(self, visible, *, cost_fraction=float("nan")):
+        """As :meth:`_Selector.fit_visible`, then the pick and its reason; the chosen model leads ``ranking_``."""
+        super().fit_visible(visible, cost_fraction=cost_fraction)
+
+        def refit(curves):
+            return np.log(CurvatureDriftSelector(significance=self.significance).fit_visible(curves)
+                          .predictions_.to_numpy())
+
+        self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
+                                     origins=self.origins, no_origin=self.no_origin,
+                                     margin_test=self.margin_test, short_lines=self.short_lines)
+        self.chosen_ = self.decision_.chosen
+        self.chosen_reason_ = self.decision_.reason
+        self.ranking_ = [self.chosen_] + [m for m in self.ranking_ if m != self.chosen_]
+        return self
+
+
 class LensLLMSelector(LawFitSelector):
     """The method of the LensLLM paper (Zeng et al. 2025): its law fitted per candidate.
 
@@ -381,6 +435,7 @@ SELECTORS = {
     "robust_curvature": RobustCurvatureSelector,
     "slope_drift": SlopeDriftSelector,
     "curvature_drift": CurvatureDriftSelector,
+    "backtested_pick": BacktestedPickSelector,
 }
 
 

@@ -22,14 +22,19 @@ def register(subparsers) -> None:
             "For each ratio r only sizes <= target/r are visible (plus the zero-shot loss); every "
             "method predicts each model's loss at the target; PearCorr is computed over all models, "
             "RelAcc for the model ranked first. CURVES is a tidy or wide-layout CSV/Parquet file, or "
-            "a benchmark name (flan, gigaword, wmt19) read from $LENSLLM_NB_DATA or downloaded."
+            "a benchmark name (flan, gigaword, wmt19, lcdb_dev) read from $LENSLLM_NB_DATA or downloaded. "
+            "A file with several datasets (without --dataset) runs the protocol on each, with its own "
+            "target, and reports the mean per method over datasets x ratios; a ratio leaving fewer than "
+            "3 visible sizes, or a method the data cannot serve, is skipped there and listed."
         ),
     )
     bench.add_argument("curves", metavar="CURVES")
     bench.add_argument("--methods", default=None,
                        help="comma-separated: zeroshot,subtuning,modelsize,vanilla,rectified,ats,lensllm,"
-                            "robust_curvature,slope_drift,curvature_drift,progressive (default: all)")
-    bench.add_argument("--target", type=int, default=None, help="size to predict (default: largest in file)")
+                            "robust_curvature,slope_drift,curvature_drift,backtested_pick,successive_halving,"
+                            "progressive (default: all)")
+    bench.add_argument("--target", type=int, default=None,
+                       help="size to predict (default: the largest in the file, per dataset)")
     bench.add_argument("--ratios", default="8,16,32,64,128,256,512", help="data-budget ratios (default: %(default)s)")
     bench.add_argument("--dataset", default=None, help="dataset to use when the file holds several")
     bench.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -116,9 +121,11 @@ def _benchmark(args) -> int:
     from ..analysis.protocol import run_benchmark
 
     table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
-    dataset = _one_dataset(table, args.curves)
     methods = None if args.methods is None else _name_list(args.methods)
     ratios = _int_list(args.ratios, "--ratios")
+    if table["dataset"].nunique() > 1:
+        return _benchmark_many(table, args, methods, ratios)
+    dataset = _one_dataset(table, args.curves)
     _check_ratios(table, ratios, args.target)
     out = None if args.out is None else _prepare_out(args.out)
     result = run_benchmark(table, methods=methods, target=args.target, ratios=ratios, dataset=dataset,
@@ -132,6 +139,39 @@ def _benchmark(args) -> int:
     if out is not None:
         _write_benchmark(result, out)
     return 0
+
+
+def _benchmark_many(table, args, methods, ratios) -> int:
+    """Several datasets: the protocol on each, then the mean per method over datasets x ratios."""
+    from ..analysis.multi_benchmark import run_benchmarks
+
+    out = None if args.out is None else _prepare_out(args.out)
+    result = run_benchmarks(table, methods=methods, target=args.target, ratios=ratios, level=args.level)
+    if args.format == "json":
+        print(strict_json(result.to_json_dict(), indent=2))
+    elif args.format == "csv":
+        result.results.to_csv(sys.stdout, index=False)
+    else:
+        _print_many(result)
+    if out is not None:
+        result.results.to_csv(out / "results.csv", index=False)
+        result.summary.to_csv(out / "summary.csv", index=False)
+        (out / "results.json").write_text(strict_json(result.to_json_dict(), indent=2))
+        print(f"wrote tables to {out}", file=sys.stderr)
+    return 0
+
+
+def _print_many(result) -> None:
+    print(f"{len(result.per_dataset)} datasets, {result.wall_seconds:.2f} s; mean per method over datasets x ratios")
+    print(result.summary.round(4).to_string(index=False))
+    for res in result.per_dataset:
+        for skip in res.skipped:
+            print(f"skipped {skip['method']} on {res.dataset}: {skip['reason']}")
+    for dataset, skips in result.skipped_ratios.items():
+        for skip in skips:
+            print(f"skipped ratio {skip['ratio']} on {dataset}: {skip['reason']}")
+    for skip in result.skipped_datasets:
+        print(f"skipped dataset {skip['dataset']}: {skip['reason']}")
 
 
 def _prepare_out(out) -> Path:
@@ -157,6 +197,8 @@ def _print_benchmark(result) -> None:
     cost = res.pivot(index="method", columns="ratio", values="cost_fraction")
     print("\ncost fraction by ratio")
     print(cost.round(4).to_string())
+    for skip in result.skipped:
+        print(f"skipped {skip['method']}: {skip['reason']}")
 
 
 def _write_benchmark(result, out: Path) -> None:

@@ -109,7 +109,7 @@ class Job:
         Seconds to wait before starting, so that kernels do not all start at once.
     out : str
         The output folder: every file of the job is written inside it, through no
-        link (see `lensllm_nb.safe_output.open_inside`). Default: the folder of `output`.
+        link (see `lensllm_nb.utils.safe_output.open_inside`). Default: the folder of `output`.
     """
 
     name: str
