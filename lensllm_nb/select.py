@@ -37,10 +37,13 @@ from .errors import ConfigError
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from .ntk_law import LensLLMStepsLaw
 from .statespace import fit_slope_drift
 
 __all__ = [
     "DEFAULT_METHOD",
+    "LENSLLM_VARIANTS",
+    "LENSLLM_VARIANT",
     "ZeroShotSelector",
     "SubTuningSelector",
     "ModelSizeSelector",
@@ -54,6 +57,7 @@ __all__ = [
     "make_selector",
     "visible_curves",
     "visible_from_valid",
+    "ats_line_prediction",
     "VisibleCurves",
     "pearcorr",
     "relacc",
@@ -64,6 +68,9 @@ __all__ = [
 
 # The method every user-facing prediction uses unless told otherwise (one place).
 DEFAULT_METHOD = "curvature_drift"
+# The two variants of the LensLLM law and the one ``lensllm`` runs (docs/LENSLLM_LAW.md).
+LENSLLM_VARIANTS = ("steps", "fitted_t")
+LENSLLM_VARIANT = "steps"
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,14 @@ class VisibleCurves:
         Parameter count per model (NaN when unknown).
     target : int
         Size whose loss is predicted.
+    steps : list of ndarray or None
+        Optimizer steps of the runs at ``sizes`` (seed mean), when the table has a
+        complete ``steps`` column.
+    lr : ndarray or None
+        Learning rate of each model's runs, when the table has an ``lr`` column.
+    ntk : dict or None
+        Model -> NTK features, when the table carries them for every model
+        (``table.attrs["ntk"][dataset]``, as :func:`lensllm_nb.benchmarks.load` sets).
     """
 
     models: list
@@ -91,6 +106,9 @@ class VisibleCurves:
     zero_shot: np.ndarray
     params: np.ndarray
     target: int
+    steps: list | None = None
+    lr: np.ndarray | None = None
+    ntk: dict | None = None
 
 
 def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
@@ -139,8 +157,30 @@ def visible_from_valid(df, *, max_train, target, dataset=None) -> VisibleCurves:
         params = df.groupby("model")["params"].first().reindex(models).to_numpy(dtype=float)
     else:
         params = np.full(len(models), np.nan)
+    dataset = datasets[0] if dataset is None else dataset
     return VisibleCurves(models=models, sizes=sizes, losses=losses, zero_shot=zero, params=params,
-                         target=int(target))
+                         target=int(target), steps=_visible_steps(df, models, sizes),
+                         lr=_model_values(df, models, "lr"), ntk=_table_ntk(df, dataset, models))
+
+
+def _visible_steps(df, models, sizes):
+    """Seed-mean optimizer steps at each visible size, or None when any is missing."""
+    if "steps" not in df.columns or df["steps"].isna().any():
+        return None
+    mean = df.groupby(["model", "n_train"], sort=True)["steps"].mean()
+    return [mean.loc[model].reindex(s.astype(int)).to_numpy(dtype=float) for model, s in zip(models, sizes)]
+
+
+def _model_values(df, models, column):
+    if column not in df.columns or df[column].isna().any():
+        return None
+    return df.groupby("model")[column].first().reindex(models).to_numpy(dtype=float)
+
+
+def _table_ntk(df, dataset, models):
+    """NTK features the table carries for every model of `dataset` (``attrs["ntk"]``), else None."""
+    found = (df.attrs.get("ntk") or {}).get(dataset) or {}
+    return {m: found[m] for m in models} if models and set(models) <= set(found) else None
 
 
 class _Selector:
@@ -320,13 +360,33 @@ class LawFitSelector(_Selector):
         law = make_law(self.law, **(self.law_params or {}))
         fitted = law._fit_many(visible.sizes, visible.losses, names=visible.models,
                                ntk=self._ntk_list(visible.models))
-        pred, failed = [], []
-        for model, f, losses in zip(visible.models, fitted, visible.losses):
-            if f.success_:
-                pred.append(f.predict(visible.target))
-            else:
+        return self._law_predictions(visible, fitted)
+
+    def _law_predictions(self, visible, fitted):
+        """Each fitted law's prediction at the target, with the two fallbacks.
+
+        A failed fit falls back to the last visible loss (``failed_``). A fit with
+        no residual degree of freedom (as many free parameters as points)
+        passes through every point and its extrapolation is not identified: a
+        4-parameter law through 4 points bent at the last one fell from 2.5 to 0.9
+        over 8x the data, and its interval spanned 0.007-122. Such a fit is
+        replaced by the Accept-then-Stop line through the same points
+        (``interpolating_``), which has residual freedom from 3 points on.
+        """
+        pred, failed, self.interpolating_ = [], [], []
+        for model, f, sizes, losses in zip(visible.models, fitted, visible.sizes, visible.losses):
+            if not f.success_:
                 pred.append(losses[-1])
                 failed.append(model)
+            elif f.dof_ <= 0:
+                pred.append(ats_line_prediction(sizes, losses, visible.target))
+                self.interpolating_.append(model)
+            else:
+                pred.append(f.predict(visible.target))
+        if self.interpolating_:
+            warnings.warn(f"{self.name}: the law interpolates the visible points of {self.interpolating_[:5]} "
+                          "(as many parameters as points), so its extrapolation is not identified; their "
+                          "Accept-then-Stop line is used.", UserWarning, stacklevel=3)
         return np.array(pred), failed
 
 
@@ -354,14 +414,16 @@ class AtSSelector(_Selector):
         self.delta = delta
 
     def _predict(self, visible):
-        x_t = np.log(visible.target)
-        pred = []
-        for sizes, losses in zip(visible.sizes, visible.losses):
-            x, y = np.log(sizes), np.log(losses)
-            start = ats_transition(x, y, k=self.k, delta=self.delta) + 1
-            slope, intercept = line_fit(x[start:], y[start:])
-            pred.append(np.exp(intercept + slope * x_t))
-        return np.array(pred), []
+        return np.array([ats_line_prediction(s, l, visible.target, k=self.k, delta=self.delta)
+                         for s, l in zip(visible.sizes, visible.losses)]), []
+
+
+def ats_line_prediction(sizes, losses, target, *, k=3, delta=5.0):
+    """Accept-then-Stop: the log-log line through the power-phase window, evaluated at `target`."""
+    x, y = np.log(sizes), np.log(losses)
+    start = ats_transition(x, y, k=k, delta=delta) + 1
+    slope, intercept = line_fit(x[start:], y[start:])
+    return float(np.exp(intercept + slope * np.log(target)))
 
 
 class RobustCurvatureSelector(_Selector):
@@ -468,33 +530,72 @@ class CurvatureDriftSelector(_Selector):
 class LensLLMSelector(LawFitSelector):
     """The method of the LensLLM paper (Zeng et al. 2025): its law fitted per candidate.
 
-    ``L = B / (F(Θ, t) + D**β) + E`` is fitted to each visible curve, with F from
-    the model's NTK features when they are given and a fitted non-negative term
-    otherwise; candidates are ranked by the law's prediction at the target.
+    ``L = B / (F(Θ, t) + D**β) + E``, ranked by the law's prediction at the target,
+    in one of two variants (``docs/LENSLLM_LAW.md``):
+
+    * ``"steps"`` — t from the runs: F(Θ, η t(D)) with each run's optimizer steps
+      and learning rate, so F varies along the curve; B, β, E fitted
+      (:class:`~lensllm_nb.ntk_law.LensLLMStepsLaw`). Needs NTK features and a
+      ``steps`` column; without them it is the ``"fitted_t"`` variant.
+    * ``"fitted_t"`` — t fitted: the rectified law with D_l bounded by F(Θ, 0)
+      (:class:`~lensllm_nb.laws.LensLLMLaw`). Without NTK features it is the
+      rectified law.
 
     Parameters
     ----------
     ntk : dict, optional
         Model name -> NTK features (:class:`~lensllm_nb.ntk.NTKFeatures` or its
-        ``to_dict()``), for every candidate or for none.
+        ``to_dict()``), for every candidate or for none; default the features
+        the table carries (``VisibleCurves.ntk``).
     law_params : dict, optional
-        Other settings of :class:`~lensllm_nb.laws.LensLLMLaw`.
+        Other settings of the law of the variant.
+    variant : {"steps", "fitted_t"}, default :data:`LENSLLM_VARIANT`
+
+    Attributes
+    ----------
+    variant_ : str
+        What ran: ``"steps"``, ``"fitted_t"`` or ``"rectified"`` (no NTK
+        features: the rectified law).
     """
 
-    def __init__(self, ntk=None, law_params=None):
+    def __init__(self, ntk=None, law_params=None, variant=None):
         self.ntk = ntk
         self.law_params = law_params
+        self.variant = variant
 
     @property
     def law(self):
         return "lensllm"
 
-    def _ntk_list(self, models):
+    def _features(self, visible):
         if self.ntk is None:
-            return None
+            return visible.ntk
         if not isinstance(self.ntk, dict):
             raise ConfigError(f"`ntk` must be a dict model -> NTK features, got {type(self.ntk).__name__}.")
-        return [self.ntk.get(m) for m in models]
+        return self.ntk
+
+    def _ntk_list(self, models):
+        return None if self._ntk is None else [self._ntk.get(m) for m in models]
+
+    def _predict(self, visible):
+        variant = LENSLLM_VARIANT if self.variant is None else self.variant
+        if variant not in LENSLLM_VARIANTS:
+            raise ConfigError(f"`variant` must be one of {LENSLLM_VARIANTS}, got {self.variant!r}.")
+        self._ntk = self._features(visible)
+        complete = self._ntk is not None and all(self._ntk.get(m) is not None for m in visible.models)
+        if variant == "steps" and complete and visible.steps is not None:
+            self.variant_ = "steps"
+            return self._predict_steps(visible)
+        self.variant_ = "fitted_t" if complete else "rectified"
+        return super()._predict(visible)
+
+    def _predict_steps(self, visible):
+        fitted = []
+        for i, model in enumerate(visible.models):
+            law = LensLLMStepsLaw(ntk=self._ntk[model], **(self.law_params or {}))
+            lr = None if visible.lr is None else float(visible.lr[i])
+            fitted.append(law.fit(visible.sizes[i], visible.losses[i], visible.steps[i], lr=lr, model=model))
+        return self._law_predictions(visible, fitted)
 
 
 SELECTORS = {

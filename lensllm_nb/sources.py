@@ -14,7 +14,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
-from . import data, zoo
+from . import data, zoo, zoo_tasks
 from .errors import ConfigError, FinetuneError
 from .provenance import config_hash
 
@@ -64,13 +64,16 @@ def load_task(spec, **settings):
     Parameters
     ----------
     spec : str, Path or TaskData
-        ``"zoo"`` for the offline zoo task; otherwise anything
+        ``"zoo"`` for the offline zoo task, a zoo corpus task (``zoo_tasks.TASKS``:
+        ``"zoo-name"``, ``"zoo-args"``, ``"zoo-next-line"``); otherwise anything
         :func:`lensllm_nb.data.load_task` takes (a file, a folder, a hub id, a TaskData).
     **settings
         Passed to the TaskData constructor (format, column names, split sizes).
     """
     if isinstance(spec, str) and spec == zoo.TASK_NAME:
         return zoo.load_task(**settings)
+    if isinstance(spec, str) and spec in zoo_tasks.TASKS:
+        return zoo_tasks.load_task(spec, **settings)
     return data.load_task(spec, **settings)
 
 
