@@ -251,9 +251,13 @@ def _read_store(store) -> pd.DataFrame:
                           "to write it, or leave `store` empty and set `curves`.")
     with ResultsStore(store, readonly=True) as opened:
         table = opened.curves()
+        runs = opened.runs(status="ok")
     if table.empty:
         raise ConfigError(f"`store` = {text!r} holds no finished runs yet; run notebook 01 first.")
     table.attrs["source"] = text
+    # The NTK features travel with the table, so the `lensllm` selector finds them.
+    probed = runs[runs["ntk"].notna()]
+    table.attrs["ntk"] = {str(d): dict(zip(part["model"], part["ntk"])) for d, part in probed.groupby("dataset")}
     return validate_curves(table, source=text)
 
 

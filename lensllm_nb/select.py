@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "LENSLLM_VARIANTS",
     "LENSLLM_VARIANT",
+    "LENSLLM_NOTES",
     "ZeroShotSelector",
     "SubTuningSelector",
     "ModelSizeSelector",
@@ -71,6 +72,12 @@ DEFAULT_METHOD = "curvature_drift"
 # The two variants of the LensLLM law and the one ``lensllm`` runs (docs/LENSLLM_LAW.md).
 LENSLLM_VARIANTS = ("steps", "fitted_t")
 LENSLLM_VARIANT = "steps"
+# What the LensLLM term is, by what ran (LensLLMSelector.variant_): notebooks and README say it.
+LENSLLM_NOTES = {
+    "steps": "t from the runs: F(Θ, η·steps) from the NTK features, varying along each curve; B, β, E fitted",
+    "fitted_t": "t fitted: the rectified law with D_l bounded by F(Θ, 0)",
+    "rectified": "no NTK features: this is the rectified law",
+}
 
 
 @dataclass(frozen=True)
