@@ -23,7 +23,7 @@ import pandas as pd
 from .curves import validate_curves
 from .errors import FitError
 from .laws import make_law
-from .metrics import pearcorr, relacc, top1_regret
+from .metrics import cost_fraction, pearcorr, relacc, top1_regret
 from .ntk_law import LensLLMStepsLaw
 from .select import DEFAULT_METHOD, LensLLMSelector, make_selector, visible_from_valid
 
@@ -97,16 +97,18 @@ def extrapolation_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per (dataset, ratio, model, method): predicted, true and
-        ``abs_log_error`` = |log predicted − log true|.
+        One row per (dataset, ratio, model, method): predicted, true,
+        ``abs_log_error`` = |log predicted − log true| and the cost fraction of the
+        visible runs.
     """
     rows = []
-    for dataset, ratio, visible, truth in _cases(table, ratios, target):
+    for dataset, ratio, visible, truth, cost in _cases(table, ratios, target):
         for name in METHOD_NAMES:
             pred = _predictions(name, visible)
             for model, p, t in zip(visible.models, pred, truth):
                 rows.append({"dataset": dataset, "ratio": ratio, "model": model, "method": name,
-                             "predicted": p, "true": t, "abs_log_error": abs(np.log(p) - np.log(t))})
+                             "predicted": p, "true": t, "abs_log_error": abs(np.log(p) - np.log(t)),
+                             "cost_fraction": cost})
     return pd.DataFrame(rows)
 
 
@@ -116,7 +118,8 @@ def selection_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per (dataset, ratio, method): pearson, relacc, regret, chosen.
+        One row per (dataset, ratio, method): pearson, relacc, regret, chosen,
+        cost_fraction (the columns :func:`~lensllm_nb.plots.plot_benchmark_heatmap` reads).
     """
     preds = extrapolation_table(table, ratios, target)
     rows = []
@@ -126,20 +129,22 @@ def selection_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
         rows.append({"dataset": dataset, "ratio": ratio, "method": method,
                      "pearson": pearcorr(part["predicted"].to_numpy(), true),
                      "relacc": relacc(chosen_true, true), "regret": top1_regret(chosen_true, true),
-                     "chosen": chosen})
+                     "chosen": chosen, "cost_fraction": float(part["cost_fraction"].iloc[0])})
     return pd.DataFrame(rows)
 
 
 def _cases(table, ratios, target):
-    """(dataset, ratio, visible curves, true losses at the target) for every dataset and ratio."""
+    """(dataset, ratio, visible curves, true losses at the target, cost fraction) per dataset and ratio."""
     df = validate_curves(table, source=table.attrs.get("source", "<table>"))
     for dataset in sorted(df["dataset"].unique()):
         part = df[df["dataset"] == dataset]
         goal = int(part["n_train"].max()) if target is None else int(target)
         truth = part[part["n_train"] == goal].groupby("model")["test_loss"].mean()
         for ratio in ratios:
-            visible = visible_from_valid(part[part["n_train"] <= goal // ratio], max_train=goal // ratio, target=goal)
-            yield dataset, int(ratio), visible, truth.reindex(visible.models).to_numpy(dtype=float)
+            rows = part[part["n_train"] <= goal // ratio]
+            visible = visible_from_valid(rows, max_train=goal // ratio, target=goal)
+            yield (dataset, int(ratio), visible, truth.reindex(visible.models).to_numpy(dtype=float),
+                   cost_fraction(rows, max_train=goal // ratio, target=goal))
 
 
 def _predictions(name, visible):
