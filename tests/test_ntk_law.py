@@ -141,9 +141,9 @@ def test_the_corpus_has_every_candidate_on_every_task_with_steps_lr_and_features
         assert set(sizes) == {(0, 16, 32, 64, 128, 256, 512, 1024, 4096)}, dataset
         assert part["steps"].notna().all() and part["lr"].notna().all()
         assert set(corpus.attrs["ntk"][dataset]) == set(part["model"])
-    # Steps follow the settings: 2 epochs of batches of 8.
+    # Steps follow each task's settings: its epochs of batches of 8.
     positive = corpus[corpus["n_train"] > 0]
-    assert (positive["steps"] == 2 * np.ceil(positive["n_train"] / 8)).all()
+    assert (positive["steps"] == positive["epochs"] * np.ceil(positive["n_train"] / 8)).all()
 
 
 def _small_store(corpus, path, dataset="zoo-name", n_models=4):
