@@ -599,8 +599,10 @@ class LensLLMSelector(LawFitSelector):
     def _predict_steps(self, visible):
         fitted = []
         for i, model in enumerate(visible.models):
-            law = LensLLMStepsLaw(ntk=self._ntk[model], **(self.law_params or {}))
             lr = None if visible.lr is None else float(visible.lr[i])
+            # Three points leave three parameters no freedom: E = 0 keeps the NTK term identified.
+            settings = {"asymptote": "fitted" if visible.sizes[i].size > 3 else "zero", **(self.law_params or {})}
+            law = LensLLMStepsLaw(ntk=self._ntk[model], **settings)
             fitted.append(law.fit(visible.sizes[i], visible.losses[i], visible.steps[i], lr=lr, model=model))
         return self._law_predictions(visible, fitted)
 

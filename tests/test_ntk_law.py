@@ -110,6 +110,15 @@ def test_t_fitted_is_the_rectified_law_when_f0_is_far_above_the_fitted_d_l():
     np.testing.assert_allclose(fitted_t.predictions_, make_selector("rectified").fit_visible(_visible(table)).predictions_)
 
 
+def test_three_points_fit_the_law_with_e_zero_so_the_ntk_term_stays():
+    selector = LensLLMSelector().fit_visible(_visible(_table(), max_train=64))
+    assert selector.variant_ == "steps" and selector.interpolating_ == []
+    feats = _features()
+    L = 40.0 / (feats.F(STEPS[:3], 0.01) + SIZES[:3] ** 0.5)
+    law = LensLLMStepsLaw(ntk=feats, asymptote="zero").fit(SIZES[:3], L, STEPS[:3])
+    assert law.dof_ == 1 and law.params_["E"] < 1e-6 and law.params_["beta"] == pytest.approx(0.5, rel=1e-3)
+
+
 def test_an_unknown_variant_is_refused():
     with pytest.raises(ConfigError, match="`variant`"):
         LensLLMSelector(variant="free").fit_visible(_visible(_table()))
@@ -180,9 +189,11 @@ def test_cli_benchmark_of_the_corpus_lensllm_differs_from_rectified_wherever_fea
     for dataset in sorted(corpus["dataset"].unique()):
         out = subprocess.run(
             [sys.executable, "-m", "lensllm_nb.cli", "benchmark", "zoo_corpus", "--dataset", dataset,
-             "--methods", "lensllm,rectified", "--ratios", "8,16,32", "--level", "0.9", "--format", "json"],
+             "--methods", "lensllm,rectified", "--level", "0.9", "--format", "json"],
             capture_output=True, text=True, check=True)
         preds = pd.DataFrame(json.loads(out.stdout)["predictions"])
+        # The default ratios that leave 3 sizes visible: 64 leaves 16, 32, 64.
+        assert sorted(preds["ratio"].unique()) == [8, 16, 32, 64]
         wide = preds.pivot_table(index=["ratio", "model"], columns="method", values="predicted")
-        assert len(wide) == 3 * corpus[corpus["dataset"] == dataset]["model"].nunique()
+        assert len(wide) == 4 * corpus[corpus["dataset"] == dataset]["model"].nunique()
         assert (np.abs(np.log(wide["lensllm"] / wide["rectified"])) > 1e-6).all(), dataset

@@ -30,7 +30,9 @@ def register(subparsers) -> None:
                        help="comma-separated: zeroshot,subtuning,modelsize,vanilla,rectified,ats,lensllm,"
                             "robust_curvature,slope_drift,curvature_drift,progressive (default: all)")
     bench.add_argument("--target", type=int, default=None, help="size to predict (default: largest in file)")
-    bench.add_argument("--ratios", default="8,16,32,64,128,256,512", help="data-budget ratios (default: %(default)s)")
+    bench.add_argument("--ratios", default=None,
+                       help="data-budget ratios (default: 8,16,32,64,128,256,512, those that leave at least "
+                            "3 measured sizes visible)")
     bench.add_argument("--dataset", default=None, help="dataset to use when the file holds several")
     bench.add_argument("--format", choices=("table", "json", "csv"), default="table")
     bench.add_argument("--level", type=float, default=None,
@@ -112,13 +114,24 @@ def _check_ratios(table, ratios, target) -> None:
             + ("." if usable > 1 else " (the file has too few sizes below the target)."))
 
 
+def _default_ratios(table, target) -> list:
+    """The protocol's ratios that leave at least 3 measured sizes visible (all of them on FLAN)."""
+    from ..curves import MIN_POSITIVE_SIZES
+    from ..protocol import DEFAULT_RATIOS
+
+    target = int(table["n_train"].max()) if target is None else target
+    sizes = sorted(n for n in set(table["n_train"].tolist()) if 0 < n < target)
+    usable = [r for r in DEFAULT_RATIOS if sum(n <= target // r for n in sizes) >= MIN_POSITIVE_SIZES]
+    return usable or list(DEFAULT_RATIOS)  # none usable: _check_ratios says why
+
+
 def _benchmark(args) -> int:
     from ..protocol import run_benchmark
 
     table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
     dataset = _one_dataset(table, args.curves)
     methods = None if args.methods is None else _name_list(args.methods)
-    ratios = _int_list(args.ratios, "--ratios")
+    ratios = _default_ratios(table, args.target) if args.ratios is None else _int_list(args.ratios, "--ratios")
     _check_ratios(table, ratios, args.target)
     out = None if args.out is None else _prepare_out(args.out)
     result = run_benchmark(table, methods=methods, target=args.target, ratios=ratios, dataset=dataset,
