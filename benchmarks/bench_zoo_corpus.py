@@ -76,14 +76,17 @@ def main(argv=None):
     print("\nmedian per dataset:\n")
     print(_markdown(fits.groupby("dataset")[laws].median().reset_index()))
     print("\nmedian over all curves:", {k: round(float(v), 5) for k, v in fits[laws].median().items()})
-    print("\n## Extrapolation: mean |log predicted − log true| of the full run\n")
+    print("\n## Extrapolation: mean |log predicted − log true| of the full run, sizes <= full / r\n")
     print(_markdown(extra.pivot_table(index="method", columns="ratio", values="abs_log_error", aggfunc="mean")
                     .reindex(law_comparison.METHOD_NAMES).reset_index()))
     print("\nper dataset:\n")
     print(_markdown(extra.pivot_table(index=["dataset", "method"], columns="ratio", values="abs_log_error",
                                       aggfunc="mean").reset_index()))
-    print("\n## Selection per dataset and ratio\n")
-    print(_markdown(selection))
+    for metric in ("pearson", "relacc", "regret"):
+        print(f"\n## Selection: {metric} per dataset and ratio\n")
+        wide = selection.pivot_table(index="method", columns=["dataset", "ratio"], values=metric, aggfunc="first")
+        wide.columns = [f"{d} /{r}" for d, r in wide.columns]
+        print(_markdown(wide.reindex(law_comparison.METHOD_NAMES).reset_index()))
     print("\nmean over datasets and ratios:\n")
     print(_markdown(selection.groupby("method")[["pearson", "relacc", "regret"]].mean()
                     .reindex(law_comparison.METHOD_NAMES).reset_index()))

@@ -393,7 +393,7 @@ class LawFitSelector(_Selector):
         if self.interpolating_:
             warnings.warn(f"{self.name}: the law interpolates the visible points of {self.interpolating_[:5]} "
                           "(as many parameters as points), so its extrapolation is not identified; their "
-                          "Accept-then-Stop line is used.", UserWarning, stacklevel=3)
+                          "Accept-then-Stop line is used.", UserWarning, stacklevel=4)
         return np.array(pred), failed
 
 
