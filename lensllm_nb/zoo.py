@@ -15,7 +15,9 @@ so the zoo builds its own, from nothing but the Python installation:
 * **Candidates.** :data:`CANDIDATES`: GPT-2, GPT-NeoX, Llama and T5 models of
   0.1M–2M parameters, each pretrained for a few seconds on a different slice of
   the text (code only, docstrings only, code → summary pairs, a mix), so they
-  carry different pre-learned knowledge.
+  carry different pre-learned knowledge. :data:`CORPUS_CANDIDATES` adds two
+  more for the zoo corpus only (``benchmarks/build_zoo_corpus.py``), built into
+  folders of their own so the demo's zoo stays as it is.
 
 Everything is saved with ``save_pretrained`` and loaded with ``from_pretrained``,
 the path hub models take. The build is deterministic and cached in

@@ -217,3 +217,27 @@ def test_cli_benchmark_of_the_corpus_lensllm_differs_from_rectified_wherever_fea
         wide = preds.pivot_table(index=["ratio", "model"], columns="method", values="predicted")
         assert len(wide) == 4 * corpus[corpus["dataset"] == dataset]["model"].nunique()
         assert (np.abs(np.log(wide["lensllm"] / wide["rectified"])) > 1e-6).all(), dataset
+
+
+def test_notebooks_say_what_the_lensllm_term_is():
+    from lensllm_nb.views import lensllm_note
+
+    assert lensllm_note(None) == "no NTK features: this is the rectified law"
+    assert "bounded by F(Θ, 0)" in lensllm_note({"m": object()}) and "from the runs" in lensllm_note({"m": 1})
+    assert lensllm_note(None, law="vanilla") == "the vanilla law has no NTK term"
+
+
+def test_the_corpus_adds_candidates_and_tasks_and_leaves_the_demo_zoo_alone():
+    from lensllm_nb import sources, zoo, zoo_tasks
+
+    assert zoo.names() == ["zoo/" + n for n in ("gpt2-tiny", "t5-small", "neox-small", "llama-small", "gpt2-wide",
+                                                 "llama-tiny")]
+    assert zoo.corpus_names()[:6] == zoo.names() and len(zoo.corpus_names()) == 8
+    assert not set(zoo.CORPUS_CANDIDATES) & set(zoo.CANDIDATES)
+    for name in zoo_tasks.TASKS:
+        task = sources.load_task(name)
+        assert task.name == name and task.n_pool >= 4096
+        # Task text comes only from the task modules, which no candidate was pretrained on.
+        assert all(zoo.is_task_module(row["module"]) for row in zoo_tasks.task_rows(name))
+    with pytest.raises(ConfigError, match="`name`"):
+        zoo_tasks.task_rows("zoo-other")
