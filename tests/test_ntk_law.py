@@ -241,3 +241,10 @@ def test_the_corpus_adds_candidates_and_tasks_and_leaves_the_demo_zoo_alone():
         assert all(zoo.is_task_module(row["module"]) for row in zoo_tasks.task_rows(name))
     with pytest.raises(ConfigError, match="`name`"):
         zoo_tasks.task_rows("zoo-other")
+
+
+def test_notebook_02_finds_the_features_a_packaged_set_carries():
+    from lensllm_nb.curve_sources import prepare_curves, stored_ntk
+
+    curves = prepare_curves("zoo_corpus", dataset="zoo-args", default_ratio=1)
+    assert set(stored_ntk("", curves)) == set(curves.models) and len(curves.models) == 8
