@@ -35,7 +35,9 @@ def register(subparsers) -> None:
                             "progressive (default: all)")
     bench.add_argument("--target", type=int, default=None,
                        help="size to predict (default: the largest in the file, per dataset)")
-    bench.add_argument("--ratios", default="8,16,32,64,128,256,512", help="data-budget ratios (default: %(default)s)")
+    bench.add_argument("--ratios", default=None,
+                       help="data-budget ratios (default: 8,16,32,64,128,256,512, those that leave at least "
+                            "3 measured sizes visible, per dataset)")
     bench.add_argument("--dataset", default=None, help="dataset to use when the file holds several")
     bench.add_argument("--format", choices=("table", "json", "csv"), default="table")
     bench.add_argument("--level", type=float, default=None,
@@ -117,15 +119,27 @@ def _check_ratios(table, ratios, target) -> None:
             + ("." if usable > 1 else " (the file has too few sizes below the target)."))
 
 
+def _default_ratios(table, target) -> list:
+    """The protocol's ratios that leave at least 3 measured sizes visible (all of them on FLAN)."""
+    from ..analysis.curves import MIN_POSITIVE_SIZES
+    from ..analysis.protocol import DEFAULT_RATIOS
+
+    target = int(table["n_train"].max()) if target is None else target
+    sizes = sorted(n for n in set(table["n_train"].tolist()) if 0 < n < target)
+    usable = [r for r in DEFAULT_RATIOS if sum(n <= target // r for n in sizes) >= MIN_POSITIVE_SIZES]
+    return usable or list(DEFAULT_RATIOS)  # none usable: _check_ratios says why
+
+
 def _benchmark(args) -> int:
     from ..analysis.protocol import run_benchmark
 
     table = _read(args.curves, args.dataset, drop_invalid=args.drop_invalid)
     methods = None if args.methods is None else _name_list(args.methods)
-    ratios = _int_list(args.ratios, "--ratios")
+    ratios = None if args.ratios is None else _int_list(args.ratios, "--ratios")
     if table["dataset"].nunique() > 1:
         return _benchmark_many(table, args, methods, ratios)
     dataset = _one_dataset(table, args.curves)
+    ratios = _default_ratios(table, args.target) if ratios is None else ratios
     _check_ratios(table, ratios, args.target)
     out = None if args.out is None else _prepare_out(args.out)
     result = run_benchmark(table, methods=methods, target=args.target, ratios=ratios, dataset=dataset,
@@ -146,7 +160,11 @@ def _benchmark_many(table, args, methods, ratios) -> int:
     from ..analysis.multi_benchmark import run_benchmarks
 
     out = None if args.out is None else _prepare_out(args.out)
-    result = run_benchmarks(table, methods=methods, target=args.target, ratios=ratios, level=args.level)
+    from ..analysis.protocol import DEFAULT_RATIOS
+    from ..utils.safe_output import open_inside
+
+    result = run_benchmarks(table, methods=methods, target=args.target, ratios=ratios or DEFAULT_RATIOS,
+                            level=args.level)
     if args.format == "json":
         print(strict_json(result.to_json_dict(), indent=2))
     elif args.format == "csv":
@@ -154,9 +172,11 @@ def _benchmark_many(table, args, methods, ratios) -> int:
     else:
         _print_many(result)
     if out is not None:
-        result.results.to_csv(out / "results.csv", index=False)
-        result.summary.to_csv(out / "summary.csv", index=False)
-        (out / "results.json").write_text(strict_json(result.to_json_dict(), indent=2))
+        # Through `open_inside`/`write_inside`, like every file under --out: a planted link is refused.
+        for name, frame in (("results.csv", result.results), ("summary.csv", result.summary)):
+            with open_inside(out, out / name) as handle:
+                frame.to_csv(handle, index=False)
+        write_inside(out, out / "results.json", strict_json(result.to_json_dict(), indent=2))
         print(f"wrote tables to {out}", file=sys.stderr)
     return 0
 
