@@ -169,15 +169,7 @@ def _small_store(corpus, path, dataset="zoo-name", n_models=4):
     return models
 
 
-# lensllm departs from the reference extrapolators where they are wrong (gpt2-tiny here: lensllm 4.44,
-# slope_drift 3.61, true 4.33), and the engine's scale is that disagreement: interval 1.69-11.6,
-# expected regret 23.8. The scale rule and the regret are the engine's (issue 22), not the law's.
-_ENGINE_SCALE = pytest.mark.xfail(strict=True, reason="engine scale = disagreement with the reference "
-                                  "extrapolators; regret of a heavy-tailed t (issue 22)")
-
-
-@pytest.mark.parametrize("method", [pytest.param(m, marks=_ENGINE_SCALE) if m == "lensllm" else m
-                                    for m in PREDICTIVE_METHODS])
+@pytest.mark.parametrize("method", PREDICTIVE_METHODS)
 def test_every_select_method_gives_finite_plausible_numbers_on_a_small_real_store(corpus, tmp_path, method):
     _small_store(corpus, tmp_path / "runs.db")
     table = load_curves(store=str(tmp_path / "runs.db"))

@@ -37,7 +37,7 @@ SHA256 = {
 _ENV = "LENSLLM_NB_DATA"
 # Sets shipped with the package (lensllm_nb/data_files): name -> (curves CSV, NTK JSON).
 PACKAGED = {"zoo_corpus": ("zoo_corpus_curves.csv", "zoo_corpus_ntk.json")}
-_DATA_FILES = Path(__file__).resolve().parent / "data_files"
+_DATA_FILES = Path(__file__).resolve().parents[1] / "data_files"  # lensllm_nb/data_files (package data)
 
 
 def data_path(name) -> Path:
