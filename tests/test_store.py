@@ -143,7 +143,7 @@ def test_known_and_extra_columns_round_trip(tmp_path):
     assert runs.loc[0, "ntk"] == ntk
     assert runs.loc[0, "extra"] == {"lora_rank": 8}
     assert runs.loc[0, "params"] == 1_000
-    assert list(curves.columns) == [*CURVE_COLUMNS, "lora_rank"]
+    assert list(curves.columns) == [*CURVE_COLUMNS, "lr", "lora_rank"]  # lr from the config
     assert curves.loc[0, "lora_rank"] == 8
     assert row["config"] == {"lr": 1e-4} and "extra" not in row  # input not mutated
 

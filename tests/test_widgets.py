@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 from lensllm_nb.analysis import published_curves as benchmarks  # noqa: E402
 from lensllm_nb.analysis.predict import DEFAULT_METHOD, predict_candidates  # noqa: E402
 from lensllm_nb.errors import ConfigError  # noqa: E402
+from lensllm_nb.analysis.predict import DEFAULT_METHOD, predict_candidates  # noqa: E402
+from lensllm_nb.utils.safe_output import escape_markdown  # noqa: E402
 from lensllm_nb.workflow.notebook_curves import prepare_curves  # noqa: E402
 from lensllm_nb.workflow.tables import compare_methods  # noqa: E402
 from lensllm_nb.workflow.widgets import ComparisonWidget, comparison_widget  # noqa: E402
@@ -72,7 +74,9 @@ def test_build_shows_the_engine_prediction_figure_table_and_summary(flan):
     np.testing.assert_allclose(widget.ranking_["predicted"], expected.frame["predicted"])
     assert widget.ranking_["p_best"].sum() == pytest.approx(1.0)
     assert (widget.ranking_["low"] < widget.ranking_["predicted"]).all()
-    assert widget.chosen_ == widget.ranking_["model"].iloc[0] == expected.chosen
+    # The pick is the engine's; it may differ from the top row, and the summary says why.
+    assert widget.chosen_ == expected.chosen
+    assert f"Why: {escape_markdown(expected.chosen_reason)}" in widget._summary_line()
     assert widget.fit_ is None  # no law fit unless an overlay is asked for
     assert 0 < widget.cost_fraction_ < 0.1
     summary = _markdown(widget)

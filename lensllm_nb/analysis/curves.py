@@ -475,6 +475,14 @@ class VisibleCurves:
         Parameter count per model (NaN when unknown).
     target : int
         Size whose loss is predicted.
+    steps : list of ndarray or None
+        Optimizer steps of the runs at ``sizes`` (seed mean), when the table has a
+        complete ``steps`` column.
+    lr : ndarray or None
+        Learning rate of each model's runs, when the table has an ``lr`` column.
+    ntk : dict or None
+        Model -> NTK features, when the table carries them for every model
+        (``table.attrs["ntk"][dataset]``, as :func:`lensllm_nb.analysis.published_curves.load` sets).
     """
 
     models: list
@@ -483,6 +491,9 @@ class VisibleCurves:
     zero_shot: np.ndarray
     params: np.ndarray
     target: int
+    steps: list | None = None
+    lr: np.ndarray | None = None
+    ntk: dict | None = None
 
 
 def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
@@ -531,5 +542,27 @@ def visible_from_valid(df, *, max_train, target, dataset=None) -> VisibleCurves:
         params = df.groupby("model")["params"].first().reindex(models).to_numpy(dtype=float)
     else:
         params = np.full(len(models), np.nan)
+    dataset = datasets[0] if dataset is None else dataset
     return VisibleCurves(models=models, sizes=sizes, losses=losses, zero_shot=zero, params=params,
-                         target=int(target))
+                         target=int(target), steps=_visible_steps(df, models, sizes),
+                         lr=_model_values(df, models, "lr"), ntk=_table_ntk(df, dataset, models))
+
+
+def _visible_steps(df, models, sizes):
+    """Seed-mean optimizer steps at each visible size, or None when any is missing."""
+    if "steps" not in df.columns or df["steps"].isna().any():
+        return None
+    mean = df.groupby(["model", "n_train"], sort=True)["steps"].mean()
+    return [mean.loc[model].reindex(s.astype(int)).to_numpy(dtype=float) for model, s in zip(models, sizes)]
+
+
+def _model_values(df, models, column):
+    if column not in df.columns or df[column].isna().any():
+        return None
+    return df.groupby("model")[column].first().reindex(models).to_numpy(dtype=float)
+
+
+def _table_ntk(df, dataset, models):
+    """NTK features the table carries for every model of `dataset` (``attrs["ntk"]``), else None."""
+    found = (df.attrs.get("ntk") or {}).get(dataset) or {}
+    return {m: found[m] for m in models} if models and set(models) <= set(found) else None

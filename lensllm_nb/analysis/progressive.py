@@ -3,8 +3,10 @@
 Start every candidate on the smallest subsets, predict each one's full-data loss,
 drop the candidates that the prediction engine (:mod:`lensllm_nb.analysis.predict`) says are
 unlikely to be best, and buy the next size for the survivors until the FLOPs budget
-is spent. On a benchmark table a "fine-tune" is a lookup of the measured loss; with a
-live collector the same loop decides which runs to buy.
+is spent; the pick is then the default's (``backtested_pick``) on the last candidates'
+bought curves: the observed leader unless a backtest backs the extrapolated one. On a
+benchmark table a "fine-tune" is a lookup of the measured loss; with a live collector
+the same loop decides which runs to buy.
 
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.progressive``.
 """
@@ -20,7 +22,7 @@ from ..errors import ConfigError
 from .curves import VisibleCurves, visible_curves
 from .metrics import full_data_flops, training_flops
 from .predict import log_predictive, p_best
-from .selection import DEFAULT_METHOD
+from .selection import BacktestedPickSelector
 
 __all__ = ["ProgressiveSelector"]
 
@@ -33,8 +35,11 @@ class ProgressiveSelector:
     budget : float, optional
         Training FLOPs allowed, as a fraction of fine-tuning every candidate on the
         full target set; can also be given to :meth:`fit`.
-    method : str, default DEFAULT_METHOD
-        Selector used to predict the full-data loss each round.
+    method : str, default "curvature_drift"
+        Selector used to predict the full-data loss each round: the one whose
+        predictions (and the engine's distribution around them) the default
+        ``backtested_pick`` shows; its pick rule is not needed here, since each
+        round drops by ``p_best``, and skipping its backtest keeps rounds cheap.
     start_points : int, default 3
         Smallest sizes every candidate is fine-tuned on before the first cut
         (a law needs three points).
@@ -54,6 +59,8 @@ class ProgressiveSelector:
         Predicted full-data loss per model (from the last round it was active).
     ranking_ : list of str
     chosen_ : str
+        ``backtested_pick``'s pick among the candidates of the last round.
+    chosen_reason_ : str
     cost_fraction_ : float
         FLOPs spent relative to fine-tuning all candidates on the full set.
     history_ : pandas.DataFrame
@@ -64,7 +71,7 @@ class ProgressiveSelector:
 
     name = "progressive"
 
-    def __init__(self, *, budget=None, method=DEFAULT_METHOD, start_points=3, risk=0.01, drop_from=5,
+    def __init__(self, *, budget=None, method="curvature_drift", start_points=3, risk=0.01, drop_from=5,
                  min_keep=2):
         self.budget = budget
         self.method = method
@@ -152,8 +159,9 @@ class ProgressiveSelector:
             active[:] = False
             active[survivors] = True
         self.predictions_ = pd.Series(pred, index=pd.Index(pool.models, name="model"), name="predicted")
-        self.ranking_ = list(self.predictions_.sort_values(kind="stable").index)
-        self.chosen_ = self.ranking_[0]
+        self.chosen_, self.chosen_reason_ = _final_pick(pool, np.flatnonzero(active), n_bought)
+        self.ranking_ = [self.chosen_] + [m for m in self.predictions_.sort_values(kind="stable").index
+                                          if m != self.chosen_]
         self.cost_fraction_ = spent / total
         self.history_ = pd.DataFrame(history)
         self.p_best_history_ = pd.DataFrame(p_history)
@@ -167,6 +175,14 @@ def _bought(pool, idx, n_bought):
                          sizes=[pool.sizes[i][: n_bought[i]] for i in idx],
                          losses=[pool.losses[i][: n_bought[i]] for i in idx],
                          zero_shot=pool.zero_shot[idx], params=pool.params[idx], target=pool.target)
+
+
+def _final_pick(pool, idx, n_bought):
+    """The default's pick (:class:`~lensllm_nb.analysis.selection.BacktestedPickSelector`) on the last candidates' bought curves."""
+    if idx.size == 1:
+        return pool.models[idx[0]], f"{pool.models[idx[0]]}: the last candidate left."
+    picker = BacktestedPickSelector().fit_visible(_bought(pool, idx, n_bought))
+    return picker.chosen_, picker.chosen_reason_
 
 
 def _unlikely_best(pb, risk, min_keep):

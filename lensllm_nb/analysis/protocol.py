@@ -11,7 +11,7 @@ distributed as it chooses.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,12 +22,13 @@ from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from .predict import PREDICTIVE_METHODS, check_level, predict_visible
 from .progressive import ProgressiveSelector
 from .selection import DEFAULT_METHOD, make_selector
+from .successive_halving import SuccessiveHalvingSelector
 
 __all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark"]
 
 DEFAULT_RATIOS = (8, 16, 32, 64, 128, 256, 512)
 METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "robust_curvature",
-           "slope_drift", "curvature_drift", "progressive")
+           "slope_drift", "curvature_drift", "backtested_pick", "successive_halving", "progressive")
 
 
 @dataclass
@@ -48,6 +49,9 @@ class BenchmarkResult:
     dataset : str
     target : int
     wall_seconds : float
+    skipped : list of dict
+        Methods the data cannot serve (``{"method", "reason"}``), e.g. ``zeroshot``
+        without zero-shot losses; they have no rows.
     """
 
     results: pd.DataFrame
@@ -56,6 +60,7 @@ class BenchmarkResult:
     target: int
     wall_seconds: float
     level: float | None = None
+    skipped: list = field(default_factory=list)
 
     def to_json_dict(self) -> dict:
         """The stable JSON contract of ``lensllm-nb benchmark --format json``."""
@@ -66,6 +71,8 @@ class BenchmarkResult:
                              str(v) if k in ("method", "chosen") else float(v)) for k, v in rec.items()})
         doc = {"dataset": self.dataset, "target": int(self.target), "default_method": DEFAULT_METHOD,
                "results": rows, "wall_seconds": float(self.wall_seconds)}
+        if self.skipped:
+            doc["skipped_methods"] = [dict(s) for s in self.skipped]
         if self.level is not None:
             doc["level"] = float(self.level)
             cols = ["method", "ratio", "model", "predicted", "low", "high", "p_best", "true"]
@@ -134,10 +141,13 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
     if missing:
         raise ConfigError(f"`target`={target}: no measured loss at that size for {missing[:3]}; "
                           "the benchmark needs the true loss of every model at the target.")
-    rows, preds = [], []
+    rows, preds, skipped = [], [], {}
     # Progressive selection may buy any size below the target; its pool is cut once.
     below = df[df["n_train"] < target]
-    pool = visible_from_valid(below, max_train=int(target) - 1, target=target) if "progressive" in methods else None
+    buying = {"progressive", "successive_halving"} & set(methods)
+    pool = visible_from_valid(below, max_train=int(target) - 1, target=target) if buying else None
+    # The FLOPs kinds the methods need (each costs a pass over the table per ratio).
+    kinds = {"all" if m in buying else make_selector(m)._cost_sizes for m in methods}
     for ratio in ratios:
         max_train = target // ratio
         # The protocol hides the target itself and everything above the budget;
@@ -145,28 +155,53 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
         visible_rows = df[df["n_train"] <= max_train]
         visible = visible_from_valid(visible_rows, max_train=max_train, target=target)
         costs = {kind: cost_fraction(visible_rows, max_train=max_train, target=target, sizes=kind)
-                 for kind in ("all", "largest", "none")}
+                 for kind in kinds}
         for method in methods:
-            if method == "progressive":
-                selector = ProgressiveSelector().fit_pool(pool, below, target=target, budget=costs["all"])
-            else:
-                selector = make_selector(method)
-                selector.fit_visible(visible, cost_fraction=costs[selector._cost_sizes])
+            if method in skipped:
+                continue
+            try:
+                selector = _fit_method(method, visible, costs, pool, below, target)
+            except ConfigError as exc:
+                # A method the data cannot serve (zeroshot without n = 0) is skipped, not a failure.
+                skipped[method] = str(exc)
+                continue
+            rows.append(_result_row(dataset, method, ratio, max_train, selector, truth))
             true = truth.reindex(selector.predictions_.index).to_numpy()
-            pred = selector.predictions_.to_numpy()
-            chosen_true = truth[selector.chosen_]
-            rows.append({
-                "dataset": dataset, "method": method, "ratio": int(ratio), "max_train": int(max_train),
-                "pearson": pearcorr(pred, true), "relacc": relacc(chosen_true, true),
-                "spearman": spearman(pred, true), "regret": top1_regret(chosen_true, true),
-                "cost_fraction": float(selector.cost_fraction_), "chosen": selector.chosen_,
-            })
             frame = pd.DataFrame({"dataset": dataset, "method": method, "ratio": int(ratio),
-                                  "model": selector.predictions_.index, "predicted": pred, "true": true})
+                                  "model": selector.predictions_.index,
+                                  "predicted": selector.predictions_.to_numpy(), "true": true})
             if level is not None and method in PREDICTIVE_METHODS:
                 dist = predict_visible(visible, method=method, level=level).frame.set_index("model")
                 frame = frame.join(dist[["low", "high", "p_best"]], on="model")
             preds.append(frame)
-    return BenchmarkResult(results=pd.DataFrame(rows), predictions=pd.concat(preds, ignore_index=True),
-                           dataset=dataset, target=int(target), wall_seconds=time.perf_counter() - start,
-                           level=None if level is None else float(level))
+    if not rows:
+        raise ConfigError(f"no method could run on dataset {dataset!r}: "
+                          + "; ".join(f"{m}: {r}" for m, r in skipped.items()))
+    results = pd.DataFrame(rows)
+    results = results[~results["method"].isin(list(skipped))].reset_index(drop=True)
+    predictions = pd.concat(preds, ignore_index=True)
+    predictions = predictions[~predictions["method"].isin(list(skipped))].reset_index(drop=True)
+    return BenchmarkResult(results=results, predictions=predictions, dataset=dataset, target=int(target),
+                           wall_seconds=time.perf_counter() - start, level=None if level is None else float(level),
+                           skipped=[{"method": m, "reason": r} for m, r in skipped.items()])
+
+
+def _fit_method(method, visible, costs, pool, below, target):
+    """One method fitted at one budget: the fixed methods on the visible curves, the buying ones on the pool."""
+    if method == "progressive":
+        return ProgressiveSelector().fit_pool(pool, below, target=target, budget=costs["all"])
+    if method == "successive_halving":
+        return SuccessiveHalvingSelector().fit_pool(pool, below, target=target, budget=costs["all"])
+    selector = make_selector(method)
+    return selector.fit_visible(visible, cost_fraction=costs[selector._cost_sizes])
+
+
+def _result_row(dataset, method, ratio, max_train, selector, truth):
+    true = truth.reindex(selector.predictions_.index).to_numpy()
+    pred = selector.predictions_.to_numpy()
+    chosen_true = truth[selector.chosen_]
+    return {"dataset": dataset, "method": method, "ratio": int(ratio), "max_train": int(max_train),
+            "pearson": pearcorr(pred, true), "relacc": relacc(chosen_true, true),
+            "spearman": spearman(pred, true), "regret": top1_regret(chosen_true, true),
+            "cost_fraction": float(selector.cost_fraction_), "chosen": selector.chosen_}
+

@@ -1,13 +1,20 @@
-"""The benchmark curves of Lin et al. (2024): FLAN, Gigaword and WMT19.
+"""The benchmark curves: FLAN, Gigaword and WMT19 of Lin et al. (2024), tidy sets such as LCDB dev, and the zoo corpus.
 
 :func:`load` reads ``<name>.csv`` from the folder named by the ``LENSLLM_NB_DATA``
 environment variable, or else downloads the upstream file once into the user cache
-directory and checks its SHA-256. The files are never shipped with this package.
+directory and checks its SHA-256. Those files are never shipped with this package.
+
+``load("zoo_corpus")`` reads the curves this project made on its own zoo
+(``benchmarks/build_zoo_corpus.py``), shipped as package data with each run's
+steps and learning rate; the NTK features of every candidate on every task come
+with it in ``table.attrs["ntk"]`` (dataset -> model -> NTKFeatures), where the
+``lensllm`` selector finds them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import urllib.request
 from pathlib import Path
@@ -16,9 +23,10 @@ import pandas as pd
 
 from ..errors import ConfigError, CurveDataError
 from ..utils.provenance import cache_dir
-from .curves import read_wide
+from .curves import REQUIRED_COLUMNS, read_curves, read_wide
+from .ntk_features import NTKFeatures
 
-__all__ = ["load", "published", "SHA256", "UPSTREAM_URL", "data_path"]
+__all__ = ["load", "published", "SHA256", "UPSTREAM_URL", "data_path", "PACKAGED", "packaged_ntk"]
 
 UPSTREAM_URL = "https://raw.githubusercontent.com/linhaowei1/Fine-tuning-Scaling-Law/main/benchmark/{name}.csv"
 SHA256 = {
@@ -27,6 +35,9 @@ SHA256 = {
     "wmt19": "523b044495f87c1f954c359fb489cf4e38f739c7fca8161d70665853fb2d293a",
 }
 _ENV = "LENSLLM_NB_DATA"
+# Sets shipped with the package (lensllm_nb/data_files): name -> (curves CSV, NTK JSON).
+PACKAGED = {"zoo_corpus": ("zoo_corpus_curves.csv", "zoo_corpus_ntk.json")}
+_DATA_FILES = Path(__file__).resolve().parents[1] / "data_files"  # lensllm_nb/data_files (package data)
 
 
 def data_path(name) -> Path:
@@ -86,10 +97,42 @@ def load(name) -> pd.DataFrame:
     Parameters
     ----------
     name : str
-        ``"flan"``, ``"gigaword"``, ``"wmt19"``, or the stem of another wide-layout
-        CSV in ``$LENSLLM_NB_DATA``.
+        ``"flan"``, ``"gigaword"``, ``"wmt19"``, ``"zoo_corpus"`` (shipped, with
+        NTK features in ``attrs["ntk"]``), or the stem of another CSV in
+        ``$LENSLLM_NB_DATA``: wide layout (one dataset, named ``name``) or tidy
+        (its ``dataset`` column kept, e.g. the 84 problems of ``"lcdb_dev"``).
     """
-    return read_wide(data_path(name), dataset=str(name).lower())
+    if str(name).lower() in PACKAGED:
+        return _load_packaged(str(name).lower())
+    path = data_path(name)
+    header = set(pd.read_csv(path, nrows=0).columns)
+    if set(REQUIRED_COLUMNS) <= header:
+        return read_curves(path)
+    return read_wide(path, dataset=str(name).lower())
+
+
+def _load_packaged(name):
+    from .curves import validate_curves
+
+    path = _DATA_FILES / PACKAGED[name][0]
+    if not path.is_file():
+        raise CurveDataError(f"the packaged set {name!r} is missing ({path}); rebuild it with "
+                             "`python benchmarks/build_zoo_corpus.py` or reinstall lensllm-nb.")
+    table = validate_curves(pd.read_csv(path), source=str(path))
+    table.attrs["source"] = name
+    table.attrs["ntk"] = packaged_ntk(name)
+    return table
+
+
+def packaged_ntk(name) -> dict:
+    """NTK features of a packaged set: dataset -> model -> :class:`~lensllm_nb.analysis.ntk_features.NTKFeatures`."""
+    if name not in PACKAGED:
+        raise ConfigError(f"`name` must be one of {sorted(PACKAGED)}, got {name!r}.")
+    raw = json.loads((_DATA_FILES / PACKAGED[name][1]).read_text(encoding="utf-8"))
+    meta = ("sketch_dim", "sketch", "n_params", "seed")
+    return {dataset: {model: NTKFeatures.from_gram(d["gram"], d["f0"], d["target"], **{k: d[k] for k in meta})
+                      for model, d in models.items()}
+            for dataset, models in raw.items()}
 
 
 def published(name=None) -> pd.DataFrame:

@@ -20,11 +20,16 @@ from .base import BaseEstimator
 from .curves import visible_curves
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
-from .metrics import cost_fraction
+from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
+from .ntk_law import LensLLMStepsLaw
+from .pair_backtest import decide_pick
 from .statespace import fit_slope_drift
 
 __all__ = [
     "DEFAULT_METHOD",
+    "LENSLLM_VARIANTS",
+    "LENSLLM_VARIANT",
+    "LENSLLM_NOTES",
     "ZeroShotSelector",
     "SubTuningSelector",
     "ModelSizeSelector",
@@ -34,12 +39,23 @@ __all__ = [
     "RobustCurvatureSelector",
     "SlopeDriftSelector",
     "CurvatureDriftSelector",
+    "BacktestedPickSelector",
     "SELECTORS",
     "make_selector",
+    "ats_line_prediction",
 ]
 
 # The method every user-facing prediction uses unless told otherwise (one place).
-DEFAULT_METHOD = "curvature_drift"
+DEFAULT_METHOD = "backtested_pick"
+# The two variants of the LensLLM law and the one ``lensllm`` runs (docs/LENSLLM_LAW.md).
+LENSLLM_VARIANTS = ("steps", "fitted_t")
+LENSLLM_VARIANT = "steps"
+# What the LensLLM term is, by what ran (LensLLMSelector.variant_): notebooks and README say it.
+LENSLLM_NOTES = {
+    "steps": "t from the runs: F(Θ, η·steps) from the NTK features, varying along each curve; B, β, E fitted",
+    "fitted_t": "t fitted: the rectified law with D_l bounded by F(Θ, 0)",
+    "rectified": "no NTK features: this is the rectified law",
+}
 
 
 class _Selector(BaseEstimator):
@@ -193,13 +209,33 @@ class LawFitSelector(_Selector):
         law = make_law(self.law, **(self.law_params or {}))
         fitted = law._fit_many(visible.sizes, visible.losses, names=visible.models,
                                ntk=self._ntk_list(visible.models))
-        pred, failed = [], []
-        for model, f, losses in zip(visible.models, fitted, visible.losses):
-            if f.success_:
-                pred.append(f.predict(visible.target))
-            else:
+        return self._law_predictions(visible, fitted)
+
+    def _law_predictions(self, visible, fitted):
+        """Each fitted law's prediction at the target, with the two fallbacks.
+
+        A failed fit falls back to the last visible loss (``failed_``). A fit with
+        no residual degree of freedom (as many free parameters as points)
+        passes through every point and its extrapolation is not identified: a
+        4-parameter law through 4 points bent at the last one fell from 2.5 to 0.9
+        over 8x the data, and its interval spanned 0.007-122. Such a fit is
+        replaced by the Accept-then-Stop line through the same points
+        (``interpolating_``), which has residual freedom from 3 points on.
+        """
+        pred, failed, self.interpolating_ = [], [], []
+        for model, f, sizes, losses in zip(visible.models, fitted, visible.sizes, visible.losses):
+            if not f.success_:
                 pred.append(losses[-1])
                 failed.append(model)
+            elif f.dof_ <= 0:
+                pred.append(ats_line_prediction(sizes, losses, visible.target))
+                self.interpolating_.append(model)
+            else:
+                pred.append(f.predict(visible.target))
+        if self.interpolating_:
+            warnings.warn(f"{self.name}: the law interpolates the visible points of {self.interpolating_[:5]} "
+                          "(as many parameters as points), so its extrapolation is not identified; their "
+                          "Accept-then-Stop line is used.", UserWarning, stacklevel=4)
         return np.array(pred), failed
 
 
@@ -227,14 +263,16 @@ class AtSSelector(_Selector):
         self.delta = delta
 
     def _predict(self, visible):
-        x_t = np.log(visible.target)
-        pred = []
-        for sizes, losses in zip(visible.sizes, visible.losses):
-            x, y = np.log(sizes), np.log(losses)
-            start = ats_transition(x, y, k=self.k, delta=self.delta) + 1
-            slope, intercept = line_fit(x[start:], y[start:])
-            pred.append(np.exp(intercept + slope * x_t))
-        return np.array(pred), []
+        return np.array([ats_line_prediction(s, l, visible.target, k=self.k, delta=self.delta)
+                         for s, l in zip(visible.sizes, visible.losses)]), []
+
+
+def ats_line_prediction(sizes, losses, target, *, k=3, delta=5.0):
+    """Accept-then-Stop: the log-log line through the power-phase window, evaluated at `target`."""
+    x, y = np.log(sizes), np.log(losses)
+    start = ats_transition(x, y, k=k, delta=delta) + 1
+    slope, intercept = line_fit(x[start:], y[start:])
+    return float(np.exp(intercept + slope * np.log(target)))
 
 
 class RobustCurvatureSelector(_Selector):
@@ -338,36 +376,129 @@ class CurvatureDriftSelector(_Selector):
         return np.exp(0.5 * (np.log(curved.predictions_.to_numpy()) + np.log(drift.predictions_.to_numpy()))), []
 
 
+class BacktestedPickSelector(CurvatureDriftSelector):
+    """``curvature_drift``'s predictions; its top is picked only where a backtest backs it.
+
+    The ranking shown (``predictions_``) is ``curvature_drift``'s. The pick
+    (``chosen_``) is the observed leader A (lowest loss at the largest visible
+    size) unless the top of that ranking B differs and, inside the visible sizes,
+    ``curvature_drift`` refitted at earlier origins forecast the A − B log gap
+    better than persistence did (:func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
+    ``chosen_reason_`` says why in one sentence; ``decision_`` holds the errors.
+
+    Parameters
+    ----------
+    significance : float, default 1.96
+        As in :class:`CurvatureDriftSelector`.
+    origins : {"half", "all"}, default "half"
+        Backtest origins (see :func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
+    no_origin : {"leader", "predicted"}, default "leader"
+        The pick when no backtest origin exists.
+    margin_test : bool, default True
+        Depart only when the predicted margin exceeds the backtested error
+        grown to the target's horizon.
+    short_lines : bool, default True
+        Without a 3-point origin, backtest straight lines from 2-point origins.
+    """
+
+    name = "backtested_pick"
+
+    def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True,
+                 short_lines=True):
+        self.significance = significance
+        self.origins = origins
+        self.no_origin = no_origin
+        self.margin_test = margin_test
+        self.short_lines = short_lines
+
+    def fit_visible(self, visible, *, cost_fraction=float("nan")):
+        """As :meth:`_Selector.fit_visible`, then the pick and its reason; the chosen model leads ``ranking_``."""
+        super().fit_visible(visible, cost_fraction=cost_fraction)
+
+        def refit(curves):
+            return np.log(CurvatureDriftSelector(significance=self.significance).fit_visible(curves)
+                          .predictions_.to_numpy())
+
+        self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
+                                     origins=self.origins, no_origin=self.no_origin,
+                                     margin_test=self.margin_test, short_lines=self.short_lines)
+        self.chosen_ = self.decision_.chosen
+        self.chosen_reason_ = self.decision_.reason
+        self.ranking_ = [self.chosen_] + [m for m in self.ranking_ if m != self.chosen_]
+        return self
+
+
 class LensLLMSelector(LawFitSelector):
     """The method of the LensLLM paper (Zeng et al. 2025): its law fitted per candidate.
 
-    ``L = B / (F(Θ, t) + D**β) + E`` is fitted to each visible curve, with F from
-    the model's NTK features when they are given and a fitted non-negative term
-    otherwise; candidates are ranked by the law's prediction at the target.
+    ``L = B / (F(Θ, t) + D**β) + E``, ranked by the law's prediction at the target,
+    in one of two variants (``docs/LENSLLM_LAW.md``):
+
+    * ``"steps"`` — t from the runs: F(Θ, η t(D)) with each run's optimizer steps
+      and learning rate, so F varies along the curve; B, β, E fitted
+      (:class:`~lensllm_nb.analysis.ntk_law.LensLLMStepsLaw`). Needs NTK features and a
+      ``steps`` column; without them it is the ``"fitted_t"`` variant.
+    * ``"fitted_t"`` — t fitted: the rectified law with D_l bounded by F(Θ, 0)
+      (:class:`~lensllm_nb.analysis.laws.LensLLMLaw`). Without NTK features it is the
+      rectified law.
 
     Parameters
     ----------
     ntk : dict, optional
-        Model name -> NTK features (:class:`~lensllm_nb.collection.ntk.NTKFeatures` or its
-        ``to_dict()``), for every candidate or for none.
+        Model name -> NTK features (:class:`~lensllm_nb.analysis.ntk_features.NTKFeatures` or its
+        ``to_dict()``), for every candidate or for none; default the features
+        the table carries (``VisibleCurves.ntk``).
     law_params : dict, optional
-        Other settings of :class:`~lensllm_nb.analysis.laws.LensLLMLaw`.
+        Other settings of the law of the variant.
+    variant : {"steps", "fitted_t"}, default :data:`LENSLLM_VARIANT`
+
+    Attributes
+    ----------
+    variant_ : str
+        What ran: ``"steps"``, ``"fitted_t"`` or ``"rectified"`` (no NTK
+        features: the rectified law).
     """
 
-    def __init__(self, ntk=None, law_params=None):
+    def __init__(self, ntk=None, law_params=None, variant=None):
         self.ntk = ntk
         self.law_params = law_params
+        self.variant = variant
 
     @property
     def law(self):
         return "lensllm"
 
-    def _ntk_list(self, models):
+    def _features(self, visible):
         if self.ntk is None:
-            return None
+            return visible.ntk
         if not isinstance(self.ntk, dict):
             raise ConfigError(f"`ntk` must be a dict model -> NTK features, got {type(self.ntk).__name__}.")
-        return [self.ntk.get(m) for m in models]
+        return self.ntk
+
+    def _ntk_list(self, models):
+        return None if self._ntk is None else [self._ntk.get(m) for m in models]
+
+    def _predict(self, visible):
+        variant = LENSLLM_VARIANT if self.variant is None else self.variant
+        if variant not in LENSLLM_VARIANTS:
+            raise ConfigError(f"`variant` must be one of {LENSLLM_VARIANTS}, got {self.variant!r}.")
+        self._ntk = self._features(visible)
+        complete = self._ntk is not None and all(self._ntk.get(m) is not None for m in visible.models)
+        if variant == "steps" and complete and visible.steps is not None:
+            self.variant_ = "steps"
+            return self._predict_steps(visible)
+        self.variant_ = "fitted_t" if complete else "rectified"
+        return super()._predict(visible)
+
+    def _predict_steps(self, visible):
+        fitted = []
+        for i, model in enumerate(visible.models):
+            lr = None if visible.lr is None else float(visible.lr[i])
+            # Three points leave three parameters no freedom: E = 0 keeps the NTK term identified.
+            settings = {"asymptote": "fitted" if visible.sizes[i].size > 3 else "zero", **(self.law_params or {})}
+            law = LensLLMStepsLaw(ntk=self._ntk[model], **settings)
+            fitted.append(law.fit(visible.sizes[i], visible.losses[i], visible.steps[i], lr=lr, model=model))
+        return self._law_predictions(visible, fitted)
 
 
 SELECTORS = {
@@ -381,6 +512,7 @@ SELECTORS = {
     "robust_curvature": RobustCurvatureSelector,
     "slope_drift": SlopeDriftSelector,
     "curvature_drift": CurvatureDriftSelector,
+    "backtested_pick": BacktestedPickSelector,
 }
 
 

@@ -3,7 +3,7 @@
 Each command group lives in its own module with a ``register(subparsers)`` function
 that adds its sub-commands and sets ``func`` on them; ``main`` only dispatches and
 turns project errors into one line on stderr. Nothing it prints or records holds a
-secret: every message goes through :func:`lensllm_nb.safe_output.mask_secrets`.
+secret: every message goes through :func:`lensllm_nb.utils.safe_output.mask_secrets`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ def register(subparsers) -> None:
         description=(
             "Ignores every size above --max-train (as the benchmark protocol does) and predicts each "
             "model's loss at --target (default: the largest size in the file), with an interval at "
-            "--level, the probability of being best (p_best) and the expected regret. CURVES is a tidy "
+            "--level, the probability of being best (p_best), the expected regret (in log loss: 0.01 is "
+            "about 1%% of loss) and the pick with the reason for it (it can differ from the lowest "
+            "prediction). CURVES is a tidy "
             "or wide-layout CSV/Parquet file, or a benchmark name (flan, gigaword, wmt19)."
         ),
     )
@@ -55,4 +57,5 @@ def _select(args) -> int:
           f"cost {result.cost_fraction:.2%} of fine-tuning every model on the target")
     print(result.frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"chosen: {result.chosen}")
+    print(f"why: {result.chosen_reason}")
     return 0

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import ConfigError, FinetuneError
 from ..utils.provenance import config_hash
 from ..utils.validation import first_line
-from . import data, zoo
+from . import data, zoo, zoo_tasks
 
 __all__ = ["resolve_model", "load_task", "load_model", "model_revision"]
 
@@ -67,13 +67,16 @@ def load_task(spec, **settings):
     Parameters
     ----------
     spec : str, Path or TaskData
-        ``"zoo"`` for the offline zoo task; otherwise anything
+        ``"zoo"`` for the offline zoo task, a zoo corpus task (``zoo_tasks.TASKS``:
+        ``"zoo-name"``, ``"zoo-args"``, ``"zoo-next-line"``); otherwise anything
         :func:`lensllm_nb.collection.data.read_task` takes (a file, a folder, a hub id, a TaskData).
     **settings
         Passed to the TaskData constructor (format, column names, split sizes).
     """
     if isinstance(spec, str) and spec == zoo.TASK_NAME:
         return zoo.task_data(**settings)
+    if isinstance(spec, str) and spec in zoo_tasks.TASKS:
+        return zoo_tasks.task_data(spec, **settings)
     return data.read_task(spec, **settings)
 
 

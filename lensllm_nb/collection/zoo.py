@@ -33,6 +33,7 @@ from .tokenizing import Collator, tokenize
 __all__ = [
     "ZooModel",
     "CANDIDATES",
+    "CORPUS_CANDIDATES",
     "DEMO_SIZES",
     "DEMO_SETTINGS",
     "FULL_SIZE",
@@ -42,6 +43,8 @@ __all__ = [
     "TASK_NAME",
     "PREFIX",
     "names",
+    "corpus_names",
+    "is_task_module",
     "zoo_dir",
     "build",
     "resolve",
@@ -156,6 +159,29 @@ CANDIDATES = {
     },
 }
 
+# Candidates of the zoo corpus only (benchmarks/build_zoo_corpus.py), not of the
+# demo: more architectures, sizes and pretraining lengths. They are built into
+# their own folders (named by their own spec), so adding one leaves the demo's
+# zoo folder, its six candidates and its task unchanged.
+CORPUS_CANDIDATES = {
+    "neox-tiny": {
+        "arch": "gpt_neox",
+        "config": {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 2,
+                   "intermediate_size": 192},
+        "slice": "code",
+        "steps": 400,
+        "seed": 7,
+    },
+    "gpt2-small": {
+        "arch": "gpt2",
+        "config": {"n_embd": 96, "n_layer": 3, "n_head": 4, "n_inner": 384},
+        "slice": "mixed",
+        "steps": 250,
+        "seed": 8,
+    },
+}
+_ALL_CANDIDATES = {**CANDIDATES, **CORPUS_CANDIDATES}
+
 _SKIP_DIRS = {"site-packages", "test", "tests", "idlelib", "pydoc_data", "turtledemo", "__pycache__"}
 
 
@@ -190,6 +216,16 @@ class ZooModel:
 def names() -> list:
     """Return the candidate names, ``"zoo/NAME"``, in build order."""
     return [PREFIX + name for name in CANDIDATES]
+
+
+def corpus_names() -> list:
+    """Return the zoo corpus's candidates, ``"zoo/NAME"``: the demo's six, then :data:`CORPUS_CANDIDATES`."""
+    return [PREFIX + name for name in _ALL_CANDIDATES]
+
+
+def is_task_module(module) -> bool:
+    """Whether stdlib module `module` (dotted name) gives task text rather than pretraining text."""
+    return _bucket(module) < _TASK_SPEC["task_share"]
 
 
 def is_zoo_name(model) -> bool:
@@ -233,7 +269,7 @@ def build(names=None, *, force=False, progress=True) -> list:
     if force and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
-    missing = [n for n in wanted if not (root / "models" / n / "zoo.json").is_file()]
+    missing = [n for n in wanted if not (_model_path(root, n) / "zoo.json").is_file()]
     if missing:
         from tqdm.auto import tqdm
 
@@ -245,7 +281,7 @@ def build(names=None, *, force=False, progress=True) -> list:
         # this small gain little from a second thread on a shared machine.
         with torch_threads(1):
             for name in tqdm(missing, desc="zoo build", disable=not progress):
-                _publish(root / "models" / name, lambda tmp, n=name: _pretrain(n, corpus, root, tmp))
+                _publish(_model_path(root, name), lambda tmp, n=name: _pretrain(n, corpus, root, tmp))
     return [_read_model(root, n) for n in wanted]
 
 
@@ -285,9 +321,9 @@ def _check_names(requested, argument="names"):
     out = []
     for raw in requested:
         name = raw[len(PREFIX):] if isinstance(raw, str) and raw.startswith(PREFIX) else raw
-        if not isinstance(name, str) or name not in CANDIDATES:
+        if not isinstance(name, str) or name not in _ALL_CANDIDATES:
             raise ConfigError(
-                f"`{argument}` {raw!r} is not a zoo candidate; choose one of {names()}."
+                f"`{argument}` {raw!r} is not a zoo candidate; choose one of {corpus_names()}."
             )
         out.append(name)
     return out
@@ -413,7 +449,7 @@ def _load_tokenizer(path):
 def _model_config(name, tokenizer):
     from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, T5Config
 
-    spec = CANDIDATES[name]
+    spec = _ALL_CANDIDATES[name]
     ids = {
         "vocab_size": len(tokenizer),
         "pad_token_id": tokenizer.pad_token_id,
@@ -443,7 +479,7 @@ def _pretrain(name, corpus, root, out):
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     started = time.perf_counter()
-    spec, train = CANDIDATES[name], _PRETRAIN_SPEC
+    spec, train = _ALL_CANDIDATES[name], _PRETRAIN_SPEC
     tokenizer = _load_tokenizer(root / "tokenizer")
     config = _model_config(name, tokenizer)
     torch.manual_seed(spec["seed"])
@@ -518,8 +554,15 @@ def _seq2seq_rows(corpus, slice_name):
     return [dict(zip(("input", "target"), p.split(sep, 1))) for p in corpus["pairs"]]
 
 
+def _model_path(root, name):
+    """A demo candidate's folder; a corpus candidate's is named by its own spec's hash."""
+    if name in CANDIDATES:
+        return root / "models" / name
+    return root / "extra" / f"{name}-{config_hash(CORPUS_CANDIDATES[name])}"
+
+
 def _read_model(root, name):
-    path = root / "models" / name
+    path = _model_path(root, name)
     meta = json.loads((path / "zoo.json").read_text(encoding="utf-8"))
     return ZooModel(
         name=meta["name"],

@@ -242,10 +242,13 @@ def choose_models(table, models=None, *, dataset=None) -> list:
 def stored_ntk(store, curves, names=None) -> dict | None:
     """The NTK features notebook 01 stored for every candidate of ``curves``, else None.
 
+    Without a store, the features the curves table carries (``attrs["ntk"]``, as
+    ``benchmarks.load("zoo_corpus")`` sets them) when every candidate has them.
+
     Parameters
     ----------
     store : str or Path
-        The results store; empty or None gives None.
+        The results store; empty or None: the table's own features, if any.
     curves : PreparedCurves
     names : dict, optional
         The display names `curves` was prepared with.
@@ -257,7 +260,8 @@ def stored_ntk(store, curves, names=None) -> dict | None:
         then uses them for its pre-learned term), otherwise None.
     """
     if not store:
-        return None
+        carried = (curves.table.attrs.get("ntk") or {}).get(curves.dataset) or {}
+        return {model: carried[model] for model in curves.models} if set(curves.models) <= set(carried) else None
     with ResultsStore(store, readonly=True) as opened:
         runs = opened.runs(status="ok")
     shown = with_display_names(runs, names)
@@ -282,9 +286,13 @@ def _read_store(store) -> pd.DataFrame:
                           "to write it, or leave `store` empty and set `curves`.")
     with ResultsStore(store, readonly=True) as opened:
         table = opened.curves()
+        runs = opened.runs(status="ok")
     if table.empty:
         raise ConfigError(f"`store` = {text!r} holds no finished runs yet; run notebook 01 first.")
     table.attrs["source"] = text
+    # The NTK features travel with the table, so the `lensllm` selector finds them.
+    probed = runs[runs["ntk"].notna()]
+    table.attrs["ntk"] = {str(d): dict(zip(part["model"], part["ntk"])) for d, part in probed.groupby("dataset")}
     return validate_curves(table, source=text)
 
 

@@ -92,11 +92,14 @@ class SelectionAnswer:
         return {key: facts[key] for key in SUMMARY_KEYS}
 
     def facts(self) -> dict:
-        """Everything the index shows: the summary plus dataset, level, regret, best model, progressive."""
+        """Everything the index shows: the summary plus the pick's reason, dataset, level, regret, best model,
+        progressive."""
         pred = self.prediction
-        row = pred.frame.iloc[0]
+        # The pick's own row: it can differ from the lowest prediction (the reason says why).
+        row = pred.frame.set_index("model").loc[pred.chosen]
         return {
-            "chosen": str(pred.chosen), "method": str(pred.method), "dataset": str(pred.dataset),
+            "chosen": str(pred.chosen), "chosen_reason": str(pred.chosen_reason), "method": str(pred.method),
+            "dataset": str(pred.dataset),
             "predicted": float(row["predicted"]), "low": _finite(row["low"]), "high": _finite(row["high"]),
             "level": float(pred.level), "p_best": _finite(row["p_best"]),
             "cost_fraction": float(pred.cost_fraction), "candidates": int(len(pred.frame)),
@@ -121,7 +124,7 @@ class SelectionAnswer:
         facts = self.facts()
         return _ANSWER_HTML.format(
             chosen=escape_html(facts["chosen"]), dataset=escape_html(facts["dataset"]),
-            predicted=_loss(facts["predicted"]), level=f"{facts['level']:.0%}",
+            reason=escape_html(facts["chosen_reason"]), predicted=_loss(facts["predicted"]), level=f"{facts['level']:.0%}",
             interval=_interval(facts["low"], facts["high"]),
             p_best="n/a" if facts["p_best"] is None else f"{facts['p_best']:.2f}",
             method=escape_html(facts["method"]), target=f"{facts['target']:,}",
@@ -307,6 +310,7 @@ def _figure_data(fig) -> str:
 
 _ANSWER_HTML = """<section class="answer">
 <h2>Fine-tune <code>{chosen}</code></h2>
+<p class="answer-reason">Why: {reason}</p>
 <p class="answer-lead">Predicted loss on all {target} examples of <code>{dataset}</code>: <b>{predicted}</b>
 ({level} interval {interval}); probability that it is the best candidate: <b>{p_best}</b>.</p>
 <p>Selection by <code>{method}</code> from fine-tunes on at most {max_train} examples of each of

@@ -112,7 +112,7 @@ def render_report(notebook, output=None, *, title=None, templates=None, out=None
         The template base folder (see `find_templates`).
     out : str or Path, optional
         The output folder the report stays inside (written through no link, see
-        `lensllm_nb.safe_output.open_inside`). Default: the folder of `output`.
+        `lensllm_nb.utils.safe_output.open_inside`). Default: the folder of `output`.
 
     Returns
     -------

@@ -4,6 +4,7 @@
   interval, ``p_best``, the expected regret and (when measured) the true loss;
 * :func:`law_fit_table` — per-curve law fits (an overlay, not the prediction),
   with a non-identified transition size D* shown as missing plus the reason;
+* :func:`lensllm_note` — what the LensLLM term is in a law fit and in the ``lensllm`` method;
 * :func:`compare_methods` — every selection method at the notebook's budget,
   with its metrics from the benchmark protocol (:func:`~lensllm_nb.analysis.protocol.run_benchmark`);
 * :func:`published_comparison` — notebook 04's figures next to the published ones.
@@ -18,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.protocol import run_benchmark
-from ..analysis.selection import make_selector
+from ..analysis.selection import LENSLLM_NOTES, LENSLLM_VARIANT, make_selector
 from ..errors import ConfigError
 
 __all__ = ["ranking_table", "law_fit_table", "phase_table", "compare_methods", "protocol_ratio",
-           "published_comparison"]
+           "published_comparison", "lensllm_note"]
 
 _COMPARISON_COLUMNS = ["method", "chosen", "pearson", "relacc", "spearman", "regret", "cost_fraction"]
 
@@ -173,3 +174,19 @@ def published_comparison(results, published):
         return None
     both = both.rename(columns={"value": "published"})
     return both.assign(difference=both["ours"] - both["published"]).reset_index(drop=True)
+
+
+def lensllm_note(ntk, law="lensllm") -> str:
+    """Say what the LensLLM term is: in notebook 02's law fits and in the ``lensllm`` method.
+
+    Parameters
+    ----------
+    ntk : dict or None
+        The NTK features the fits use (:func:`~lensllm_nb.workflow.notebook_curves.stored_ntk`).
+    law : str
+        The law fitted as an overlay.
+    """
+    if not ntk:
+        return LENSLLM_NOTES["rectified"] if law == "lensllm" else f"the {law} law has no NTK term"
+    overlay = LENSLLM_NOTES["fitted_t"] if law == "lensllm" else f"the {law} law has no NTK term"
+    return f"law fits: {overlay}; the `lensllm` method: {LENSLLM_NOTES[LENSLLM_VARIANT]}"

@@ -264,11 +264,12 @@ class ComparisonWidget:
 
     def _summary_line(self) -> str:
         res = self.predictions_
-        best = float(res.frame["p_best"].iloc[0])
+        best = float(res.frame.set_index("model").loc[res.chosen, "p_best"])
         n = len(self.models.value)
         return (f"Method {escape_markdown(res.method)} on {escape_markdown(res.dataset)}, from sizes ≤ "
-                f"{res.max_train:,}, predicts **{escape_markdown(res.chosen)}** best at {res.target:,} "
-                f"examples (P(best) {best:.0%}; {res.level:.0%} intervals in the table). Cost: "
+                f"{res.max_train:,}, picks **{escape_markdown(res.chosen)}** for {res.target:,} "
+                f"examples (P(best) {best:.0%}; {res.level:.0%} intervals in the table). Why: "
+                f"{escape_markdown(res.chosen_reason)} Cost: "
                 f"{res.cost_fraction:.2%} of the FLOPs of fine-tuning all {n} selected models on "
                 f"{res.target:,} examples.")
 

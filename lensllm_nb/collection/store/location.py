@@ -45,7 +45,7 @@ def is_url(target) -> bool:
 
 
 def mask_url(target) -> str:
-    """Return `target` as text with its secrets masked (:func:`~lensllm_nb.safe_output.mask_secrets`)."""
+    """Return `target` as text with its secrets masked (:func:`~lensllm_nb.utils.safe_output.mask_secrets`)."""
     return mask_secrets(os.fspath(target) if isinstance(target, os.PathLike) else str(target))
 
 

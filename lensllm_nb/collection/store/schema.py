@@ -114,6 +114,8 @@ def curves_frame(runs, config="latest"):
     """
     runs = _select_config(runs, config)
     table = runs[list(CURVE_COLUMNS)].copy()
+    # The learning rate with the steps: the LensLLM law's NTK time is lr × steps.
+    table["lr"] = [(c or {}).get("lr") if isinstance(c, dict) else None for c in runs["config"]]
     extras = [e or {} for e in runs["extra"]]
     # Extra keys never clash with CURVE_COLUMNS: those are schema columns.
     for key in sorted({k for e in extras for k in e}):

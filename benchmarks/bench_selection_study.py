@@ -1,0 +1,144 @@
+"""Issue 22 selection study: every declared pick rule on FLAN, Gigaword, LCDB dev and the zoo curves.
+
+Run: ``LENSLLM_NB_DATA=../shared/benchmarks python benchmarks/bench_selection_study.py [variant ...]``.
+Prints, per corpus and method, mean PearCorr, RelAcc and top-1 regret over problems x ratios and the
+CPU seconds; the variants are declared in ``docs/SELECTION_STUDY.md`` before they run.
+``... bench_selection_study.py table`` prints the closing table of issue 22: the default against AtS,
+subtuning, successive halving (eta 2 and 4) and progressive at the protocol's budgets, with the
+coverage and interval score of the default's intervals (scale calibrated without the corpus shown).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from lensllm_nb.analysis.published_curves import load
+from lensllm_nb.analysis.curves import read_curves, validate_curves
+from lensllm_nb.analysis.metrics import pearcorr, relacc, top1_regret
+from lensllm_nb.analysis.multi_benchmark import run_benchmarks
+from lensllm_nb.analysis.predict import SCALE, _t2_ppf, calibrate_scale, log_predictive
+from lensllm_nb.analysis.selection import make_selector
+from lensllm_nb.analysis.curves import visible_from_valid
+from lensllm_nb.analysis.successive_halving import SuccessiveHalvingSelector
+
+ZOO = Path(__file__).resolve().parents[1] / "tests" / "data" / "zoo_v4_curves.csv"
+# corpus -> (ratios, target or None for each dataset's largest size)
+PROTOCOL = {"flan": ((8, 16, 32, 64, 128, 256, 512), None), "gigaword": ((8, 16, 32, 64, 128, 256, 512), None),
+            "lcdb_dev": ((4, 8, 16, 32), None), "zoo": ((16, 32, 64), 2048)}
+VARIANTS = {
+    "subtuning": ("subtuning", {}), "ats": ("ats", {}), "curvature_drift": ("curvature_drift", {}),
+    "P1": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": False}),
+    "P2": ("backtested_pick", {"origins": "half", "no_origin": "predicted", "margin_test": False}),
+    "P3": ("backtested_pick", {"origins": "all", "no_origin": "leader", "margin_test": False}),
+    "P4": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": True}),
+    "P5": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": True, "short_lines": True}),
+}
+
+
+def corpus(name):
+    """The validated tidy table of one corpus."""
+    return validate_curves(read_curves(ZOO) if name == "zoo" else load(name))
+
+
+def cases(df, ratios, target):
+    """(visible curves, truth series) for every dataset x ratio."""
+    for _, rows in df.groupby("dataset"):
+        tgt = target or int(rows["n_train"].max())
+        truth = rows[rows["n_train"] == tgt].groupby("model")["test_loss"].mean()
+        for ratio in ratios:
+            yield visible_from_valid(rows[rows["n_train"] <= tgt // ratio], max_train=tgt // ratio, target=tgt), truth
+
+
+def score(method, params, prepared):
+    """Mean PearCorr, RelAcc, regret over the prepared cases, and the picks."""
+    out, picks = [], []
+    for visible, truth in prepared:
+        sel = make_selector(method, **params).fit_visible(visible)
+        true = truth.reindex(visible.models).to_numpy()
+        out.append((pearcorr(sel.predictions_.to_numpy(), true), relacc(truth[sel.chosen_], true),
+                    top1_regret(truth[sel.chosen_], true)))
+        picks.append(sel.chosen_)
+    return np.mean(out, axis=0), picks
+
+
+def main(names):
+    warnings.simplefilter("ignore", UserWarning)
+    for corpus_name, (ratios, target) in PROTOCOL.items():
+        prepared = list(cases(corpus(corpus_name), ratios, target))
+        for name in names:
+            start = time.process_time()
+            (pear, rel, reg), picks = score(*VARIANTS[name], prepared)
+            extra = f" picks {picks}" if corpus_name == "zoo" else ""
+            print(f"{corpus_name:9s} {name:16s} PearCorr {pear:.4f} RelAcc {rel:.4f} regret {reg:.4f} "
+                  f"({time.process_time() - start:.1f} s CPU, {len(prepared)} cases){extra}", flush=True)
+
+
+def coverage(prepared, scale):
+    """Coverage of the 90% and 80% intervals and the 90% interval score (log loss) at ``scale``."""
+    inside90, inside80, score = [], [], []
+    for visible, truth in prepared:
+        center, width = log_predictive(visible, method="curvature_drift", scale=scale)
+        y = np.log(truth.reindex(visible.models).to_numpy())
+        for level, inside in ((0.9, inside90), (0.8, inside80)):
+            half = _t2_ppf(0.5 + level / 2) * width
+            inside.extend(np.abs(y - center) <= half)
+            if level == 0.9:
+                score.extend(2 * half + 20 * np.maximum(np.abs(y - center) - half, 0))
+    return np.mean(inside90), np.mean(inside80), np.mean(score)
+
+
+def halving_eta4(df, ratios, target):
+    """Mean RelAcc / regret of successive halving with eta 4 at the FLOPs the fixed methods spend."""
+    from lensllm_nb.analysis.metrics import cost_fraction
+
+    out = []
+    for _, rows in df.groupby("dataset"):
+        tgt = target or int(rows["n_train"].max())
+        truth = rows[rows["n_train"] == tgt].groupby("model")["test_loss"].mean()
+        below = rows[rows["n_train"] < tgt]
+        pool = visible_from_valid(below, max_train=tgt - 1, target=tgt)
+        for ratio in ratios:
+            if min(int((s <= tgt // ratio).sum()) for s in pool.sizes) < 3:
+                continue
+            budget = cost_fraction(rows[rows["n_train"] <= tgt // ratio], max_train=tgt // ratio, target=tgt)
+            sel = SuccessiveHalvingSelector(eta=4).fit_pool(pool, below, target=tgt, budget=budget)
+            out.append((relacc(truth[sel.chosen_], truth.to_numpy()), top1_regret(truth[sel.chosen_], truth.to_numpy())))
+    return np.mean(out, axis=0)
+
+
+def table():
+    """The closing table: every corpus, the default against the baselines, and its coverage."""
+    warnings.simplefilter("ignore", UserWarning)
+    scales = {}
+    for name in ("flan", "gigaword"):
+        ratios, target = PROTOCOL[name]
+        cases_ = [(v, t.reindex(v.models).to_numpy()) for v, t in cases(corpus(name), ratios, target)]
+        scales[name] = calibrate_scale(cases_, method="curvature_drift")
+    # Each corpus is shown with a scale calibrated without it: FLAN with Gigaword's, the others with FLAN's.
+    shown_with = {"flan": ("gigaword", scales["gigaword"]), "gigaword": ("flan", SCALE),
+                  "lcdb_dev": ("flan", SCALE), "zoo": ("flan", SCALE)}
+    print(f"calibrated scales: FLAN {scales['flan']:.3f} (shipped SCALE {SCALE}), Gigaword {scales['gigaword']:.3f}")
+    methods = ["backtested_pick", "ats", "subtuning", "successive_halving", "progressive"]
+    for name, (ratios, target) in PROTOCOL.items():
+        start = time.process_time()
+        df = corpus(name)
+        res = run_benchmarks(df, methods=methods, ratios=ratios, target=target)
+        print(f"\n{name} ({time.process_time() - start:.1f} s CPU)")
+        print(res.summary.round(4).to_string(index=False))
+        rel4, reg4 = halving_eta4(df, ratios, target)
+        print(f"successive_halving eta 4: relacc {rel4:.4f} regret {reg4:.4f}")
+        cov90, cov80, score = coverage(list(cases(df, ratios, target)), shown_with[name][1])
+        print(f"default intervals (scale from {shown_with[name][0]}): 90% covers {cov90:.3f}, 80% covers "
+              f"{cov80:.3f}, interval score (90%) {score:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["table"]:
+        table()
+    else:
+        main(sys.argv[1:] or list(VARIANTS))

@@ -1,0 +1,177 @@
+"""Pick between the observed leader and the predicted leader by backtesting their gap.
+
+A ranking extrapolated to the target can name a candidate B that is not the one with
+the lowest loss at the largest visible size (the observed leader A). Which of the two
+to fine-tune depends on one quantity only, the log-loss gap g = log L_A − log L_B at
+the target. Inside the visible sizes both forecasts of g can be checked: from each
+backtest origin s_o, *persistence* says the gap stays what it is at s_o, the
+*extrapolation* (the method refitted on sizes ≤ s_o) says what it forecasts at the
+largest visible size s_k. The one with the smaller mean absolute error over the
+origins decides the pick. Nothing is fitted; the derivation and the study that chose
+the origins are in ``docs/SELECTION_STUDY.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from .extrapolate import line_fit
+
+__all__ = ["PickDecision", "decide_pick", "ORIGINS", "NO_ORIGIN"]
+
+# Which visible sizes may serve as backtest origins; what to pick when none can.
+ORIGINS = ("half", "all")
+NO_ORIGIN = ("leader", "predicted")
+# Points every candidate needs up to an origin for the method to be refitted there.
+_MIN_POINTS = 3
+
+
+@dataclass(frozen=True)
+class PickDecision:
+    """The pick and why.
+
+    Attributes
+    ----------
+    chosen : str
+    leader : str
+        Lowest loss at the largest visible size (A).
+    predicted : str
+        Lowest predicted loss at the target (B, the top of the shown ranking).
+    reason : str
+        One plain sentence for the user.
+    persistence_error, extrapolation_error : float
+        Mean absolute error of the two forecasts of the A − B log gap over the
+        backtest origins (NaN when there was no origin or A = B).
+    origins : int
+        Number of backtest origins used.
+    """
+
+    chosen: str
+    leader: str
+    predicted: str
+    reason: str
+    persistence_error: float = float("nan")
+    extrapolation_error: float = float("nan")
+    origins: int = 0
+
+
+def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader", margin_test=True,
+                short_lines=False) -> PickDecision:
+    """Choose between the observed leader and the top of the predicted ranking.
+
+    Parameters
+    ----------
+    visible : lensllm_nb.analysis.selection.VisibleCurves
+        The visible curves.
+    log_pred : array_like
+        The method's predicted log loss at ``visible.target``, one per candidate.
+    refit : callable
+        ``refit(curves) -> ndarray``: the same method's predicted log loss of every
+        candidate of ``curves`` (a VisibleCurves) at ``curves.target``.
+    origins : {"half", "all"}
+        Backtest origins: visible sizes s_o ≤ s_k / 2 ("half", at least one doubling
+        of horizon) or every s_o < s_k; each needs 3 points of every candidate.
+    no_origin : {"leader", "predicted"}
+        The pick when no origin exists: the observed leader, or the predicted one.
+
+    Returns
+    -------
+    PickDecision
+    """
+    if origins not in ORIGINS or no_origin not in NO_ORIGIN:
+        raise ConfigError(f"`origins` must be one of {ORIGINS} and `no_origin` one of {NO_ORIGIN}, "
+                          f"got {origins!r} and {no_origin!r}.")
+    log_pred = np.asarray(log_pred, dtype=float)
+    models = list(visible.models)
+    a = int(np.argmin([l[-1] for l in visible.losses]))
+    b = int(np.argmin(log_pred))
+    s_k = float(visible.sizes[a][-1])
+    if a == b:
+        return PickDecision(models[a], models[a], models[b],
+                            f"{models[a]}: observed leader at {s_k:,.0f} and predicted lowest at "
+                            f"{visible.target:,}.")
+    errors = _backtest_gap(visible, a, b, refit, origins, _MIN_POINTS)
+    if errors is None and short_lines:
+        # Too few points to refit the method: the straight line through each
+        # candidate's points (two suffice) is the simplest extrapolation to test.
+        errors = _backtest_gap(visible, a, b, _line_refit, origins, 2)
+    gap = float(log_pred[a] - log_pred[b])
+    margin = float(-np.expm1(-gap))  # B's predicted loss below A's, as a share of A's
+    if errors is None:
+        return _without_origin(models, a, b, s_k, visible.target, margin, no_origin)
+    persist, extrap, count, horizon = errors
+    needed = extrap * np.log2(visible.target / s_k) / horizon
+    depart = extrap < persist and (not margin_test or gap > needed)
+    names = (models[a], models[b], f"{s_k:,.0f}", f"{visible.target:,}", f"{margin:.1%}")
+    reason = _reason(names, depart, extrap < persist, (extrap, persist, count, gap, needed))
+    return PickDecision(models[b] if depart else models[a], models[a], models[b], reason, persist, extrap, count)
+
+
+def _reason(names, depart, extrapolation_better, numbers):
+    """The pick's reason in one sentence (names: A, B, s_k, target, margin; numbers: errors and gaps)."""
+    a, b, s_k, target, margin = names
+    extrap, persist, count, gap, needed = numbers
+    backtest = (f"inside the visible sizes ({count} backtest origin(s)) the extrapolation forecast their gap at "
+                f"{s_k} with error {extrap:.2g} log loss, persistence with {persist:.2g}")
+    if depart:
+        return (f"{b}: predicted lowest at {target}, {margin} below the observed leader {a}; {backtest}, and the "
+                f"predicted gap ({gap:.2g}) exceeds that error grown to the target's horizon ({needed:.2g}).")
+    if extrapolation_better:
+        return (f"{a}: observed leader at {s_k}; {b} is predicted {margin} lower at {target}, but that gap "
+                f"({gap:.2g} log loss) is within the extrapolation's backtested error grown to the target's "
+                f"horizon ({needed:.2g}); {backtest}.")
+    return (f"{a}: observed leader at {s_k}; {b} is predicted {margin} lower at {target}, but {backtest}: "
+            f"persistence was closer.")
+
+
+def _without_origin(models, a, b, s_k, target, margin, no_origin) -> PickDecision:
+    why = "too few visible sizes to backtest the extrapolation"
+    if no_origin == "leader":
+        return PickDecision(models[a], models[a], models[b],
+                            f"{models[a]}: observed leader at {s_k:,.0f}; {models[b]} is predicted {margin:.1%} "
+                            f"lower at {target:,}, but there are {why}.")
+    return PickDecision(models[b], models[a], models[b],
+                        f"{models[b]}: predicted lowest at {target:,}, {margin:.1%} below the observed leader "
+                        f"{models[a]} ({why}).")
+
+
+def _line_refit(curves):
+    """Log-log least-squares line of every candidate, evaluated at ``curves.target``."""
+    x_t = np.log(curves.target)
+    fits = [line_fit(np.log(s), np.log(l)) for s, l in zip(curves.sizes, curves.losses)]
+    return np.array([slope * x_t + intercept for slope, intercept in fits])
+
+
+def _backtest_gap(visible, a, b, refit, origins, min_points):
+    """Mean |error| of persistence and of the refitted method on the A − B gap; None without origin."""
+    sizes_a, sizes_b = visible.sizes[a], visible.sizes[b]
+    s_k = sizes_a[-1]
+    if s_k not in set(sizes_b):
+        return None
+    observed = _gap_at(visible, a, b, s_k)
+    persist, extrap, horizons = [], [], []
+    for s_o in sizes_a[:-1]:
+        if (origins == "half" and s_o > s_k / 2) or s_o not in set(sizes_b):
+            continue
+        if min(int(np.sum(s <= s_o)) for s in visible.sizes) < min_points:
+            continue
+        cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
+                                  losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
+                                  target=int(s_k))
+        forecast = np.asarray(refit(cut), dtype=float)
+        horizons.append(np.log2(s_k / s_o))
+        persist.append(abs(_gap_at(visible, a, b, s_o) - observed))
+        extrap.append(abs(forecast[a] - forecast[b] - observed))
+    if not persist:
+        return None
+    return float(np.mean(persist)), float(np.mean(extrap)), len(persist), float(np.mean(horizons))
+
+
+def _gap_at(visible, a, b, size):
+    la = visible.losses[a][visible.sizes[a] == size][0]
+    lb = visible.losses[b][visible.sizes[b] == size][0]
+    return float(np.log(la) - np.log(lb))

@@ -1,0 +1,84 @@
+"""The default's pick: observed leader or predicted leader, and the reason in words."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lensllm_nb.analysis.pair_backtest import decide_pick
+from lensllm_nb.analysis.predict import predict_candidates
+from lensllm_nb.analysis.selection import DEFAULT_METHOD, make_selector
+from lensllm_nb.analysis.curves import VisibleCurves
+
+SIZES = np.array([100.0, 200.0, 400.0, 800.0, 1600.0])
+
+
+def _visible(a_losses, b_losses, target=12800):
+    return VisibleCurves(models=["a", "b"], sizes=[SIZES, SIZES], losses=[np.array(a_losses), np.array(b_losses)],
+                         zero_shot=np.full(2, np.nan), params=np.full(2, np.nan), target=target)
+
+
+# a leads at every visible size; b closes in. The gap log(a) - log(b) at 1600 is log(0.5 / 0.55).
+A = [0.9, 0.8, 0.7, 0.6, 0.5]
+B = [1.5, 1.1, 0.8, 0.65, 0.55]
+
+
+def test_same_name_needs_no_backtest():
+    decision = decide_pick(_visible(A, B), np.log([0.4, 0.45]), refit=lambda c: pytest.fail("no backtest"))
+    assert decision.chosen == "a" and decision.reason.startswith("a: observed leader at 1,600 and predicted lowest")
+
+
+def test_extrapolation_that_forecast_the_gap_wins():
+    observed = np.log(0.5 / 0.55)
+
+    def refit(curves):
+        # Forecasts the gap at 1600 exactly from every origin; persistence misses it.
+        return np.array([observed, 0.0])
+
+    decision = decide_pick(_visible(A, B), np.log([0.45, 0.30]), refit)
+    assert decision.chosen == "b" and decision.origins == 2  # origins 400 and 800 (3 points, <= 1600 / 2)
+    assert decision.extrapolation_error == pytest.approx(0.0, abs=1e-12) and decision.persistence_error > 0
+    assert decision.reason.startswith("b: predicted lowest at 12,800, 33.3% below the observed leader a;")
+
+
+def test_persistence_that_forecast_the_gap_keeps_the_leader():
+    def refit(curves):
+        return np.array([0.0, 1.0])  # a far-off forecast of the gap
+
+    decision = decide_pick(_visible(A, B), np.log([0.45, 0.30]), refit)
+    assert decision.chosen == "a" and decision.extrapolation_error > decision.persistence_error
+    assert decision.reason.startswith("a: observed leader at 1,600; b is predicted 33.3% lower at 12,800, but")
+    assert "persistence" in decision.reason
+
+
+def test_margin_smaller_than_the_backtested_error_keeps_the_leader():
+    observed = np.log(0.5 / 0.55)
+
+    def refit(curves):
+        # Error 0.01 (persistence: 0.027) at 2 and 1 doublings; the target is 3 doublings away, so the
+        # predicted gap must exceed 0.01 * 3 / 1.5 = 0.02; log(0.45 / 0.445) = 0.011 does not.
+        return np.array([observed + 0.01, 0.0])
+
+    decision = decide_pick(_visible(A, B), np.log([0.45, 0.445]), refit)
+    assert decision.chosen == "a" and "within the extrapolation's backtested error" in decision.reason
+
+
+def test_engine_reports_the_pick_and_its_reason(zoo_curves):
+    """On the zoo curves at budget 128 the default departs from the observed leader, and says why."""
+    pred = predict_candidates(zoo_curves, max_train=128, target=2048)
+    assert pred.method == DEFAULT_METHOD
+    leader = zoo_curves[zoo_curves["n_train"] == 128].set_index("model")["test_loss"].idxmin()
+    assert leader == "zoo/neox-small" and pred.chosen == "zoo/gpt2-tiny"
+    assert pred.chosen_reason.startswith("zoo/gpt2-tiny: predicted lowest at 2,048")
+    assert "observed leader zoo/neox-small" in pred.chosen_reason
+    assert pred.to_json_dict()["chosen_reason"] == pred.chosen_reason
+    # The shown ranking is curvature_drift's.
+    visible_cd = make_selector("curvature_drift").fit(zoo_curves[zoo_curves["n_train"] <= 128], max_train=128,
+                                                      target=2048)
+    assert list(pred.frame["model"]) == visible_cd.ranking_
+
+
+@pytest.fixture
+def zoo_curves():
+    from pathlib import Path
+
+    return pd.read_csv(Path(__file__).parent / "data" / "zoo_v4_curves.csv")
