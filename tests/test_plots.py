@@ -470,3 +470,31 @@ def test_user_strings_reach_plots_as_literal_text(flan):
     assert r"\$set\$" in ax.get_title()
     assert r"\$\alpha\$ <img src=x>" in [t.get_text() for t in ax.get_legend().get_texts()]
     ax.figure.canvas.draw()  # renders without a mathtext error
+
+
+def test_coverage_from_fewer_than_30_points_says_it_is_too_few():
+    def cov(n):
+        return pd.DataFrame({"dataset": "own", "level": 0.9, "ratio": [16, "all"], "coverage": [0.75, 0.75],
+                             "n": [n, n]})
+
+    assert plots.plot_coverage(cov(8)).get_title().endswith("only 8 points: too few to judge")
+    assert "too few" not in plots.plot_coverage(cov(30)).get_title()
+
+
+def test_one_colour_per_candidate_in_every_figure(flan):
+    """The law-fit overlay, the prediction figure and the answer's figure agree on each model's colour."""
+    from lensllm_nb.analysis.predict import predict_candidates
+    from lensllm_nb.workflow.recommendation import answer_selection
+    from own_models import legend_colours
+
+    table = flan[flan["model"].isin(FOUR)]
+    palette = {m: tuple(round(c, 4) for c in rgb) for m, rgb in plots.model_palette(FOUR).items()}
+    assert plots.model_palette(FOUR) == plots.model_palette(list(reversed(FOUR)) * 2)  # order, repeats: no matter
+    subset = legend_colours(plots.plot_curves(table, models=FOUR[1:]).figure)  # a subset keeps the set's colours
+    pred = predict_candidates(table, max_train=25600, target=1638400)
+    figures = [plots.plot_predictions(table, pred)[0].figure,
+               answer_selection(table, max_train=25600, target=1638400).figure()]
+    assert {m: subset[m] for m in FOUR[1:]} == {m: palette[m] for m in FOUR[1:]}
+    for figure in figures:
+        shown = legend_colours(figure)
+        assert {m: shown[m] for m in FOUR} == palette

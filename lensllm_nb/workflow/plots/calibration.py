@@ -19,6 +19,9 @@ __all__ = ["plot_coverage", "plot_coverage_grid", "plot_reliability"]
 
 # Inches of one coverage panel (width, height).
 _COVERAGE_SIZE = (6.5, 4.0)
+# Below this many (model, ratio) predictions a coverage share is mostly noise
+# (a 90% interval's binomial standard error passes 5 points).
+_FEW_POINTS = 30
 
 
 def plot_coverage(coverage, *, ax=None):
@@ -82,11 +85,20 @@ def _coverage_panel(coverage):
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("ratio r (visible sizes ≤ target / r)")
         ax.set_ylabel("share of true losses inside")
-        ax.set_title(f"Interval coverage: {escape_mathtext(dataset)}", fontsize="medium")
+        ax.set_title(f"Interval coverage: {escape_mathtext(dataset)}{_too_few(frame)}", fontsize="medium")
         # A key per panel: the pooled coverage belongs to the panel's dataset.
         ax.legend(title="level", loc="lower left", fontsize="small", frameon=True)
 
     return draw
+
+
+def _too_few(frame) -> str:
+    """A title line when the pooled coverage rests on fewer than `_FEW_POINTS` (model, ratio) points."""
+    if "n" not in frame.columns:
+        return ""
+    pooled = frame.loc[frame["ratio"] == "all", "n"]
+    points = int(pooled.max()) if len(pooled) else int(frame.groupby("level")["n"].sum().max())
+    return f"\nonly {points} points: too few to judge" if points < _FEW_POINTS else ""
 
 
 def plot_reliability(reliability, *, ax=None):

@@ -17,6 +17,7 @@ from ...errors import ConfigError
 from ...utils.safe_output import escape_mathtext
 from ._base import (_curve_points, _draw_limits, _new_axes, _PlainLogFormatter, _resolve_laws,
     _STYLE, _X_LABEL, _Y_LABEL, _Y_MARGIN)
+from .palette import model_palette
 
 __all__ = ["plot_curves", "plot_curves_grid"]
 
@@ -202,7 +203,7 @@ def _prepare_curves(table, fits, models, max_train, target, interval, palette, p
     points, names = _curve_points(table, models)
     laws = _resolve_laws(fits, phase)
     _check_budget_arguments(max_train, target, interval)
-    return points, names, laws, _model_colors(names, palette)
+    return points, names, laws, _model_colors(names, palette, table["model"].unique())
 
 
 def _model_label(model, fits, laws, pinned):
@@ -381,8 +382,8 @@ def _curve_title(table, laws):
     return title
 
 
-def _model_colors(names, palette):
-    """Map each model to a colour from ``palette``."""
+def _model_colors(names, palette, candidates):
+    """Map each model to a colour from ``palette``; by default the run's one colour per candidate."""
     if isinstance(palette, dict):
         missing = [m for m in names if m not in palette]
         if missing:
@@ -391,8 +392,9 @@ def _model_colors(names, palette):
             )
         return {m: palette[m] for m in names}
     if palette is None:
-        palette = "tab10" if len(names) <= 10 else "husl"
-    elif not isinstance(palette, str) and len(palette) < len(names):
+        shared = model_palette(candidates)
+        return {m: shared[m] for m in names}
+    if not isinstance(palette, str) and len(palette) < len(names):
         raise ConfigError(
             f"`palette` has {len(palette)} colours for {len(names)} models; "
             "pass at least one colour per model or a palette name."

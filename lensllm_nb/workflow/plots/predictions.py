@@ -21,6 +21,7 @@ from ...utils.safe_output import escape_mathtext
 from ...utils.validation import check_columns
 from ._base import (_curve_points, _draw_limits, _finite_column, _new_axes, _PlainLogFormatter,
     _resolve_laws, _STYLE, _X_LABEL, _Y_LABEL, _Y_MARGIN)
+from .palette import model_palette
 
 __all__ = ["plot_predicted_vs_true", "plot_predictions", "prediction_figure_axes", "plot_ranking"]
 
@@ -196,11 +197,10 @@ def _size_label(x, pos=None):
 
 
 def _highlight_colors(models, highlight):
-    """Colours of the first ``highlight`` models (best first); light grey for the rest."""
-    top = models[:highlight]
-    palette = sns.color_palette("tab10" if len(top) <= 10 else "husl", max(len(top), 1))
+    """The run's colours (:func:`model_palette`) for the first ``highlight`` models (best first); grey for the rest."""
+    palette = model_palette(models)
     colors = {m: (0.78, 0.78, 0.78) for m in models}
-    colors.update(dict(zip(top, palette)))
+    colors.update({m: palette[m] for m in models[:highlight]})
     return colors
 
 

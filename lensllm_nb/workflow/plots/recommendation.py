@@ -6,6 +6,7 @@ Drawn for the index page's answer (:class:`~lensllm_nb.workflow.recommendation.S
 from __future__ import annotations
 
 from ...utils.safe_output import escape_mathtext
+from .palette import model_palette
 
 __all__ = ["plot_recommendation"]
 
@@ -28,9 +29,9 @@ def plot_recommendation(answer):
 
     pred = answer.prediction
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
-    colors = plt.get_cmap("tab10")
+    colors = model_palette(pred.frame["model"])  # the colours of the notebooks' figures
     for i, row in enumerate(pred.frame.to_dict("records")):
-        color = colors(i % 10)
+        color = colors[row["model"]]
         curve = answer.curves[(answer.curves["model"] == row["model"]) & (answer.curves["n_train"] > 0)
                               & (answer.curves["n_train"] <= pred.max_train)]
         ax.plot(curve["n_train"], curve["test_loss"], "o-", color=color, ms=4,
