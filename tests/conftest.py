@@ -46,3 +46,15 @@ def zoo_models():
     """The whole offline zoo, built once (about a minute on 2 cores) and cached on disk."""
     from lensllm_nb.collection import zoo
     return zoo.build(progress=False)
+
+
+@pytest.fixture(scope="session")
+def own_models_run(tmp_path_factory):
+    """templates/own_models.yaml run once, unchanged, on three tiny local models (tests/own_models.py).
+
+    Shared by tests/test_own_models.py and the browser test of its reports.
+    """
+    from own_models import run_own_models
+
+    base = tmp_path_factory.mktemp("own-models")
+    return run_own_models(base / "root", base / "out")

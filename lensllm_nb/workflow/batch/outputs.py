@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...collection.display_names import display_names
 from ...collection.store import mask_urls
 from ...utils.provenance import run_record
 from ...utils.safe_output import mask_secrets, strict_json, write_inside
@@ -117,10 +118,20 @@ def _write_outputs(result: BatchResult, grid, config, error) -> None:
     record = run_record("batch", config, status=status, error=error,
                         jobs=result.results, wall_seconds=round(result.wall_seconds, 3))
     write_inside(result.out, result.record.name, strict_json(record, indent=2))
-    entries = [{**item, "notebook": item["output"]} for item in result.results]
+    entries = [{**item, "notebook": item["output"]} for item in _shown_parameters(result.results, grid)]
     write_index(entries, result.index, title=f"lensllm-nb batch: {grid['name']}",
                 note=f"Run record: {result.record.name} · {result.wall_seconds:.0f} s in all",
                 answer=index_answer(result.results))
+
+
+def _shown_parameters(results, grid) -> list:
+    """The results with each swept path shown by its display name, as the job names are (the record keeps them whole)."""
+    overrides = (grid.get("parameters") or {}).get("names") or None
+    keys = {key for item in results for key in (item.get("parameters") or {})}
+    shown = {key: display_names([v for item in results for k, v in (item.get("parameters") or {}).items()
+                                 if k == key and isinstance(v, str)], overrides) for key in keys}
+    return [{**item, "parameters": {k: shown[k].get(v, v) if isinstance(v, str) else v
+                                    for k, v in (item.get("parameters") or {}).items()}} for item in results]
 
 
 def _plain(grid) -> dict:
