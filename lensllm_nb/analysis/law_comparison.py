@@ -27,13 +27,13 @@ from .metrics import cost_fraction, pearcorr, relacc, top1_regret
 from .ntk_law import LensLLMStepsLaw
 from .selection import DEFAULT_METHOD, LensLLMSelector, make_selector
 
-__all__ = ["LAW_NAMES", "METHOD_NAMES", "fit_rmse_table", "extrapolation_table", "selection_table"]
+__all__ = ["LAW_NAMES", "METHOD_NAMES", "RATIOS", "fit_rmse_table", "extrapolation_table", "selection_table"]
 
 # Row labels of the tables: what each one is, by name.
 LAW_NAMES = ("vanilla", "rectified", "lensllm: t fitted", "lensllm: t from steps")
 METHOD_NAMES = ("vanilla", "rectified", "ats", "lensllm: t fitted", "lensllm: t from steps",
                 f"default ({DEFAULT_METHOD})")
-_RATIOS = (8, 16, 32)
+RATIOS = (8, 16, 32, 64)  # the default ratios of `benchmark zoo_corpus` that leave >= 3 sizes
 
 
 def _method(name):
@@ -91,7 +91,7 @@ def _fit_rmse(name, visible, i):
     return float(law.rmse_log_)
 
 
-def extrapolation_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
+def extrapolation_table(table, ratios=RATIOS, target=None) -> pd.DataFrame:
     """Error of every method's predicted loss at `target` from sizes ≤ target / r.
 
     Returns
@@ -112,7 +112,7 @@ def extrapolation_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def selection_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
+def selection_table(table, ratios=RATIOS, target=None) -> pd.DataFrame:
     """PearCorr, RelAcc and top-1 regret of every method per dataset and ratio.
 
     Returns
