@@ -124,7 +124,9 @@ def test_cli_fit_holds_out_the_predicted_size_and_labels_its_columns(data_dir, c
     main(["fit", flan, "--law", "rectified", "--predict", "1638400"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "law fit: rectified on sizes <= 819,200 (parameters, rmse_log)"
-    assert lines[1].startswith("engine: curvature_drift on sizes <= 819,200, predicting 1,638,400")
+    from lensllm_nb.analysis.selection import DEFAULT_METHOD
+
+    assert lines[1].startswith(f"engine: {DEFAULT_METHOD} on sizes <= 819,200, predicting 1,638,400")
     assert "engine loss@1638400" in lines[2] and "engine low90" in lines[2]
 
 
