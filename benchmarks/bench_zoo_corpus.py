@@ -65,7 +65,7 @@ def main(argv=None):
 
     cpu, wall = time.process_time(), time.perf_counter()
     table = _complete(benchmarks.load("zoo_corpus"))
-    ratios = (8, 16, 32)
+    ratios = law_comparison.RATIOS
     fits = law_comparison.fit_rmse_table(table)
     extra = law_comparison.extrapolation_table(table, ratios)
     selection = law_comparison.selection_table(table, ratios)

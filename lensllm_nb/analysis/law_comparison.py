@@ -27,13 +27,13 @@ from .metrics import cost_fraction, pearcorr, relacc, top1_regret
 from .ntk_law import LensLLMStepsLaw
 from .selection import DEFAULT_METHOD, LensLLMSelector, make_selector
 
-__all__ = ["LAW_NAMES", "METHOD_NAMES", "fit_rmse_table", "extrapolation_table", "selection_table"]
+__all__ = ["LAW_NAMES", "METHOD_NAMES", "RATIOS", "fit_rmse_table", "extrapolation_table", "selection_table"]
 
 # Row labels of the tables: what each one is, by name.
 LAW_NAMES = ("vanilla", "rectified", "lensllm: t fitted", "lensllm: t from steps")
 METHOD_NAMES = ("vanilla", "rectified", "ats", "lensllm: t fitted", "lensllm: t from steps",
                 f"default ({DEFAULT_METHOD})")
-_RATIOS = (8, 16, 32)
+RATIOS = (8, 16, 32, 64)  # the default ratios of `benchmark zoo_corpus` that leave >= 3 sizes
 
 
 def _method(name):
@@ -91,7 +91,7 @@ def _fit_rmse(name, visible, i):
     return float(law.rmse_log_)
 
 
-def extrapolation_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
+def extrapolation_table(table, ratios=RATIOS, target=None) -> pd.DataFrame:
     """Error of every method's predicted loss at `target` from sizes ≤ target / r.
 
     Returns
@@ -99,20 +99,21 @@ def extrapolation_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
     pandas.DataFrame
         One row per (dataset, ratio, model, method): predicted, true,
         ``abs_log_error`` = |log predicted − log true| and the cost fraction of the
-        visible runs.
+        visible runs, and ``chosen`` (the method's pick: the default's may not be
+        its lowest prediction).
     """
     rows = []
     for dataset, ratio, visible, truth, cost in _cases(table, ratios, target):
         for name in METHOD_NAMES:
-            pred = _predictions(name, visible)
-            for model, p, t in zip(visible.models, pred, truth):
+            selector = _fitted(name, visible)
+            for model, p, t in zip(visible.models, selector.predictions_.to_numpy(), truth):
                 rows.append({"dataset": dataset, "ratio": ratio, "model": model, "method": name,
                              "predicted": p, "true": t, "abs_log_error": abs(np.log(p) - np.log(t)),
-                             "cost_fraction": cost})
+                             "cost_fraction": cost, "chosen": model == selector.chosen_})
     return pd.DataFrame(rows)
 
 
-def selection_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
+def selection_table(table, ratios=RATIOS, target=None) -> pd.DataFrame:
     """PearCorr, RelAcc and top-1 regret of every method per dataset and ratio.
 
     Returns
@@ -124,7 +125,7 @@ def selection_table(table, ratios=_RATIOS, target=None) -> pd.DataFrame:
     preds = extrapolation_table(table, ratios, target)
     rows = []
     for (dataset, ratio, method), part in preds.groupby(["dataset", "ratio", "method"], sort=False):
-        chosen = part["model"].iloc[int(np.argmin(part["predicted"].to_numpy()))]
+        chosen = part.loc[part["chosen"], "model"].iloc[0]
         true, chosen_true = part["true"].to_numpy(), float(part.loc[part["model"] == chosen, "true"].iloc[0])
         rows.append({"dataset": dataset, "ratio": ratio, "method": method,
                      "pearson": pearcorr(part["predicted"].to_numpy(), true),
@@ -147,7 +148,7 @@ def _cases(table, ratios, target):
                    cost_fraction(rows, max_train=goal // ratio, target=goal))
 
 
-def _predictions(name, visible):
+def _fitted(name, visible):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # failed fits fall back to the last loss, flagged there
-        return _method(name).fit_visible(visible).predictions_.to_numpy()
+        return _method(name).fit_visible(visible)

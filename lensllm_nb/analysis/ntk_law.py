@@ -38,9 +38,6 @@ class LensLLMStepsLaw:
         else :data:`DEFAULT_ETA`.
     huber_delta : float, default 0.02
         Log residual beyond which the loss on residuals is linear.
-    asymptote : {"fitted", "zero"}, default "fitted"
-        Fit E, or fix E = 0 (two free parameters: for curves of 3 points, where
-        three parameters would pass through every point).
 
     Attributes
     ----------
@@ -51,7 +48,8 @@ class LensLLMStepsLaw:
     rmse_log_ : float
         RMSE of log loss on the fitted points.
     dof_ : int
-        Residual degrees of freedom: points minus the free parameters (3, or 2 with E = 0).
+        Residual degrees of freedom: points minus the 3 free parameters (0 on 3 points:
+        the law interpolates and selectors use the AtS line instead).
     steps_coef_ : tuple
         (intercept, slope) of log steps on log D, for sizes without a run.
     d_star_ : float or None
@@ -63,11 +61,10 @@ class LensLLMStepsLaw:
 
     name = "lensllm_steps"
 
-    def __init__(self, *, ntk=None, eta=None, huber_delta=0.02, asymptote="fitted"):
+    def __init__(self, *, ntk=None, eta=None, huber_delta=0.02):
         self.ntk = ntk
         self.eta = eta
         self.huber_delta = huber_delta
-        self.asymptote = asymptote
 
     def fit(self, D, L, steps, *, lr=None, model=None):
         """Fit B, β, E to one curve whose runs took `steps` optimizer steps.
@@ -92,13 +89,11 @@ class LensLLMStepsLaw:
         self.D_, self.L_, self.steps_ = D, L, steps
         self.steps_coef_ = _steps_line(D, steps)
         self.F_ = self.features_.F(steps, self.eta_)
-        if self.asymptote not in ("fitted", "zero"):
-            raise ConfigError(f"`asymptote` must be 'fitted' or 'zero', got {self.asymptote!r}.")
-        theta, cost = _fit_theta(np.log(D), np.log(L), self.F_, self.huber_delta, self.asymptote == "fitted")
+        theta, cost = _fit_theta(np.log(D), np.log(L), self.F_, self.huber_delta)
         self.success_ = bool(np.all(np.isfinite(theta)) and np.isfinite(cost))
         self.reason_ = "" if self.success_ else "no β gave a positive amplitude B; the curve may be rising or flat"
         self.theta_ = theta
-        self.dof_ = int(D.size - (3 if self.asymptote == "fitted" else 2))
+        self.dof_ = int(D.size - 3)
         if self.success_:
             resid = _log_predict(theta, np.log(D), self.F_) - np.log(L)
             self.rmse_log_ = float(np.sqrt(np.mean(resid ** 2)))
@@ -183,35 +178,30 @@ def _log_predict(theta, log_d, F):
     return np.logaddexp(log_b - np.logaddexp(np.log(np.maximum(F, 1e-300)), beta * log_d), log_e)
 
 
-def _fit_theta(log_d, y, F, delta, fit_e=True):
-    """Scan β with (B, E) in closed form, then polish (log B, β[, log E]) under a Huber loss."""
+def _fit_theta(log_d, y, F, delta):
+    """Scan β with (B, E) in closed form, then polish (log B, β, log E) under a Huber loss."""
     L = np.exp(y)
     e_cap = _E_CEILING * L.min()
-    starts = [s for s in (_grid_cell(beta, log_d, y, F, e_cap, fit_e) for beta in _BETAS) if s is not None]
+    starts = [s for s in (_grid_cell(beta, log_d, y, F, e_cap) for beta in _BETAS) if s is not None]
     if not starts:
         return np.full(3, np.nan), np.inf
     lo = [-30.0, _BETA_BOUNDS[0], np.log(_E_FLOOR)]
     hi = [120.0, _BETA_BOUNDS[1], np.log(e_cap)]
-    free = 3 if fit_e else 2  # with E = 0 the last coordinate stays at the floor (1e-8)
     best = (np.inf, None)
     for _, x0 in sorted(starts, key=lambda s: s[0])[:3]:
-        x0 = np.clip(x0, lo, hi)
-        tail = x0[free:]
-        fit = optimize.least_squares(lambda th: _log_predict(np.r_[th, tail], log_d, F) - y, x0[:free],
-                                     bounds=(lo[:free], hi[:free]), loss="huber", f_scale=delta, method="trf")
+        fit = optimize.least_squares(lambda th: _log_predict(th, log_d, F) - y, np.clip(x0, lo, hi),
+                                     bounds=(lo, hi), loss="huber", f_scale=delta, method="trf")
         if fit.cost < best[0]:
-            best = (float(fit.cost), np.r_[fit.x, tail])
+            best = (float(fit.cost), fit.x)
     return np.asarray(best[1], dtype=float), best[0]
 
 
-def _grid_cell(beta, log_d, y, F, e_cap, fit_e):
-    """(SSE, start) of one β with B (and E) in closed form, relative-error weighted; None if B ≤ 0."""
+def _grid_cell(beta, log_d, y, F, e_cap):
+    """(SSE, start) of one β with B and E in closed form, relative-error weighted; None if B ≤ 0."""
     L, w = np.exp(y), np.exp(-2 * y)  # relative-error weights: linear least squares ≈ log space
     g = 1.0 / (F + np.exp(beta * log_d))
-    e = _E_FLOOR
-    if fit_e:
-        A = np.stack([g, np.ones_like(g)], axis=1) * np.sqrt(w)[:, None]
-        e = float(np.clip(np.linalg.lstsq(A, L * np.sqrt(w), rcond=None)[0][1], _E_FLOOR, e_cap))
+    A = np.stack([g, np.ones_like(g)], axis=1) * np.sqrt(w)[:, None]
+    e = float(np.clip(np.linalg.lstsq(A, L * np.sqrt(w), rcond=None)[0][1], _E_FLOOR, e_cap))
     b = float(np.sum(w * g * (L - e)) / np.sum(w * g * g))
     if not b > 0:
         return None

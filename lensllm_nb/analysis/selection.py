@@ -494,9 +494,8 @@ class LensLLMSelector(LawFitSelector):
         fitted = []
         for i, model in enumerate(visible.models):
             lr = None if visible.lr is None else float(visible.lr[i])
-            # Three points leave three parameters no freedom: E = 0 keeps the NTK term identified.
-            settings = {"asymptote": "fitted" if visible.sizes[i].size > 3 else "zero", **(self.law_params or {})}
-            law = LensLLMStepsLaw(ntk=self._ntk[model], **settings)
+            # On 3 points B, β, E interpolate (dof_ 0): _law_predictions uses the AtS line there.
+            law = LensLLMStepsLaw(ntk=self._ntk[model], **(self.law_params or {}))
             fitted.append(law.fit(visible.sizes[i], visible.losses[i], visible.steps[i], lr=lr, model=model))
         return self._law_predictions(visible, fitted)
 
