@@ -237,3 +237,13 @@ def test_hostile_error_message_renders_as_text():
     widget.dataset.value = "<img src=x onerror=alert(1)>"
     text = _markdown(widget)
     assert widget.error_ and "<img" not in text and "&lt;img" in text
+
+
+def test_deselecting_a_model_keeps_the_others_colours(flan):
+    from own_models import legend_colours
+
+    widget = ComparisonWidget(flan, max_train=3200)
+    before = legend_colours(widget._figure)
+    widget.models.value = ("gpt2", "t5-base", "facebook/opt-350m")
+    after = legend_colours(widget._figure)
+    assert {m: after[m] for m in widget.models.value} == {m: before[m] for m in widget.models.value}

@@ -20,7 +20,7 @@ from ..analysis.predict import DEFAULT_METHOD, predict_candidates
 from ..errors import ConfigError, LensLLMError
 from ..utils.safe_output import escape_markdown
 from .notebook_curves import PreparedCurves, load_curves, prepare_curves
-from .plots import plot_predictions, prediction_figure_axes
+from .plots import model_palette, plot_predictions, prediction_figure_axes
 from .tables import ranking_table
 
 __all__ = ["ComparisonWidget", "comparison_widget", "OVERLAYS"]
@@ -243,8 +243,9 @@ class ComparisonWidget:
         rows = self.table[(self.table["dataset"] == self.dataset.value)
                           & self.table["model"].isin(self.models.value)]
         overlay = None if self.fit_ is None else OVERLAYS[self.law.value]
+        # Colours of every candidate of the dataset: deselecting one leaves the others' colours.
         plot_predictions(rows, self.predictions_, fits=self.fit_, highlight=_HIGHLIGHT,
-                         axes=self._axes, overlay_name=overlay)
+                         axes=self._axes, overlay_name=overlay, palette=model_palette(self.models.options))
         buffer = io.BytesIO()
         self._figure.savefig(buffer, format="png", dpi=_DPI)
         return buffer.getvalue()

@@ -101,7 +101,7 @@ def _format_r(pred, true):
     return f"{pearcorr(pred, true):.3f}"
 
 
-def plot_predictions(table, predictions, *, fits=None, highlight=8, axes=None, overlay_name=None):
+def plot_predictions(table, predictions, *, fits=None, highlight=8, axes=None, overlay_name=None, palette=None):
     """Curves up to the budget, and the engine's prediction at the target with interval bars.
 
     The left panel shows the seed-mean curves (filled: visible, hollow: held
@@ -128,6 +128,9 @@ def plot_predictions(table, predictions, *, fits=None, highlight=8, axes=None, o
         (curves, target) axes to draw on, cleared first; a new figure otherwise.
     overlay_name : str, optional
         Key label of the law-fit lines, e.g. ``"rectified law fit"``.
+    palette : dict, optional
+        ``model -> colour`` of every candidate (:func:`model_palette` of a larger set,
+        as the widget passes when some are deselected); default that of the drawn ones.
 
     Returns
     -------
@@ -137,7 +140,7 @@ def plot_predictions(table, predictions, *, fits=None, highlight=8, axes=None, o
     frame = predictions.frame
     points = _curve_points(table, list(frame["model"]))[0]
     points = points[points["n_train"] > 0]
-    colors = _highlight_colors(list(frame["model"]), highlight)
+    colors = _highlight_colors(list(frame["model"]), highlight, palette)
     ax, strip = _prediction_axes(axes)
     _draw_curve_collection(ax, points, colors, predictions.max_train)
     if fits is not None:
@@ -196,9 +199,12 @@ def _size_label(x, pos=None):
     return f"{x:g}"
 
 
-def _highlight_colors(models, highlight):
+def _highlight_colors(models, highlight, palette=None):
     """The run's colours (:func:`model_palette`) for the first ``highlight`` models (best first); grey for the rest."""
-    palette = model_palette(models)
+    palette = model_palette(models) if palette is None else palette
+    missing = [m for m in models[:highlight] if m not in palette]
+    if missing:
+        raise ConfigError(f"`palette` has no colour for {missing[:3]!r}; pass model_palette(every candidate).")
     colors = {m: (0.78, 0.78, 0.78) for m in models}
     colors.update({m: palette[m] for m in models[:highlight]})
     return colors
