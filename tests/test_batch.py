@@ -398,6 +398,9 @@ def test_swept_paths_name_jobs_by_their_display_names(tmp_path):
     grid["parameters"] = {"names": {"m/llama": "Llama 2"}}  # the notebooks' own override names the job too
     (_, _, job, _) = expand_grid(grid, out=tmp_path / "out")
     assert job.name == "tune__Llama-2" and job.parameters["model"] == f"{tmp_path}/m/llama"  # the full path runs
+    grid["parameters"] = {"names": {"{root}/m/llama": "Llama 2"}}  # keys written with {root} match too
+    (_, _, job, _) = expand_grid(grid, out=tmp_path / "out")
+    assert job.name == "tune__Llama-2" and job.parameters["names"] == {f"{tmp_path}/m/llama": "Llama 2"}
 
 
 def test_durations_are_labelled_apart_in_the_summary_and_the_index(tmp_path):

@@ -459,7 +459,7 @@ def _display_labels(sweeps, places, parameters):
     with the grid's ``names`` as overrides), so a job is named as its model is in the
     report; other values stay as they are.
     """
-    overrides = parameters.get("names") or None
+    overrides = _substitute(parameters.get("names"), places) or None
     shown = {key: display_names([_substitute(v, places) for v in values if isinstance(v, str)], overrides)
              for key, values in sweeps.items()}
 
@@ -503,7 +503,7 @@ def _unique_names(drafts) -> list[str]:
 
 
 def _substitute(value, places):
-    """Replace ``{out}`` and ``{root}`` in every string of a nested value."""
+    """Replace ``{out}`` and ``{root}`` in every string of a nested value (mapping keys too: ``names``)."""
     if isinstance(value, str):
         for token, replacement in places.items():
             value = value.replace(token, replacement)
@@ -511,5 +511,5 @@ def _substitute(value, places):
     if isinstance(value, list):
         return [_substitute(item, places) for item in value]
     if isinstance(value, dict):
-        return {key: _substitute(item, places) for key, item in value.items()}
+        return {_substitute(key, places): _substitute(item, places) for key, item in value.items()}
     return value
