@@ -78,11 +78,11 @@ def main(names):
                   f"({time.process_time() - start:.1f} s CPU, {len(prepared)} cases){extra}", flush=True)
 
 
-def coverage(prepared, scale):
+def coverage(prepared, scale, self_calibrate=True):
     """Coverage of the 90% and 80% intervals and the 90% interval score (log loss) at ``scale``."""
     inside90, inside80, score = [], [], []
     for visible, truth in prepared:
-        center, width = log_predictive(visible, method="curvature_drift", scale=scale)
+        center, width = log_predictive(visible, method="curvature_drift", scale=scale, self_calibrate=self_calibrate)
         y = np.log(truth.reindex(visible.models).to_numpy())
         for level, inside in ((0.9, inside90), (0.8, inside80)):
             half = _t2_ppf(0.5 + level / 2) * width
@@ -137,8 +137,27 @@ def table():
               f"{cov80:.3f}, interval score (90%) {score:.3f}", flush=True)
 
 
+def intervals():
+    """C1 against the shipped scale: calibrated on FLAN and on Gigaword, coverage on every corpus."""
+    warnings.simplefilter("ignore", UserWarning)
+    prepared = {name: list(cases(corpus(name), *PROTOCOL[name])) for name in PROTOCOL}
+    for self_cal in (False, True):
+        label = "C1 (max(SCALE x spread, backtest))" if self_cal else "shipped (SCALE x spread)"
+        scales = {name: calibrate_scale([(v, t.reindex(v.models).to_numpy()) for v, t in prepared[name]],
+                                        method="curvature_drift", self_calibrate=self_cal)
+                  for name in ("flan", "gigaword")}
+        print(f"{label}: multiplier calibrated on FLAN {scales['flan']:.3f}, on Gigaword {scales['gigaword']:.3f}")
+        for name in PROTOCOL:
+            for source in ("flan", "gigaword"):
+                cov90, cov80, score = coverage(prepared[name], scales[source], self_cal)
+                print(f"  {name:9s} scale from {source:8s}: 90% {cov90:.3f} 80% {cov80:.3f} IS {score:.3f}",
+                      flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["table"]:
+    if sys.argv[1:] == ["intervals"]:
+        intervals()
+    elif sys.argv[1:] == ["table"]:
         table()
     else:
         main(sys.argv[1:] or list(VARIANTS))

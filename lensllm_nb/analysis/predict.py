@@ -15,6 +15,7 @@ Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.predict`
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ __all__ = [
     "REFERENCE_METHODS",
     "SCALE",
     "calibrate_scale",
+    "backtest_scale",
     "log_predictive",
     "p_best",
     "expected_regret",
@@ -47,6 +49,8 @@ PREDICTIVE_METHODS = ("backtested_pick", "curvature_drift", "robust_curvature", 
                       "lensllm")
 # Extrapolators whose disagreement with the method measures the horizon risk.
 REFERENCE_METHODS = ("ats", "robust_curvature", "slope_drift")
+# The method whose predictions a method shows (its backtest refits that one).
+_CENTRE_OF = {"backtested_pick": "curvature_drift"}
 # Calibration constant and degrees of freedom (see module docstring).
 SCALE = 2.464
 DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on it
@@ -180,13 +184,13 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
     method = _check_method(method)
     level = check_level(level)
     fitted = _fit_methods(visible, method)
-    center, scale = _center_and_scale(fitted, method, SCALE)
+    center, scale = _center_and_scale(fitted, method, SCALE, backtest_scale(visible, method))
     chosen, reason = _pick(fitted[method], visible)
     return _assemble(visible, center, scale, method=method, level=level, dataset=dataset,
                      max_train=max_train, cost_fraction=cost_fraction, chosen=chosen, reason=reason)
 
 
-def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE):
+def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE, self_calibrate=True):
     """Centre and scale of each candidate's predictive log loss at the target (Student-t, :data:`DOF`).
 
     Parameters
@@ -196,12 +200,55 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
     scale : float
         Calibration multiplier; the default :data:`SCALE` (other values serve the
         leave-one-dataset-out benchmark).
+    self_calibrate : bool, default True
+        Widen the scale to the method's own backtested error inside the visible
+        sizes where that is larger (:func:`backtest_scale`).
 
     Returns
     -------
     (center, scale) : tuple of ndarray
     """
-    return _center_and_scale(_fit_methods(visible, method), method, scale)
+    floor = backtest_scale(visible, method) if self_calibrate else 0.0
+    return _center_and_scale(_fit_methods(visible, method), method, scale, floor)
+
+
+def backtest_scale(visible: VisibleCurves, method=DEFAULT_METHOD) -> float:
+    """The method's own extrapolation error inside the visible sizes, grown to the target's horizon.
+
+    At every origin s_o ≤ s_k / 2 with at least 3 points of every candidate, the
+    method is refitted on the sizes ≤ s_o and forecasts the largest visible size
+    s_k; the RMS over candidates of log forecast − log observed, per doubling of
+    horizon, is averaged over origins and multiplied by the doublings from s_k to
+    the target. 0 when no origin exists or a candidate lacks s_k.
+
+    Parameters
+    ----------
+    visible : VisibleCurves
+    method : str
+
+    Returns
+    -------
+    float
+    """
+    method = _CENTRE_OF.get(_check_method(method), method)
+    s_k = max(s[-1] for s in visible.sizes)
+    if visible.target <= s_k or any(s[-1] != s_k for s in visible.sizes):
+        return 0.0
+    observed = np.log([l[-1] for l in visible.losses])
+    per_doubling = []
+    for s_o in visible.sizes[0][:-1]:
+        if s_o > s_k / 2 or min(int(np.sum(s <= s_o)) for s in visible.sizes) < 3:
+            continue
+        cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
+                                  losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
+                                  target=int(s_k))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            forecast = np.log(make_selector(method).fit_visible(cut).predictions_.to_numpy())
+        per_doubling.append(np.sqrt(np.mean((forecast - observed) ** 2)) / np.log2(s_k / s_o))
+    if not per_doubling:
+        return 0.0
+    return float(np.mean(per_doubling) * np.log2(visible.target / s_k))
 
 
 # --- How the predictive distribution is built (centre, scale) and the pick is read --------------
@@ -221,12 +268,13 @@ def _fit_methods(visible, method):
     return fitted
 
 
-def _center_and_scale(fitted, method, scale):
-    """Centre: the method's log prediction; scale: ``scale`` × RMS gap to the reference extrapolators."""
+def _center_and_scale(fitted, method, scale, floor=0.0):
+    """Centre: the method's log prediction; scale: ``scale`` × RMS gap to the reference extrapolators,
+    at least ``floor`` (the backtested error, :func:`backtest_scale`)."""
     preds = {name: np.log(sel.predictions_.to_numpy()) for name, sel in fitted.items()}
     center = preds[method]
     spread = np.sqrt(np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0))
-    return center, np.maximum(scale * spread, _MIN_SCALE)
+    return center, np.maximum(np.maximum(scale * spread, floor), _MIN_SCALE)
 
 
 def _pick(selector, visible):
@@ -238,7 +286,7 @@ def _pick(selector, visible):
 # --- end of the distribution and pick helpers ---------------------------------------------------
 
 
-def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
+def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9, self_calibrate=True) -> float:
     """Smallest :data:`SCALE` whose ``level`` interval covers ``level`` of the given truths.
 
     This is how :data:`SCALE` was chosen (on FLAN, see the module docstring);
@@ -251,6 +299,8 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
         the order of ``visible.models``.
     method : str
     level : float
+    self_calibrate : bool, default True
+        As in :func:`log_predictive`.
 
     Returns
     -------
@@ -259,12 +309,16 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
     method, level = _check_method(method), check_level(level)
     ratios = []
     for visible, true in cases:
-        center, raw = log_predictive(visible, method=method, scale=1.0)
+        center, raw = log_predictive(visible, method=method, scale=1.0, self_calibrate=False)
+        floor = backtest_scale(visible, method) if self_calibrate else 0.0
         true = np.asarray(true, dtype=float)
         if true.shape != center.shape or not np.all(np.isfinite(true) & (true > 0)):
             raise ConfigError(f"`cases`: true losses must be positive, one per model ({center.size}), "
                               f"got shape {true.shape}.")
-        ratios.append(np.abs(np.log(true) - center) / (raw * _t2_ppf(0.5 + level / 2)))
+        half = _t2_ppf(0.5 + level / 2)
+        error = np.abs(np.log(true) - center)
+        # A truth the backtest floor covers is covered at any multiplier.
+        ratios.append(np.where(error <= half * np.maximum(floor, _MIN_SCALE), 0.0, error / (raw * half)))
     if not ratios:
         raise ConfigError("`cases` is empty; pass (visible curves, true losses) pairs.")
     return float(np.quantile(np.concatenate(ratios), level, method="higher"))
