@@ -142,7 +142,7 @@ def intervals():
     warnings.simplefilter("ignore", UserWarning)
     prepared = {name: list(cases(corpus(name), *PROTOCOL[name])) for name in PROTOCOL}
     for self_cal in (False, True):
-        label = "C1 (max(SCALE x spread, backtest))" if self_cal else "shipped (SCALE x spread)"
+        label = "C2 (max(SCALE, own backtest multiplier) x spread)" if self_cal else "shipped (SCALE x spread)"
         scales = {name: calibrate_scale([(v, t.reindex(v.models).to_numpy()) for v, t in prepared[name]],
                                         method="curvature_drift", self_calibrate=self_cal)
                   for name in ("flan", "gigaword")}

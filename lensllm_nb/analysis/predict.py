@@ -37,7 +37,7 @@ __all__ = [
     "REFERENCE_METHODS",
     "SCALE",
     "calibrate_scale",
-    "backtest_scale",
+    "backtest_multiplier",
     "log_predictive",
     "p_best",
     "expected_regret",
@@ -184,7 +184,7 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
     method = _check_method(method)
     level = check_level(level)
     fitted = _fit_methods(visible, method)
-    center, scale = _center_and_scale(fitted, method, SCALE, backtest_scale(visible, method))
+    center, scale = _center_and_scale(fitted, method, max(SCALE, backtest_multiplier(visible, method)))
     chosen, reason = _pick(fitted[method], visible)
     return _assemble(visible, center, scale, method=method, level=level, dataset=dataset,
                      max_train=max_train, cost_fraction=cost_fraction, chosen=chosen, reason=reason)
@@ -201,54 +201,56 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
         Calibration multiplier; the default :data:`SCALE` (other values serve the
         leave-one-dataset-out benchmark).
     self_calibrate : bool, default True
-        Widen the scale to the method's own backtested error inside the visible
-        sizes where that is larger (:func:`backtest_scale`).
+        Use the multiplier the method's own backtest inside the visible sizes
+        calls for where it is larger than ``scale`` (:func:`backtest_multiplier`).
 
     Returns
     -------
     (center, scale) : tuple of ndarray
     """
-    floor = backtest_scale(visible, method) if self_calibrate else 0.0
-    return _center_and_scale(_fit_methods(visible, method), method, scale, floor)
+    if self_calibrate:
+        scale = max(scale, backtest_multiplier(visible, method))
+    return _center_and_scale(_fit_methods(visible, method), method, scale)
 
 
-def backtest_scale(visible: VisibleCurves, method=DEFAULT_METHOD) -> float:
-    """The method's own extrapolation error inside the visible sizes, grown to the target's horizon.
+def backtest_multiplier(visible: VisibleCurves, method=DEFAULT_METHOD, level=0.9) -> float:
+    """The multiplier the user's own points call for: the engine backtested inside the visible sizes.
 
     At every origin s_o ≤ s_k / 2 with at least 3 points of every candidate, the
-    method is refitted on the sizes ≤ s_o and forecasts the largest visible size
-    s_k; the RMS over candidates of log forecast − log observed, per doubling of
-    horizon, is averaged over origins and multiplied by the doublings from s_k to
-    the target. 0 when no origin exists or a candidate lacks s_k.
+    engine (centre and reference spread) is refitted on the sizes ≤ s_o and
+    predicts the largest visible size s_k; the ``level`` quantile of
+    |log observed − centre| / (t quantile · spread) over candidates × origins is
+    the multiplier its ``level`` interval would have needed there (the rule of
+    :func:`calibrate_scale`, on the user's points). 0 without an origin.
 
     Parameters
     ----------
     visible : VisibleCurves
     method : str
+    level : float
 
     Returns
     -------
     float
     """
-    method = _CENTRE_OF.get(_check_method(method), method)
+    method = _check_method(method)
     s_k = max(s[-1] for s in visible.sizes)
-    if visible.target <= s_k or any(s[-1] != s_k for s in visible.sizes):
+    if any(s[-1] != s_k for s in visible.sizes):
         return 0.0
     observed = np.log([l[-1] for l in visible.losses])
-    per_doubling = []
+    ratios = []
     for s_o in visible.sizes[0][:-1]:
         if s_o > s_k / 2 or min(int(np.sum(s <= s_o)) for s in visible.sizes) < 3:
             continue
         cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
                                   losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
                                   target=int(s_k))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            forecast = np.log(make_selector(method).fit_visible(cut).predictions_.to_numpy())
-        per_doubling.append(np.sqrt(np.mean((forecast - observed) ** 2)) / np.log2(s_k / s_o))
-    if not per_doubling:
+        center, raw = _center_and_scale(_fit_methods(cut, _CENTRE_OF.get(method, method)),
+                                        _CENTRE_OF.get(method, method), 1.0)
+        ratios.append(np.abs(observed - center) / (raw * _t2_ppf(0.5 + level / 2)))
+    if not ratios:
         return 0.0
-    return float(np.mean(per_doubling) * np.log2(visible.target / s_k))
+    return float(np.quantile(np.concatenate(ratios), level, method="higher"))
 
 
 # --- How the predictive distribution is built (centre, scale) and the pick is read --------------
@@ -268,13 +270,12 @@ def _fit_methods(visible, method):
     return fitted
 
 
-def _center_and_scale(fitted, method, scale, floor=0.0):
-    """Centre: the method's log prediction; scale: ``scale`` × RMS gap to the reference extrapolators,
-    at least ``floor`` (the backtested error, :func:`backtest_scale`)."""
+def _center_and_scale(fitted, method, scale):
+    """Centre: the method's log prediction; scale: ``scale`` × RMS gap to the reference extrapolators."""
     preds = {name: np.log(sel.predictions_.to_numpy()) for name, sel in fitted.items()}
     center = preds[method]
     spread = np.sqrt(np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0))
-    return center, np.maximum(np.maximum(scale * spread, floor), _MIN_SCALE)
+    return center, np.maximum(scale * spread, _MIN_SCALE)
 
 
 def _pick(selector, visible):
@@ -310,15 +311,15 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9, self_calibrate=T
     ratios = []
     for visible, true in cases:
         center, raw = log_predictive(visible, method=method, scale=1.0, self_calibrate=False)
-        floor = backtest_scale(visible, method) if self_calibrate else 0.0
+        own = backtest_multiplier(visible, method, level) if self_calibrate else 0.0
         true = np.asarray(true, dtype=float)
         if true.shape != center.shape or not np.all(np.isfinite(true) & (true > 0)):
             raise ConfigError(f"`cases`: true losses must be positive, one per model ({center.size}), "
                               f"got shape {true.shape}.")
         half = _t2_ppf(0.5 + level / 2)
         error = np.abs(np.log(true) - center)
-        # A truth the backtest floor covers is covered at any multiplier.
-        ratios.append(np.where(error <= half * np.maximum(floor, _MIN_SCALE), 0.0, error / (raw * half)))
+        # A truth the user's own multiplier covers is covered at any smaller SCALE.
+        ratios.append(np.where(error <= half * own * raw, 0.0, error / (raw * half)))
     if not ratios:
         raise ConfigError("`cases` is empty; pass (visible curves, true losses) pairs.")
     return float(np.quantile(np.concatenate(ratios), level, method="higher"))
