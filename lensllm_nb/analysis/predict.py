@@ -213,21 +213,20 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
     return _center_and_scale(_fit_methods(visible, method), method, scale)
 
 
-def backtest_multiplier(visible: VisibleCurves, method=DEFAULT_METHOD, level=0.9) -> float:
+def backtest_multiplier(visible: VisibleCurves, method=DEFAULT_METHOD) -> float:
     """The multiplier the user's own points call for: the engine backtested inside the visible sizes.
 
     At every origin s_o ≤ s_k / 2 with at least 3 points of every candidate, the
     engine (centre and reference spread) is refitted on the sizes ≤ s_o and
-    predicts the largest visible size s_k; the ``level`` quantile of
-    |log observed − centre| / (t quantile · spread) over candidates × origins is
-    the multiplier its ``level`` interval would have needed there (the rule of
-    :func:`calibrate_scale`, on the user's points). 0 without an origin.
+    predicts the largest visible size s_k. The median over candidates × origins
+    of |log observed − centre| / spread, divided by the median of |T₂|, is the
+    multiplier of a t₂ whose errors have that median: a robust reading of the
+    user's own points (the spread can be near 0 at an origin). 0 without an origin.
 
     Parameters
     ----------
     visible : VisibleCurves
     method : str
-    level : float
 
     Returns
     -------
@@ -247,10 +246,10 @@ def backtest_multiplier(visible: VisibleCurves, method=DEFAULT_METHOD, level=0.9
                                   target=int(s_k))
         center, raw = _center_and_scale(_fit_methods(cut, _CENTRE_OF.get(method, method)),
                                         _CENTRE_OF.get(method, method), 1.0)
-        ratios.append(np.abs(observed - center) / (raw * _t2_ppf(0.5 + level / 2)))
+        ratios.append(np.abs(observed - center) / raw)
     if not ratios:
         return 0.0
-    return float(np.quantile(np.concatenate(ratios), level, method="higher"))
+    return float(np.median(np.concatenate(ratios)) / _t2_ppf(0.75))
 
 
 # --- How the predictive distribution is built (centre, scale) and the pick is read --------------
@@ -311,7 +310,7 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9, self_calibrate=T
     ratios = []
     for visible, true in cases:
         center, raw = log_predictive(visible, method=method, scale=1.0, self_calibrate=False)
-        own = backtest_multiplier(visible, method, level) if self_calibrate else 0.0
+        own = backtest_multiplier(visible, method) if self_calibrate else 0.0
         true = np.asarray(true, dtype=float)
         if true.shape != center.shape or not np.all(np.isfinite(true) & (true > 0)):
             raise ConfigError(f"`cases`: true losses must be positive, one per model ({center.size}), "
