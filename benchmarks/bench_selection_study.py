@@ -6,10 +6,13 @@ CPU seconds; the variants are declared in ``docs/SELECTION_STUDY.md`` before the
 ``... bench_selection_study.py table`` prints the closing table of issue 22: the default against AtS,
 subtuning, successive halving (eta 2 and 4) and progressive at the protocol's budgets, with the
 coverage and interval score of the default's intervals (scale calibrated without the corpus shown).
+``intervals`` prints the coverage of C3 (self-calibrated multiplier) beside today's; ``progressive_c3``
+runs B1 (progressive with C3's intervals against successive halving).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import warnings
@@ -78,11 +81,35 @@ def main(names):
                   f"({time.process_time() - start:.1f} s CPU, {len(prepared)} cases){extra}", flush=True)
 
 
-def coverage(prepared, scale, self_calibrate=True):
-    """Coverage of the 90% and 80% intervals and the 90% interval score (log loss) at ``scale``."""
+def own_multiplier(visible, method="curvature_drift"):
+    """C3: the multiplier the user's own points call for (median |error| / spread at the backtest origins)."""
+    s_k = max(s[-1] for s in visible.sizes)
+    if any(s[-1] != s_k for s in visible.sizes):
+        return 0.0
+    observed = np.log([l[-1] for l in visible.losses])
+    ratios = []
+    for s_o in visible.sizes[0][:-1]:
+        if s_o > s_k / 2 or min(int(np.sum(s <= s_o)) for s in visible.sizes) < 3:
+            continue
+        cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
+                                  losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
+                                  target=int(s_k))
+        center, raw = log_predictive(cut, method=method, scale=1.0)
+        ratios.append(np.abs(observed - center) / raw)
+    return float(np.median(np.concatenate(ratios)) / _t2_ppf(0.75)) if ratios else 0.0
+
+
+def c3_predictive(visible, *, method="curvature_drift", scale=SCALE):
+    """C3's predictive distribution: the engine's centre, scale max(``scale``, own multiplier) x spread."""
+    return log_predictive(visible, method=method, scale=max(scale, own_multiplier(visible, method)))
+
+
+def coverage(prepared, scale, self_calibrate=False):
+    """Coverage of the 90% and 80% intervals and the 90% interval score (log loss) at ``scale`` (C3 if asked)."""
     inside90, inside80, score = [], [], []
+    predictive = c3_predictive if self_calibrate else log_predictive
     for visible, truth in prepared:
-        center, width = log_predictive(visible, method="curvature_drift", scale=scale, self_calibrate=self_calibrate)
+        center, width = predictive(visible, method="curvature_drift", scale=scale)
         y = np.log(truth.reindex(visible.models).to_numpy())
         for level, inside in ((0.9, inside90), (0.8, inside80)):
             half = _t2_ppf(0.5 + level / 2) * width
@@ -138,38 +165,35 @@ def table():
 
 
 def intervals():
-    """C1 against the shipped scale: calibrated on FLAN and on Gigaword, coverage on every corpus."""
+    """C3: SCALE calibrated as documented (no self-calibration), then max(SCALE, own) x spread, every corpus."""
     warnings.simplefilter("ignore", UserWarning)
     prepared = {name: list(cases(corpus(name), *PROTOCOL[name])) for name in PROTOCOL}
-    if "documented" in sys.argv[2:]:
-        return documented_scale(prepared)
-    for self_cal in (False, True):
-        label = "C3 (max(SCALE, own median multiplier) x spread)" if self_cal else "shipped (SCALE x spread)"
-        scales = {name: calibrate_scale([(v, t.reindex(v.models).to_numpy()) for v, t in prepared[name]],
-                                        method="curvature_drift", self_calibrate=self_cal)
-                  for name in ("flan", "gigaword")}
-        print(f"{label}: multiplier calibrated on FLAN {scales['flan']:.3f}, on Gigaword {scales['gigaword']:.3f}")
-        for name in PROTOCOL:
-            for source in ("flan", "gigaword"):
-                cov90, cov80, score = coverage(prepared[name], scales[source], self_cal)
-                print(f"  {name:9s} scale from {source:8s}: 90% {cov90:.3f} 80% {cov80:.3f} IS {score:.3f}",
-                      flush=True)
-
-
-def documented_scale(prepared):
-    """The shippable form: SCALE calibrated as documented (no self-calibration), then max(SCALE, own)."""
     scales = {name: calibrate_scale([(v, t.reindex(v.models).to_numpy()) for v, t in prepared[name]],
-                                    method="curvature_drift", self_calibrate=False) for name in ("flan", "gigaword")}
+                                    method="curvature_drift") for name in ("flan", "gigaword")}
     shown_with = {"flan": "gigaword", "gigaword": "flan", "lcdb_dev": "flan", "zoo": "flan"}
-    for name, source in shown_with.items():
-        cov90, cov80, score = coverage(prepared[name], scales[source], True)
-        print(f"  {name:9s} max({source} {scales[source]:.3f}, own): 90% {cov90:.3f} 80% {cov80:.3f} "
-              f"IS {score:.3f}", flush=True)
+    for self_cal in (False, True):
+        for name, source in shown_with.items():
+            cov90, cov80, score = coverage(prepared[name], scales[source], self_cal)
+            label = f"max({source} {scales[source]:.3f}, own)" if self_cal else f"{source} {scales[source]:.3f}"
+            print(f"  {name:9s} {label}: 90% {cov90:.3f} 80% {cov80:.3f} IS {score:.3f}", flush=True)
+
+
+def progressive_c3():
+    """B1: progressive and successive halving with C3's intervals in progressive's rounds."""
+    from lensllm_nb.analysis import progressive
+
+    warnings.simplefilter("ignore", UserWarning)
+    progressive.log_predictive = c3_predictive
+    for name, (ratios, target) in PROTOCOL.items():
+        res = run_benchmarks(corpus(name), methods=["progressive", "successive_halving"], ratios=ratios, target=target)
+        print(name); print(res.summary.round(4).to_string(index=False), flush=True)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["intervals"]:
+    if sys.argv[1:] == ["intervals"]:
         intervals()
+    elif sys.argv[1:] == ["progressive_c3"]:
+        progressive_c3()
     elif sys.argv[1:] == ["table"]:
         table()
     else:

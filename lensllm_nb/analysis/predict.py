@@ -15,7 +15,6 @@ Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.predict`
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -37,7 +36,6 @@ __all__ = [
     "REFERENCE_METHODS",
     "SCALE",
     "calibrate_scale",
-    "backtest_multiplier",
     "log_predictive",
     "p_best",
     "expected_regret",
@@ -49,8 +47,6 @@ PREDICTIVE_METHODS = ("backtested_pick", "curvature_drift", "robust_curvature", 
                       "lensllm")
 # Extrapolators whose disagreement with the method measures the horizon risk.
 REFERENCE_METHODS = ("ats", "robust_curvature", "slope_drift")
-# The method whose predictions a method shows (its backtest refits that one).
-_CENTRE_OF = {"backtested_pick": "curvature_drift"}
 # Calibration constant and degrees of freedom (see module docstring).
 SCALE = 2.464
 DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on it
@@ -184,13 +180,13 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
     method = _check_method(method)
     level = check_level(level)
     fitted = _fit_methods(visible, method)
-    center, scale = _center_and_scale(fitted, method, max(SCALE, backtest_multiplier(visible, method)))
+    center, scale = _center_and_scale(fitted, method, SCALE)
     chosen, reason = _pick(fitted[method], visible)
     return _assemble(visible, center, scale, method=method, level=level, dataset=dataset,
                      max_train=max_train, cost_fraction=cost_fraction, chosen=chosen, reason=reason)
 
 
-def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE, self_calibrate=True):
+def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE):
     """Centre and scale of each candidate's predictive log loss at the target (Student-t, :data:`DOF`).
 
     Parameters
@@ -200,56 +196,12 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
     scale : float
         Calibration multiplier; the default :data:`SCALE` (other values serve the
         leave-one-dataset-out benchmark).
-    self_calibrate : bool, default True
-        Use the multiplier the method's own backtest inside the visible sizes
-        calls for where it is larger than ``scale`` (:func:`backtest_multiplier`).
 
     Returns
     -------
     (center, scale) : tuple of ndarray
     """
-    if self_calibrate:
-        scale = max(scale, backtest_multiplier(visible, method))
     return _center_and_scale(_fit_methods(visible, method), method, scale)
-
-
-def backtest_multiplier(visible: VisibleCurves, method=DEFAULT_METHOD) -> float:
-    """The multiplier the user's own points call for: the engine backtested inside the visible sizes.
-
-    At every origin s_o ≤ s_k / 2 with at least 3 points of every candidate, the
-    engine (centre and reference spread) is refitted on the sizes ≤ s_o and
-    predicts the largest visible size s_k. The median over candidates × origins
-    of |log observed − centre| / spread, divided by the median of |T₂|, is the
-    multiplier of a t₂ whose errors have that median: a robust reading of the
-    user's own points (the spread can be near 0 at an origin). 0 without an origin.
-
-    Parameters
-    ----------
-    visible : VisibleCurves
-    method : str
-
-    Returns
-    -------
-    float
-    """
-    method = _check_method(method)
-    s_k = max(s[-1] for s in visible.sizes)
-    if any(s[-1] != s_k for s in visible.sizes):
-        return 0.0
-    observed = np.log([l[-1] for l in visible.losses])
-    ratios = []
-    for s_o in visible.sizes[0][:-1]:
-        if s_o > s_k / 2 or min(int(np.sum(s <= s_o)) for s in visible.sizes) < 3:
-            continue
-        cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
-                                  losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
-                                  target=int(s_k))
-        center, raw = _center_and_scale(_fit_methods(cut, _CENTRE_OF.get(method, method)),
-                                        _CENTRE_OF.get(method, method), 1.0)
-        ratios.append(np.abs(observed - center) / raw)
-    if not ratios:
-        return 0.0
-    return float(np.median(np.concatenate(ratios)) / _t2_ppf(0.75))
 
 
 # --- How the predictive distribution is built (centre, scale) and the pick is read --------------
@@ -286,7 +238,7 @@ def _pick(selector, visible):
 # --- end of the distribution and pick helpers ---------------------------------------------------
 
 
-def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9, self_calibrate=True) -> float:
+def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
     """Smallest :data:`SCALE` whose ``level`` interval covers ``level`` of the given truths.
 
     This is how :data:`SCALE` was chosen (on FLAN, see the module docstring);
@@ -299,8 +251,6 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9, self_calibrate=T
         the order of ``visible.models``.
     method : str
     level : float
-    self_calibrate : bool, default True
-        As in :func:`log_predictive`.
 
     Returns
     -------
@@ -309,16 +259,12 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9, self_calibrate=T
     method, level = _check_method(method), check_level(level)
     ratios = []
     for visible, true in cases:
-        center, raw = log_predictive(visible, method=method, scale=1.0, self_calibrate=False)
-        own = backtest_multiplier(visible, method) if self_calibrate else 0.0
+        center, raw = log_predictive(visible, method=method, scale=1.0)
         true = np.asarray(true, dtype=float)
         if true.shape != center.shape or not np.all(np.isfinite(true) & (true > 0)):
             raise ConfigError(f"`cases`: true losses must be positive, one per model ({center.size}), "
                               f"got shape {true.shape}.")
-        half = _t2_ppf(0.5 + level / 2)
-        error = np.abs(np.log(true) - center)
-        # A truth the user's own multiplier covers is covered at any smaller SCALE.
-        ratios.append(np.where(error <= half * own * raw, 0.0, error / (raw * half)))
+        ratios.append(np.abs(np.log(true) - center) / (raw * _t2_ppf(0.5 + level / 2)))
     if not ratios:
         raise ConfigError("`cases` is empty; pass (visible curves, true losses) pairs.")
     return float(np.quantile(np.concatenate(ratios), level, method="higher"))
