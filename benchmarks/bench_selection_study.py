@@ -189,11 +189,41 @@ def progressive_c3():
         print(name); print(res.summary.round(4).to_string(index=False), flush=True)
 
 
+def progressive_b3():
+    """B3: progressive drops by measured loss (worse half) in rounds where C3's multiplier exceeds SCALE."""
+    from lensllm_nb.analysis import progressive
+
+    warnings.simplefilter("ignore", UserWarning)
+    state = {}
+
+    def predictive(view, *, method):
+        ready = min(s.size for s in view.sizes) >= progressive.ProgressiveSelector().drop_from
+        state["poor"] = ready and own_multiplier(view, method) > SCALE
+        state["last"] = np.array([l[-1] for l in view.losses])
+        return log_predictive(view, method=method)
+
+    def drop_rule(pb, risk, min_keep):
+        if not (state["poor"] and risk > 0):
+            return unlikely_best(pb, risk, min_keep)
+        keep = max(int(np.ceil(pb.size / 2)), min_keep)
+        drop = np.zeros(pb.size, dtype=bool)
+        drop[np.argsort(state["last"], kind="stable")[keep:]] = True
+        return drop
+
+    unlikely_best = progressive._unlikely_best
+    progressive.log_predictive, progressive._unlikely_best = predictive, drop_rule
+    for name, (ratios, target) in PROTOCOL.items():
+        res = run_benchmarks(corpus(name), methods=["progressive"], ratios=ratios, target=target)
+        print(name); print(res.summary.round(4).to_string(index=False), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["intervals"]:
         intervals()
     elif sys.argv[1:] == ["progressive_c3"]:
         progressive_c3()
+    elif sys.argv[1:] == ["progressive_b3"]:
+        progressive_b3()
     elif sys.argv[1:] == ["table"]:
         table()
     else:
