@@ -189,21 +189,31 @@ def progressive_c3():
         print(name); print(res.summary.round(4).to_string(index=False), flush=True)
 
 
-def progressive_b3():
-    """B3: progressive drops by measured loss (worse half) in rounds where C3's multiplier exceeds SCALE."""
+def has_origin(view):
+    """Whether a backtest origin (s_o <= s_k / 2 with 3 points of every candidate) exists."""
+    s_k = max(s[-1] for s in view.sizes)
+    return min(int(np.sum(s <= s_k / 2)) for s in view.sizes) >= 3
+
+
+def progressive_b3(variant="B3"):
+    """B3: progressive drops by measured loss (worse half) in rounds where C3's multiplier exceeds SCALE;
+    B2: in rounds without a backtest origin."""
     from lensllm_nb.analysis import progressive
 
     warnings.simplefilter("ignore", UserWarning)
     state = {}
 
     def predictive(view, *, method):
-        ready = min(s.size for s in view.sizes) >= progressive.ProgressiveSelector().drop_from
-        state["poor"] = ready and own_multiplier(view, method) > SCALE
+        if variant == "B2":
+            state["measured"] = not has_origin(view)
+        else:
+            ready = min(s.size for s in view.sizes) >= progressive.ProgressiveSelector().drop_from
+            state["measured"] = ready and own_multiplier(view, method) > SCALE
         state["last"] = np.array([l[-1] for l in view.losses])
         return log_predictive(view, method=method)
 
     def drop_rule(pb, risk, min_keep):
-        if not (state["poor"] and risk > 0):
+        if not (state["measured"] and (risk > 0 or variant == "B2")):
             return unlikely_best(pb, risk, min_keep)
         keep = max(int(np.ceil(pb.size / 2)), min_keep)
         drop = np.zeros(pb.size, dtype=bool)
@@ -214,7 +224,7 @@ def progressive_b3():
     progressive.log_predictive, progressive._unlikely_best = predictive, drop_rule
     for name, (ratios, target) in PROTOCOL.items():
         res = run_benchmarks(corpus(name), methods=["progressive"], ratios=ratios, target=target)
-        print(name); print(res.summary.round(4).to_string(index=False), flush=True)
+        print(name, variant); print(res.summary.round(4).to_string(index=False), flush=True)
 
 
 if __name__ == "__main__":
@@ -222,8 +232,8 @@ if __name__ == "__main__":
         intervals()
     elif sys.argv[1:] == ["progressive_c3"]:
         progressive_c3()
-    elif sys.argv[1:] == ["progressive_b3"]:
-        progressive_b3()
+    elif sys.argv[1:2] == ["progressive_b3"]:
+        progressive_b3(*sys.argv[2:])
     elif sys.argv[1:] == ["table"]:
         table()
     else:
