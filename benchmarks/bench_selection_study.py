@@ -29,6 +29,7 @@ from lensllm_nb.analysis.selection import make_selector
 from lensllm_nb.analysis.curves import visible_from_valid
 from lensllm_nb.analysis.successive_halving import SuccessiveHalvingSelector
 
+LAST_ORIGIN_ONLY = "C4" in sys.argv[2:]  # intervals C4: the own multiplier from the largest origin only
 ZOO = Path(__file__).resolve().parents[1] / "tests" / "data" / "zoo_v4_curves.csv"
 # corpus -> (ratios, target or None for each dataset's largest size)
 PROTOCOL = {"flan": ((8, 16, 32, 64, 128, 256, 512), None), "gigaword": ((8, 16, 32, 64, 128, 256, 512), None),
@@ -82,7 +83,8 @@ def main(names):
 
 
 def own_multiplier(visible, method="curvature_drift"):
-    """C3: the multiplier the user's own points call for (median |error| / spread at the backtest origins)."""
+    """C3: the multiplier the user's own points call for (median |error| / spread at the backtest origins);
+    C4 (``LAST_ORIGIN_ONLY``): at the largest origin only."""
     s_k = max(s[-1] for s in visible.sizes)
     if any(s[-1] != s_k for s in visible.sizes):
         return 0.0
@@ -96,6 +98,7 @@ def own_multiplier(visible, method="curvature_drift"):
                                   target=int(s_k))
         center, raw = log_predictive(cut, method=method, scale=1.0)
         ratios.append(np.abs(observed - center) / raw)
+    ratios = ratios[-1:] if LAST_ORIGIN_ONLY else ratios
     return float(np.median(np.concatenate(ratios)) / _t2_ppf(0.75)) if ratios else 0.0
 
 
@@ -228,7 +231,7 @@ def progressive_b3(variant="B3"):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["intervals"]:
+    if sys.argv[1:2] == ["intervals"]:
         intervals()
     elif sys.argv[1:] == ["progressive_c3"]:
         progressive_c3()
