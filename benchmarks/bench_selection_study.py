@@ -6,10 +6,13 @@ CPU seconds; the variants are declared in ``docs/SELECTION_STUDY.md`` before the
 ``... bench_selection_study.py table`` prints the closing table of issue 22: the default against AtS,
 subtuning, successive halving (eta 2 and 4) and progressive at the protocol's budgets, with the
 coverage and interval score of the default's intervals (scale calibrated without the corpus shown).
+``intervals`` prints the coverage of C3 (self-calibrated multiplier) beside today's; ``progressive_c3``
+runs B1 (progressive with C3's intervals against successive halving).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import warnings
@@ -26,6 +29,7 @@ from lensllm_nb.analysis.selection import make_selector
 from lensllm_nb.analysis.curves import visible_from_valid
 from lensllm_nb.analysis.successive_halving import SuccessiveHalvingSelector
 
+LAST_ORIGIN_ONLY = "C4" in sys.argv[2:]  # intervals C4: the own multiplier from the largest origin only
 ZOO = Path(__file__).resolve().parents[1] / "tests" / "data" / "zoo_v4_curves.csv"
 # corpus -> (ratios, target or None for each dataset's largest size)
 PROTOCOL = {"flan": ((8, 16, 32, 64, 128, 256, 512), None), "gigaword": ((8, 16, 32, 64, 128, 256, 512), None),
@@ -78,11 +82,37 @@ def main(names):
                   f"({time.process_time() - start:.1f} s CPU, {len(prepared)} cases){extra}", flush=True)
 
 
-def coverage(prepared, scale):
-    """Coverage of the 90% and 80% intervals and the 90% interval score (log loss) at ``scale``."""
+def own_multiplier(visible, method="curvature_drift"):
+    """C3: the multiplier the user's own points call for (median |error| / spread at the backtest origins);
+    C4 (``LAST_ORIGIN_ONLY``): at the largest origin only."""
+    s_k = max(s[-1] for s in visible.sizes)
+    if any(s[-1] != s_k for s in visible.sizes):
+        return 0.0
+    observed = np.log([l[-1] for l in visible.losses])
+    ratios = []
+    for s_o in visible.sizes[0][:-1]:
+        if s_o > s_k / 2 or min(int(np.sum(s <= s_o)) for s in visible.sizes) < 3:
+            continue
+        cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
+                                  losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
+                                  target=int(s_k))
+        center, raw = log_predictive(cut, method=method, scale=1.0)
+        ratios.append(np.abs(observed - center) / raw)
+    ratios = ratios[-1:] if LAST_ORIGIN_ONLY else ratios
+    return float(np.median(np.concatenate(ratios)) / _t2_ppf(0.75)) if ratios else 0.0
+
+
+def c3_predictive(visible, *, method="curvature_drift", scale=SCALE):
+    """C3's predictive distribution: the engine's centre, scale max(``scale``, own multiplier) x spread."""
+    return log_predictive(visible, method=method, scale=max(scale, own_multiplier(visible, method)))
+
+
+def coverage(prepared, scale, self_calibrate=False):
+    """Coverage of the 90% and 80% intervals and the 90% interval score (log loss) at ``scale`` (C3 if asked)."""
     inside90, inside80, score = [], [], []
+    predictive = c3_predictive if self_calibrate else log_predictive
     for visible, truth in prepared:
-        center, width = log_predictive(visible, method="curvature_drift", scale=scale)
+        center, width = predictive(visible, method="curvature_drift", scale=scale)
         y = np.log(truth.reindex(visible.models).to_numpy())
         for level, inside in ((0.9, inside90), (0.8, inside80)):
             half = _t2_ppf(0.5 + level / 2) * width
@@ -137,8 +167,77 @@ def table():
               f"{cov80:.3f}, interval score (90%) {score:.3f}", flush=True)
 
 
+def intervals():
+    """C3: SCALE calibrated as documented (no self-calibration), then max(SCALE, own) x spread, every corpus."""
+    warnings.simplefilter("ignore", UserWarning)
+    prepared = {name: list(cases(corpus(name), *PROTOCOL[name])) for name in PROTOCOL}
+    scales = {name: calibrate_scale([(v, t.reindex(v.models).to_numpy()) for v, t in prepared[name]],
+                                    method="curvature_drift") for name in ("flan", "gigaword")}
+    shown_with = {"flan": "gigaword", "gigaword": "flan", "lcdb_dev": "flan", "zoo": "flan"}
+    for self_cal in (False, True):
+        for name, source in shown_with.items():
+            cov90, cov80, score = coverage(prepared[name], scales[source], self_cal)
+            label = f"max({source} {scales[source]:.3f}, own)" if self_cal else f"{source} {scales[source]:.3f}"
+            print(f"  {name:9s} {label}: 90% {cov90:.3f} 80% {cov80:.3f} IS {score:.3f}", flush=True)
+
+
+def progressive_c3():
+    """B1: progressive and successive halving with C3's intervals in progressive's rounds."""
+    from lensllm_nb.analysis import progressive
+
+    warnings.simplefilter("ignore", UserWarning)
+    progressive.log_predictive = c3_predictive
+    for name, (ratios, target) in PROTOCOL.items():
+        res = run_benchmarks(corpus(name), methods=["progressive", "successive_halving"], ratios=ratios, target=target)
+        print(name); print(res.summary.round(4).to_string(index=False), flush=True)
+
+
+def has_origin(view):
+    """Whether a backtest origin (s_o <= s_k / 2 with 3 points of every candidate) exists."""
+    s_k = max(s[-1] for s in view.sizes)
+    return min(int(np.sum(s <= s_k / 2)) for s in view.sizes) >= 3
+
+
+def progressive_b3(variant="B3"):
+    """B3: progressive drops by measured loss (worse half) in rounds where C3's multiplier exceeds SCALE;
+    B2: in rounds without a backtest origin."""
+    from lensllm_nb.analysis import progressive
+
+    warnings.simplefilter("ignore", UserWarning)
+    state = {}
+
+    def predictive(view, *, method):
+        if variant == "B2":
+            state["measured"] = not has_origin(view)
+        else:
+            ready = min(s.size for s in view.sizes) >= progressive.ProgressiveSelector().drop_from
+            state["measured"] = ready and own_multiplier(view, method) > SCALE
+        state["last"] = np.array([l[-1] for l in view.losses])
+        return log_predictive(view, method=method)
+
+    def drop_rule(pb, risk, min_keep):
+        if not (state["measured"] and (risk > 0 or variant == "B2")):
+            return unlikely_best(pb, risk, min_keep)
+        keep = max(int(np.ceil(pb.size / 2)), min_keep)
+        drop = np.zeros(pb.size, dtype=bool)
+        drop[np.argsort(state["last"], kind="stable")[keep:]] = True
+        return drop
+
+    unlikely_best = progressive._unlikely_best
+    progressive.log_predictive, progressive._unlikely_best = predictive, drop_rule
+    for name, (ratios, target) in PROTOCOL.items():
+        res = run_benchmarks(corpus(name), methods=["progressive"], ratios=ratios, target=target)
+        print(name, variant); print(res.summary.round(4).to_string(index=False), flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["table"]:
+    if sys.argv[1:2] == ["intervals"]:
+        intervals()
+    elif sys.argv[1:] == ["progressive_c3"]:
+        progressive_c3()
+    elif sys.argv[1:2] == ["progressive_b3"]:
+        progressive_b3(*sys.argv[2:])
+    elif sys.argv[1:] == ["table"]:
         table()
     else:
         main(sys.argv[1:] or list(VARIANTS))
