@@ -19,15 +19,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .curves import VisibleCurves, visible_curves
-from .metrics import full_data_flops, training_flops
+from .budgeted import BudgetedSelector, cost_lookup
+from .curves import VisibleCurves
+from .metrics import full_data_flops
 from .predict import log_predictive, p_best
 from .selection import BacktestedPickSelector
 
 __all__ = ["ProgressiveSelector"]
 
 
-class ProgressiveSelector:
+class ProgressiveSelector(BudgetedSelector):
     """Successive-halving style selection under a FLOPs budget.
 
     Parameters
@@ -80,30 +81,8 @@ class ProgressiveSelector:
         self.drop_from = drop_from
         self.min_keep = min_keep
 
-    def fit(self, table, *, target, budget=None, dataset=None):
-        """Run the rounds on a tidy table whose measured losses play the fine-tunes.
-
-        Parameters
-        ----------
-        table : pandas.DataFrame
-            Tidy curves table with the sizes that may be bought (all < ``target``).
-        target : int
-            Full target-set size.
-        budget : float, optional
-            Overrides the ``budget`` setting.
-        dataset : str, optional
-            Needed when the table holds several datasets.
-
-        Returns
-        -------
-        self
-        """
-        pool = visible_curves(table, max_train=int(target) - 1, target=target, dataset=dataset)
-        rows = table if dataset is None else table[table["dataset"] == dataset]
-        return self.fit_pool(pool, rows, target=target, budget=budget)
-
     def fit_pool(self, pool, rows, *, target, budget=None):
-        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves` (shared across budgets).
+        """:meth:`~BudgetedSelector.fit` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves` (shared across budgets).
 
         Parameters
         ----------
@@ -118,16 +97,13 @@ class ProgressiveSelector:
         -------
         self
         """
-        budget = self.budget if budget is None else budget
-        if not (isinstance(budget, (int, float)) and budget > 0):
-            raise ConfigError(f"`budget` must be a positive fraction of full-data FLOPs, got {budget!r}; "
-                              "e.g. 0.01 for 1%.")
+        budget = self._budget(budget)
         if not (isinstance(self.risk, (int, float)) and 0 <= self.risk < 1):
             raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")
         if min(s.size for s in pool.sizes) < self.start_points:
             raise ConfigError(f"every candidate needs at least `start_points`={self.start_points} sizes below "
                               "the target.")
-        cost_of = _cost_lookup(rows, training_flops)
+        cost_of = cost_lookup(rows)
         total = full_data_flops(rows, target=target)
         n_bought = np.full(len(pool.models), self.start_points)
         spent = sum(cost_of(m, s) for m, sizes in zip(pool.models, pool.sizes) for s in sizes[: self.start_points])
@@ -193,10 +169,3 @@ def _unlikely_best(pb, risk, min_keep):
     drop = np.zeros(pb.size, dtype=bool)
     drop[droppable[:cut]] = True
     return drop
-
-
-def _cost_lookup(rows, training_flops):
-    flops = training_flops(rows)
-    table = pd.Series(flops.to_numpy(), index=pd.MultiIndex.from_arrays([rows["model"], rows["n_train"]]))
-    table = table[~table.index.duplicated()]
-    return lambda model, size: float(table[(model, int(size))])

@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .metrics import full_data_flops, training_flops
-from .progressive import _cost_lookup
-from .curves import visible_curves
+from .budgeted import BudgetedSelector, cost_lookup
+from .metrics import full_data_flops
 
 __all__ = ["SuccessiveHalvingSelector", "halving_ladder"]
 
 
-class SuccessiveHalvingSelector:
+class SuccessiveHalvingSelector(BudgetedSelector):
     """Successive halving under a FLOPs budget.
 
     Parameters
@@ -53,30 +52,8 @@ class SuccessiveHalvingSelector:
         self.eta = eta
         self.budget = budget
 
-    def fit(self, table, *, target, budget=None, dataset=None):
-        """Run the ladder on a tidy table whose measured losses play the fine-tunes.
-
-        Parameters
-        ----------
-        table : pandas.DataFrame
-            Tidy curves table with the sizes that may be bought (all < ``target``).
-        target : int
-            Full target-set size.
-        budget : float, optional
-            Overrides the ``budget`` setting.
-        dataset : str, optional
-            Needed when the table holds several datasets.
-
-        Returns
-        -------
-        self
-        """
-        pool = visible_curves(table, max_train=int(target) - 1, target=target, dataset=dataset)
-        rows = table if dataset is None else table[table["dataset"] == dataset]
-        return self.fit_pool(pool, rows, target=target, budget=budget)
-
     def fit_pool(self, pool, rows, *, target, budget=None):
-        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.analysis.selection.visible_curves`.
+        """:meth:`~BudgetedSelector.fit` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves`.
 
         Parameters
         ----------
@@ -91,13 +68,10 @@ class SuccessiveHalvingSelector:
         -------
         self
         """
-        budget = self.budget if budget is None else budget
-        if not (isinstance(budget, (int, float)) and budget > 0):
-            raise ConfigError(f"`budget` must be a positive fraction of full-data FLOPs, got {budget!r}; "
-                              "e.g. 0.01 for 1%.")
+        budget = self._budget(budget)
         if not (isinstance(self.eta, (int, np.integer)) and self.eta >= 2):
             raise ConfigError(f"`eta` must be an integer >= 2, got {self.eta!r}; Optuna uses 2 to 4.")
-        cost_of = _cost_lookup(rows, training_flops)
+        cost_of = cost_lookup(rows)
         total = full_data_flops(rows, target=target)
         fitting = None
         starts = sorted({float(s) for sizes in pool.sizes for s in sizes})
