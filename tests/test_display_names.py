@@ -92,3 +92,12 @@ def test_a_costly_budget_is_said_in_notebook_03_select_and_the_index(tmp_path, c
     load_curves(store=store).to_csv(curves, index=False)
     assert main(["select", str(curves), "--max-train", "400", "--target", "1600", "--format", "json"]) == 0
     assert capsys.readouterr().err.strip() == line
+
+
+def test_a_backslash_alone_makes_no_path():
+    # A model named with TeX (or any backslash) is a name, not a Windows path: it is shown whole.
+    from lensllm_nb.collection.display_names import is_path_name, short_name
+
+    name = "<img src=x> tex$\\frac{a}{b}$_{x} 5"
+    assert not is_path_name(name) and short_name(name) == name
+    assert is_path_name("C:\\data\\models\\gpt2") and short_name("C:\\data\\models\\gpt2") == "gpt2"

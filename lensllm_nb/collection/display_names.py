@@ -25,15 +25,20 @@ _DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".pq", ".txt", ".tsv")
 def is_path_name(name) -> bool:
     """True when `name` reads as a filesystem path rather than a zoo name, hub id or benchmark name.
 
-    A path starts with ``/``, ``.``, ``~`` or a drive, has a backslash, two or more
+    A path starts with ``/``, ``.``, ``~`` or a drive (``C:``), has two or more
     ``/``, or ends with a data-file suffix. ``org/name`` (one slash) is a hub id;
-    a URL (``scheme://``) is no path.
+    a URL (``scheme://``) is no path, and a backslash alone makes none (a model may
+    be named ``tex$\\frac{a}{b}$``; only a drive path's backslashes separate).
     """
     text = str(name)
     if "://" in text:  # a URL (a store), not a path
         return False
-    return (text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") >= 2
-            or (len(text) > 2 and text[1] == ":") or text.lower().endswith(_DATA_SUFFIXES))
+    return (text.startswith(("/", ".", "~")) or text.count("/") >= 2 or _is_drive_path(text)
+            or text.lower().endswith(_DATA_SUFFIXES))
+
+
+def _is_drive_path(text) -> bool:
+    return len(text) > 2 and text[0].isalpha() and text[1] == ":" and text[2] in "\\/"
 
 
 def short_name(name, parts=1) -> str:
@@ -41,7 +46,8 @@ def short_name(name, parts=1) -> str:
     text = str(name)
     if not is_path_name(text):
         return text
-    pieces = [p for p in PurePath(text.replace("\\", "/")).parts if p not in ("/", ".", "..", "~")]
+    separated = text.replace("\\", "/") if _is_drive_path(text) else text
+    pieces = [p for p in PurePath(separated).parts if p not in ("/", ".", "..", "~")]
     return "/".join(pieces[-parts:]) if pieces else text
 
 
