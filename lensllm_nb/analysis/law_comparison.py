@@ -9,8 +9,7 @@ Three tables, one per claim, each with the LensLLM law in both variants
   full run) from sizes ≤ target / r;
 * :func:`selection_table` — PearCorr, RelAcc and top-1 regret per dataset and r.
 
-NTK features come from the table (``attrs["ntk"]``, as
-:func:`lensllm_nb.analysis.published_curves.load` sets them for ``"zoo_corpus"``).
+NTK features come from the table's ``attrs["ntk"]`` (``published_curves.load("zoo_corpus")``).
 """
 
 from __future__ import annotations

@@ -5,10 +5,9 @@ For a curves table, a budget ``max_train`` (every size above it is ignored) and 
 prediction of a method, an interval at any level, ``p_best`` (the probability that
 the candidate has the lowest loss at ``target``) and ``expected_regret`` (the
 expected gap in log loss to the best if this candidate is chosen, ≈ the relative
-loss excess: 0.01 is 1%), and the pick with the reason for it (the method's pick
-can differ from the top of the ranking: see :mod:`lensllm_nb.analysis.pair_backtest`). The selectors, the
-progressive loop, the CLI, the notebooks and the widget all read their predictions
-from here.
+loss excess: 0.01 is 1%), and the pick with its reason (it can differ from the top
+of the ranking: :mod:`lensllm_nb.analysis.pair_backtest`). Selectors, the progressive
+loop, the CLI, the notebooks and the widget all read their predictions from here.
 
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.predict``.
 """

@@ -159,26 +159,14 @@ CANDIDATES = {
     },
 }
 
-# Candidates of the zoo corpus only (benchmarks/build_zoo_corpus.py), not of the
-# demo: more architectures, sizes and pretraining lengths. They are built into
-# their own folders (named by their own spec), so adding one leaves the demo's
-# zoo folder, its six candidates and its task unchanged.
+# The zoo corpus's extra candidates (benchmarks/build_zoo_corpus.py), not the demo's: built
+# into folders named by their own spec, so the demo's zoo and its six candidates stay as they are.
 CORPUS_CANDIDATES = {
-    "neox-tiny": {
-        "arch": "gpt_neox",
-        "config": {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 2,
-                   "intermediate_size": 192},
-        "slice": "code",
-        "steps": 400,
-        "seed": 7,
-    },
-    "gpt2-small": {
-        "arch": "gpt2",
-        "config": {"n_embd": 96, "n_layer": 3, "n_head": 4, "n_inner": 384},
-        "slice": "mixed",
-        "steps": 250,
-        "seed": 8,
-    },
+    "neox-tiny": {"arch": "gpt_neox", "slice": "code", "steps": 400, "seed": 7,
+                  "config": {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 2,
+                             "intermediate_size": 192}},
+    "gpt2-small": {"arch": "gpt2", "slice": "mixed", "steps": 250, "seed": 8,
+                   "config": {"n_embd": 96, "n_layer": 3, "n_head": 4, "n_inner": 384}},
 }
 _ALL_CANDIDATES = {**CANDIDATES, **CORPUS_CANDIDATES}
 

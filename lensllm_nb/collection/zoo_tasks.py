@@ -1,18 +1,15 @@
 """More offline tasks for the zoo corpus, made from the standard library's task modules.
 
-The zoo's own code → summary task (:func:`lensllm_nb.collection.zoo.task_data`) needs a
-docstring per example and has about 2,600 training examples, too few for full
-runs of 4,096. The functions of the same *task* modules (those no candidate was
-pretrained on, :func:`lensllm_nb.collection.zoo.is_task_module`) give three more tasks with
-larger pools, documented or not:
+The zoo's code → summary task has about 2,600 training examples, too few for full
+runs of 4,096. The functions of the same *task* modules (no candidate was pretrained
+on them: ``zoo.is_task_module``), documented or not, give three larger tasks:
 
 * ``zoo-name``: a function with its name blanked (``def _(...)``) → its name;
 * ``zoo-args``: a function's body → its parameter list;
 * ``zoo-next-line``: the end of a function's first lines → its next line.
 
-Each is cached as JSON in the zoo folder and loaded as a
-:class:`~lensllm_nb.collection.data.TaskData` with the zoo task's fixed test (256) and
-validation (64) splits. :data:`SEPARATORS` holds the prompt separator of each.
+Each is cached as JSON in the zoo folder and loaded as a ``TaskData`` with the zoo
+task's fixed test and validation splits (details: docs/METHODS.md).
 """
 
 from __future__ import annotations

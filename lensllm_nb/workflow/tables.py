@@ -9,8 +9,7 @@
   with its metrics from the benchmark protocol (:func:`~lensllm_nb.analysis.protocol.run_benchmark`);
 * :func:`published_comparison` — notebook 04's figures next to the published ones.
 
-Model names stay plain strings in the frames; pandas escapes them when it renders
-HTML, and :mod:`lensllm_nb.utils.safe_output` does for Markdown and plot titles.
+Model names stay plain strings; pandas escapes them in HTML, ``utils.safe_output`` elsewhere.
 """
 
 from __future__ import annotations
