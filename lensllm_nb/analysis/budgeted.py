@@ -47,7 +47,21 @@ class BudgetedSelector(BaseEstimator):
         return self.fit_pool(pool, rows, target=target, budget=budget)
 
     def fit_pool(self, pool, rows, *, target, budget=None):
-        """Spend the budget on the curves of `pool` (rows of `rows` give the FLOPs); each subclass says how."""
+        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves`; each subclass says how.
+
+        Parameters
+        ----------
+        pool : VisibleCurves
+            Every size that may be bought.
+        rows : pandas.DataFrame
+            The tidy rows of those curves (for their FLOPs).
+        target, budget
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        self
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement fit_pool")
 
     def _budget(self, budget):

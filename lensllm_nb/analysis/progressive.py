@@ -82,21 +82,7 @@ class ProgressiveSelector(BudgetedSelector):
         self.min_keep = min_keep
 
     def fit_pool(self, pool, rows, *, target, budget=None):
-        """:meth:`~BudgetedSelector.fit` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves` (shared across budgets).
-
-        Parameters
-        ----------
-        pool : VisibleCurves
-            Every size that may be bought.
-        rows : pandas.DataFrame
-            The tidy rows of those curves (for their FLOPs).
-        target, budget
-            As in :meth:`fit`.
-
-        Returns
-        -------
-        self
-        """
+        """Spend the budget on `pool` (:meth:`BudgetedSelector.fit_pool` has the parameters); return self."""
         budget = self._budget(budget)
         if not (isinstance(self.risk, (int, float)) and 0 <= self.risk < 1):
             raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")

@@ -53,21 +53,7 @@ class SuccessiveHalvingSelector(BudgetedSelector):
         self.budget = budget
 
     def fit_pool(self, pool, rows, *, target, budget=None):
-        """:meth:`~BudgetedSelector.fit` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves`.
-
-        Parameters
-        ----------
-        pool : VisibleCurves
-            Every size that may be bought.
-        rows : pandas.DataFrame
-            The tidy rows of those curves (for their FLOPs).
-        target, budget
-            As in :meth:`fit`.
-
-        Returns
-        -------
-        self
-        """
+        """Spend the budget on `pool` (:meth:`BudgetedSelector.fit_pool` has the parameters); return self."""
         budget = self._budget(budget)
         if not (isinstance(self.eta, (int, np.integer)) and self.eta >= 2):
             raise ConfigError(f"`eta` must be an integer >= 2, got {self.eta!r}; Optuna uses 2 to 4.")
