@@ -144,33 +144,32 @@ def _benchmark(args) -> int:
     out = None if args.out is None else _prepare_out(args.out)
     result = run_benchmark(table, methods=methods, target=args.target, ratios=ratios, dataset=dataset,
                            level=args.level)
-    if args.format == "json":
-        print(strict_json(result.to_json_dict(), indent=2))
-    elif args.format == "csv":
-        result.results.to_csv(sys.stdout, index=False)
-    else:
-        _print_benchmark(result)
+    _show_benchmark(result, args.format, _print_benchmark)
     if out is not None:
         _write_benchmark(result, out)
     return 0
 
 
+def _show_benchmark(result, fmt, print_table) -> None:
+    """A benchmark result on stdout: strict JSON, its results as CSV, or `print_table`'s text."""
+    if fmt == "json":
+        print(strict_json(result.to_json_dict(), indent=2))
+    elif fmt == "csv":
+        result.results.to_csv(sys.stdout, index=False)
+    else:
+        print_table(result)
+
+
 def _benchmark_many(table, args, methods, ratios) -> int:
     """Several datasets: the protocol on each, then the mean per method over datasets x ratios."""
     from ..analysis.multi_benchmark import run_benchmarks
-
-    out = None if args.out is None else _prepare_out(args.out)
     from ..analysis.protocol import DEFAULT_RATIOS
     from ..utils.safe_output import open_inside
 
+    out = None if args.out is None else _prepare_out(args.out)
     result = run_benchmarks(table, methods=methods, target=args.target, ratios=ratios or DEFAULT_RATIOS,
                             level=args.level)
-    if args.format == "json":
-        print(strict_json(result.to_json_dict(), indent=2))
-    elif args.format == "csv":
-        result.results.to_csv(sys.stdout, index=False)
-    else:
-        _print_many(result)
+    _show_benchmark(result, args.format, _print_many)
     if out is not None:
         # Through `open_inside`/`write_inside`, like every file under --out: a planted link is refused.
         for name, frame in (("results.csv", result.results), ("summary.csv", result.summary)):
