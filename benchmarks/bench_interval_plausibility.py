@@ -30,11 +30,12 @@ def predictions(table):
         part = table[table["dataset"] == dataset]
         full = int(part["n_train"].max())
         pred = pd.concat([_at_ratio(part, dataset, r) for r in RATIOS], ignore_index=True)
+        if pred.empty:
+            continue
         caps = {r: part[(part["n_train"] <= full // r) & (part["n_train"] > 0)].groupby("model")["test_loss"].min()
-                for r in RATIOS}
-        if len(pred):
-            pred["cap"] = [caps[r][m] for r, m in zip(pred["ratio"], pred["model"])]
-            frames.append(pred)
+                for r in pred["ratio"].unique()}
+        pred["cap"] = [caps[r][m] for r, m in zip(pred["ratio"], pred["model"])]
+        frames.append(pred)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -15,7 +15,8 @@ import pandas as pd
 
 from lensllm_nb.analysis import predict, published_curves
 from lensllm_nb.analysis.curves import visible_from_valid
-from lensllm_nb.analysis.predict import _t2_ppf
+from lensllm_nb.analysis.calibration import interval_score
+from lensllm_nb.analysis.predict import _bounds, _t2_ppf
 from lensllm_nb.errors import ConfigError
 
 RATIOS = (8, 16, 32, 64)
@@ -48,10 +49,11 @@ def cases(name):
 
 
 def _scores(g, spread, level):
-    q = _t2_ppf(0.5 + level / 2)
-    low, high = g["c"] - q * spread, g["c"] + q * spread
-    miss = np.maximum(low - g["y"], 0) + np.maximum(g["y"] - high, 0)
-    return ((low <= g["y"]) & (g["y"] <= high)).mean(), ((high - low) + 2 / (1 - level) * miss).mean(), np.exp(high - low)
+    """Coverage, mean interval score and high/low of the engine's bounds (:func:`predict._bounds`) at `level`."""
+    low, high = _bounds(g["c"].to_numpy(), spread.to_numpy(), level)
+    true = np.exp(g["y"].to_numpy())
+    return (((low <= true) & (true <= high)).mean(), interval_score(low, high, true, alpha=1 - level).mean(),
+            high / low)
 
 
 def main():

@@ -9,21 +9,13 @@ docs/LENSLLM_LAW.md, "A shared exponent at 3 visible sizes".
 Usage: ``python benchmarks/bench_shared_exponent.py``
 """
 import numpy as np
-from lensllm_nb.analysis import published_curves, metrics
+
+from lensllm_nb.analysis import metrics, published_curves
+from lensllm_nb.analysis.ntk_law import _BETAS, _E_CEILING, _grid_cell, _log_predict, _steps_line
 from lensllm_nb.analysis.selection import ats_line_prediction
-from lensllm_nb.analysis.ntk_law import _BETAS, _E_FLOOR, _E_CEILING, _steps_line
 
 FULL, VIS = 4096, (16, 32, 64)
 
-def cell(beta, logd, y, F):
-    L, w = np.exp(y), np.exp(-2 * y)
-    g = 1.0 / (F + np.exp(beta * logd))
-    A = np.stack([g, np.ones_like(g)], 1) * np.sqrt(w)[:, None]
-    e = float(np.clip(np.linalg.lstsq(A, L * np.sqrt(w), rcond=None)[0][1], _E_FLOOR, _E_CEILING * L.min()))
-    b = float(np.sum(w * g * (L - e)) / np.sum(w * g * g))
-    if not b > 0:
-        return np.inf, None
-    return float(np.sum((np.log(b * g + e) - y) ** 2)), (b, e)
 
 def score(name, pred, true):
     pred, true = np.array(pred), np.array(true)
@@ -49,8 +41,12 @@ def main():
             for m in models:
                 D, L, s, lr, _ = curves[m]
                 F = ntk[ds][m].F(s, lr)
-                sse, be = cell(beta, np.log(D), np.log(L), F)
-                tot += sse; fits[m] = be
+                cell = _grid_cell(beta, np.log(D), np.log(L), F, _E_CEILING * L.min())
+                if cell is None:
+                    tot = np.inf
+                    break
+                tot += cell[0]
+                fits[m] = cell[1]
             if tot < best[0]:
                 best = (tot, beta, fits)
         _, beta, fits = best
@@ -58,14 +54,15 @@ def main():
         for m in models:
             D, L, s, lr, full = curves[m]
             a, b = _steps_line(D, s)
-            sF = np.exp(a + b * np.log(FULL))
-            Bj, Ej = fits[m]
-            pred_shared.append(Bj / (ntk[ds][m].F(np.array([sF]), lr)[0] + FULL ** beta) + Ej)
+            steps_full = np.exp(a + b * np.log(FULL))
+            F_full = ntk[ds][m].F(np.array([steps_full]), lr)
+            pred_shared.append(float(np.exp(_log_predict(fits[m], np.log(FULL), F_full)[0])))
             pred_ats.append(ats_line_prediction(D, L, FULL))
-            pred_sub.append(L[-1]); true.append(full)
+            pred_sub.append(L[-1])
+            true.append(full)
         print(ds, "beta", round(float(beta), 3))
-        for r in (score("shared_beta", pred_shared, true), score("ats_line", pred_ats, true), score("subtuning", pred_sub, true)):
-            print("  ", r)
+        for name, pred in (("shared_beta", pred_shared), ("ats_line", pred_ats), ("subtuning", pred_sub)):
+            print("  ", score(name, pred, true))
 
 
 if __name__ == "__main__":
