@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -103,6 +104,7 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1, help="grids run side by side (processes)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "lensllm_nb" / "data_files"))
     parser.add_argument("--tasks", nargs="*", default=None, help="subset of the corpus tasks")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
     from lensllm_nb.collection import zoo, zoo_tasks
@@ -120,7 +122,7 @@ def main(argv=None):
     table = _export(out, tasks)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     record = {
-        "command": "python benchmarks/build_zoo_corpus.py " + " ".join(argv or []),
+        "command": " ".join(["python", "benchmarks/build_zoo_corpus.py", *argv]),
         "sizes": list(SIZES), "settings": SETTINGS, "epochs": EPOCHS, "tasks": tasks, "models": zoo.corpus_names(),
         "runs": int(len(table)),
         "cpu_seconds": round(time.process_time() - cpu + children.ru_utime + children.ru_stime, 1),
