@@ -33,7 +33,7 @@ LAST_ORIGIN_ONLY = "C4" in sys.argv[2:]  # intervals C4: the own multiplier from
 ZOO = Path(__file__).resolve().parents[1] / "tests" / "data" / "zoo_v4_curves.csv"
 # corpus -> (ratios, target or None for each dataset's largest size)
 PROTOCOL = {"flan": ((8, 16, 32, 64, 128, 256, 512), None), "gigaword": ((8, 16, 32, 64, 128, 256, 512), None),
-            "lcdb_dev": ((4, 8, 16, 32), None), "zoo": ((16, 32, 64), 2048)}
+            "lcdb_dev": ((4, 8, 16, 32), None), "zoo": ((16, 32, 64), 2048), "zoo_corpus": ((8, 16, 32, 64), None)}
 VARIANTS = {
     "subtuning": ("subtuning", {}), "ats": ("ats", {}), "curvature_drift": ("curvature_drift", {}),
     "P1": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": False}),
@@ -41,6 +41,9 @@ VARIANTS = {
     "P3": ("backtested_pick", {"origins": "all", "no_origin": "leader", "margin_test": False}),
     "P4": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": True}),
     "P5": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": True, "short_lines": True}),
+    "shipped": ("backtested_pick", {}),
+    "T90": ("backtested_pick", {"departure_level": 0.90}),
+    "T95": ("backtested_pick", {"departure_level": 0.95}),
 }
 
 

@@ -60,7 +60,7 @@ class PickDecision:
 
 
 def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader", margin_test=True,
-                short_lines=False) -> PickDecision:
+                short_lines=False, departure_level=None) -> PickDecision:
     """Choose between the observed leader and the top of the predicted ranking.
 
     Parameters
@@ -77,6 +77,11 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
         of horizon) or every s_o < s_k; each needs 3 points of every candidate.
     no_origin : {"leader", "predicted"}
         The pick when no origin exists: the observed leader, or the predicted one.
+    departure_level : float, optional
+        With ``margin_test``: None compares the predicted gap with the mean absolute
+        backtest error grown to the target's horizon; a level p in (0, 1) compares it
+        with ``t_n(p)`` times the RMS of the grown errors (a one-sample t-test over
+        the n origins, ``docs/SELECTION_STUDY.md``, study T).
 
     Returns
     -------
@@ -103,12 +108,23 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
     margin = float(-np.expm1(-gap))  # B's predicted loss below A's, as a share of A's
     if errors is None:
         return _without_origin(models, a, b, s_k, visible.target, margin, no_origin)
-    persist, extrap, count, horizon = errors
-    needed = extrap * np.log2(visible.target / s_k) / horizon
+    persist, signed, horizons = errors
+    extrap, count = float(np.mean(np.abs(signed))), len(signed)
+    needed = _needed_gap(signed, horizons, np.log2(visible.target / s_k), departure_level)
     depart = extrap < persist and (not margin_test or gap > needed)
     names = (models[a], models[b], f"{s_k:,.0f}", f"{visible.target:,}", f"{margin:.1%}")
     reason = _reason(names, depart, extrap < persist, (extrap, persist, count, gap, needed))
     return PickDecision(models[b] if depart else models[a], models[a], models[b], reason, persist, extrap, count)
+
+
+def _needed_gap(signed, horizons, horizon, level):
+    """The predicted gap a departure must exceed: the backtest error grown to the target's ``horizon``."""
+    if level is None:
+        return float(np.mean(np.abs(signed)) * horizon / np.mean(horizons))
+    from scipy.stats import t as student_t
+
+    grown = signed * horizon / horizons
+    return float(student_t.ppf(level, df=len(grown)) * np.sqrt(np.mean(grown ** 2)))
 
 
 def _reason(names, depart, extrapolation_better, numbers):
@@ -147,7 +163,8 @@ def _line_refit(curves):
 
 
 def _backtest_gap(visible, a, b, refit, origins, min_points):
-    """Mean |error| of persistence and of the refitted method on the A − B gap; None without origin."""
+    """Mean |error| of persistence, the refitted method's signed errors on the A − B gap and the horizons
+    (doublings s_o → s_k) per origin; None without origin."""
     sizes_a, sizes_b = visible.sizes[a], visible.sizes[b]
     s_k = sizes_a[-1]
     if s_k not in set(sizes_b):
@@ -165,10 +182,10 @@ def _backtest_gap(visible, a, b, refit, origins, min_points):
         forecast = np.asarray(refit(cut), dtype=float)
         horizons.append(np.log2(s_k / s_o))
         persist.append(abs(_gap_at(visible, a, b, s_o) - observed))
-        extrap.append(abs(forecast[a] - forecast[b] - observed))
+        extrap.append(forecast[a] - forecast[b] - observed)
     if not persist:
         return None
-    return float(np.mean(persist)), float(np.mean(extrap)), len(persist), float(np.mean(horizons))
+    return float(np.mean(persist)), np.array(extrap), np.array(horizons)
 
 
 def _gap_at(visible, a, b, size):

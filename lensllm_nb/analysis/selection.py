@@ -399,17 +399,20 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         grown to the target's horizon.
     short_lines : bool, default True
         Without a 3-point origin, backtest straight lines from 2-point origins.
+    departure_level : float, optional
+        The margin test's form (see :func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
     """
 
     name = "backtested_pick"
 
     def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True,
-                 short_lines=True):
+                 short_lines=True, departure_level=None):
         self.significance = significance
         self.origins = origins
         self.no_origin = no_origin
         self.margin_test = margin_test
         self.short_lines = short_lines
+        self.departure_level = departure_level
 
     def fit_visible(self, visible, *, cost_fraction=float("nan")):
         """As :meth:`_Selector.fit_visible`, then the pick and its reason; the chosen model leads ``ranking_``."""
@@ -421,7 +424,8 @@ class BacktestedPickSelector(CurvatureDriftSelector):
 
         self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
                                      origins=self.origins, no_origin=self.no_origin,
-                                     margin_test=self.margin_test, short_lines=self.short_lines)
+                                     margin_test=self.margin_test, short_lines=self.short_lines,
+                                     departure_level=self.departure_level)
         self.chosen_ = self.decision_.chosen
         self.chosen_reason_ = self.decision_.reason
         self.ranking_ = [self.chosen_] + [m for m in self.ranking_ if m != self.chosen_]
