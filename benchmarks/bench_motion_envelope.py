@@ -1,4 +1,5 @@
-"""Study E: the motion envelope on the engine's intervals (E1: the scale capped; E2: and the centre clipped).
+"""Studies E and N on the engine's intervals: the motion envelope (E1: the scale capped; E2: and the
+centre clipped) and the noise floor (N1: the candidate's own visible scatter added to the scale).
 
 For FLAN, Gigaword, LCDB dev, the zoo v4 curves (the protocol budgets of
 ``bench_selection_study.py``) and the zoo corpus (ratios 8-64), it computes per candidate
@@ -21,7 +22,7 @@ from lensllm_nb.analysis.predict import _t2_ppf, log_predictive
 from lensllm_nb.analysis.published_curves import load
 from lensllm_nb.errors import ConfigError
 
-RULES = ("shipped", "E1", "E2")
+RULES = ("shipped", "E1", "E2", "N1")
 Q90 = _t2_ppf(0.95)
 
 
@@ -35,14 +36,25 @@ def envelope(visible):
     return np.log([l[-1] for l in visible.losses]), np.maximum(h, 0) * d
 
 
+def noise(visible):
+    """N1's sigma of every candidate: its visible points' scatter about the chords of their neighbours."""
+    out = []
+    for s, l in zip(visible.sizes, visible.losses):
+        x, y = np.log2(s), np.log(l)
+        w = (x[2:] - x[1:-1]) / (x[2:] - x[:-2])
+        r = y[1:-1] - (w * y[:-2] + (1 - w) * y[2:])
+        out.append(np.sqrt(np.mean(r ** 2 / (1 + w ** 2 + (1 - w) ** 2))) if r.size else 0.0)
+    return np.array(out)
+
+
 def frame(prepared, name):
-    """One row per candidate and case: centre c, raw spread s, truth y, last loss yk, half-width w."""
+    """One row per candidate and case: centre c, raw spread s, truth y, last loss yk, half-width w, noise n."""
     rows = []
     for visible, truth in prepared:
         center, raw = log_predictive(visible, method="curvature_drift", scale=1.0)
         yk, w = envelope(visible)
         rows.append(pd.DataFrame({"c": center, "s": raw, "y": np.log(truth.reindex(visible.models).to_numpy()),
-                                  "yk": yk, "w": w}))
+                                  "yk": yk, "w": w, "n": noise(visible)}))
     return pd.concat(rows, ignore_index=True).assign(set=name)
 
 
@@ -64,6 +76,8 @@ def distribution(g, rule, m):
     """Centre and scale of every row under ``rule`` with multiplier ``m``."""
     center = g["c"].to_numpy()
     scale = m * g["s"].to_numpy()
+    if rule == "N1":
+        return center, np.maximum(np.hypot(scale, g["n"].to_numpy()), 1e-3)
     if rule != "shipped":
         scale = np.minimum(scale, g["w"].to_numpy() / Q90)
     if rule == "E2":
@@ -110,9 +124,9 @@ def main():
         for name, g in sets.items():
             src = "gigaword" if name == "flan" else "flan"
             cov90, cov80, score, w100, w1e4, widest = scores(g, rule, ms[src])
-            binds = np.mean(distribution(g, rule, ms[src])[1] < np.maximum(ms[src] * g["s"], 1e-3) - 1e-12)
+            binds = np.mean(np.abs(distribution(g, rule, ms[src])[1] - np.maximum(ms[src] * g["s"], 1e-3)) > 1e-12)
             print(f"  {name:10s} n {len(g):5d} (M from {src}) cov90 {cov90:.3f} cov80 {cov80:.3f} IS90 {score:.3f} "
-                  f">100x {w100:.3f} >1e4 {w1e4:.3f} widest {widest:.3g} cap binds {binds:.3f}", flush=True)
+                  f">100x {w100:.3f} >1e4 {w1e4:.3f} widest {widest:.3g} rule changes {binds:.3f}", flush=True)
 
 
 if __name__ == "__main__":

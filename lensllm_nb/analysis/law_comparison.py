@@ -29,15 +29,17 @@ from .selection import DEFAULT_METHOD, LensLLMSelector, make_selector
 __all__ = ["LAW_NAMES", "METHOD_NAMES", "RATIOS", "fit_rmse_table", "extrapolation_table", "selection_table"]
 
 # Row labels of the tables: what each one is, by name.
-LAW_NAMES = ("vanilla", "rectified", "lensllm: t fitted", "lensllm: t from steps")
-METHOD_NAMES = ("vanilla", "rectified", "ats", "lensllm: t fitted", "lensllm: t from steps",
-                f"default ({DEFAULT_METHOD})")
+# "t from steps" is what `lensllm` runs (zero-shot loss fitted as D = 0); "no anchor" the fit before study Z.
+LAW_NAMES = ("vanilla", "rectified", "lensllm: t fitted", "lensllm: t from steps, no anchor", "lensllm: t from steps")
+METHOD_NAMES = ("vanilla", "rectified", "ats", "lensllm: t fitted", "lensllm: t from steps, no anchor",
+                "lensllm: t from steps", f"default ({DEFAULT_METHOD})")
 RATIOS = (8, 16, 32, 64)  # the default ratios of `benchmark zoo_corpus` that leave >= 3 sizes
 
 
 def _method(name):
     if name.startswith("lensllm"):
-        return LensLLMSelector(variant="steps" if name.endswith("steps") else "fitted_t")
+        steps = "from steps" in name
+        return LensLLMSelector(variant="steps" if steps else "fitted_t", zero_shot_anchor=not name.endswith("anchor"))
     return make_selector(DEFAULT_METHOD if name.startswith("default") else name)
 
 
@@ -74,11 +76,12 @@ def fit_rmse_table(table) -> pd.DataFrame:
 def _fit_rmse(name, visible, i):
     D, L = visible.sizes[i], visible.losses[i]
     features = None if visible.ntk is None else visible.ntk.get(visible.models[i])
-    if name == "lensllm: t from steps":
+    if "from steps" in name:
         if features is None or visible.steps is None:
             return np.nan
         lr = None if visible.lr is None else float(visible.lr[i])
-        law = LensLLMStepsLaw(ntk=features).fit(D, L, visible.steps[i], lr=lr)
+        zero = None if name.endswith("anchor") or np.isnan(visible.zero_shot[i]) else float(visible.zero_shot[i])
+        law = LensLLMStepsLaw(ntk=features).fit(D, L, visible.steps[i], lr=lr, zero_shot=zero)
         return float(law.rmse_log_) if law.success_ else np.nan
     law_name = "lensllm" if name.startswith("lensllm") else name
     if law_name == "lensllm" and features is None:

@@ -4,9 +4,10 @@
 from the model's NTK features (:class:`~lensllm_nb.analysis.ntk_features.NTKFeatures`),
 η the runs' learning rate and t(D) the optimizer steps of the run on D examples.
 Only B, β and E are fitted: the pre-learned term is no free parameter, it shrinks
-as a run trains longer. For a size without a run (the target), t(D) comes from a
-log-log line through the fitted runs' (D, steps) (exact for a fixed number of
-epochs). Formulas and the other variant (t fitted): ``docs/LENSLLM_LAW.md``.
+as a run trains longer; a zero-shot loss is the law's point D = 0, B / F(Θ, 0) + E.
+For a size without a run (the target), t(D) comes from a log-log line through the
+fitted runs' (D, steps) (exact for a fixed number of epochs). Formulas and the
+other variant (t fitted): ``docs/LENSLLM_LAW.md``.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ class LensLLMStepsLaw:
     F_ : ndarray
         The pre-learned term at each fitted point.
     rmse_log_ : float
-        RMSE of log loss on the fitted points.
+        RMSE of log loss on the fitted positive sizes.
     dof_ : int
-        Residual degrees of freedom: points minus the 3 free parameters (0 on 3 points:
-        the law interpolates and selectors use the AtS line instead).
+        Residual degrees of freedom: points (the zero-shot one included) minus the 3
+        free parameters (0 on 3 points without a zero-shot loss: the law interpolates
+        and selectors use the AtS line instead).
     steps_coef_ : tuple
         (intercept, slope) of log steps on log D, for sizes without a run.
     d_star_ : float or None
@@ -66,7 +68,7 @@ class LensLLMStepsLaw:
         self.eta = eta
         self.huber_delta = huber_delta
 
-    def fit(self, D, L, steps, *, lr=None, model=None):
+    def fit(self, D, L, steps, *, lr=None, model=None, zero_shot=None):
         """Fit B, β, E to one curve whose runs took `steps` optimizer steps.
 
         Parameters
@@ -77,6 +79,10 @@ class LensLLMStepsLaw:
             The runs' learning rate (η when ``eta`` is None).
         model : str, optional
             Name used in messages.
+        zero_shot : float, optional
+            The model's loss before fine-tuning: fitted as the law's point D = 0,
+            L(0) = B / F(Θ, 0) + E (study Z in ``docs/LENSLLM_LAW.md``); counted in
+            ``dof_``, not in ``rmse_log_``.
 
         Returns
         -------
@@ -89,11 +95,12 @@ class LensLLMStepsLaw:
         self.D_, self.L_, self.steps_ = D, L, steps
         self.steps_coef_ = _steps_line(D, steps)
         self.F_ = self.features_.F(steps, self.eta_)
-        theta, cost = _fit_theta(np.log(D), np.log(L), self.F_, self.huber_delta)
+        log_d, y, F = _with_zero_shot(np.log(D), np.log(L), self.F_, self.features_, zero_shot)
+        theta, cost = _fit_theta(log_d, y, F, self.huber_delta)
         self.success_ = bool(np.all(np.isfinite(theta)) and np.isfinite(cost))
         self.reason_ = "" if self.success_ else "no β gave a positive amplitude B; the curve may be rising or flat"
         self.theta_ = theta
-        self.dof_ = int(D.size - 3)
+        self.dof_ = int(y.size - 3)
         if self.success_:
             resid = _log_predict(theta, np.log(D), self.F_) - np.log(L)
             self.rmse_log_ = float(np.sqrt(np.mean(resid ** 2)))
@@ -161,6 +168,16 @@ def _check_curve(D, L, steps):
     if np.unique(D).size < 3:
         raise ConfigError(f"`D` needs at least 3 distinct sizes to fit the law, got {np.unique(D).tolist()}.")
     return D, L, steps
+
+
+def _with_zero_shot(log_d, y, F, features, zero_shot):
+    """The fitted points, with the zero-shot loss as the point D = 0 (log D = −inf, F = F(Θ, 0)) when given."""
+    if zero_shot is None:
+        return log_d, y, F
+    if not (isinstance(zero_shot, (int, float, np.floating)) and np.isfinite(zero_shot) and zero_shot > 0):
+        raise ConfigError(f"`zero_shot` must be a positive loss, got {zero_shot!r}; pass None without one.")
+    return (np.append(log_d, -np.inf), np.append(y, np.log(zero_shot)),
+            np.append(F, features.F(np.zeros(1), 1.0)))
 
 
 def _steps_line(D, steps):

@@ -52,7 +52,8 @@ LENSLLM_VARIANTS = ("steps", "fitted_t")
 LENSLLM_VARIANT = "steps"
 # What the LensLLM term is, by what ran (LensLLMSelector.variant_): notebooks and README say it.
 LENSLLM_NOTES = {
-    "steps": "t from the runs: F(Θ, η·steps) from the NTK features, varying along each curve; B, β, E fitted",
+    "steps": ("t from the runs: F(Θ, η·steps) from the NTK features, varying along each curve; B, β, E fitted, "
+              "the zero-shot loss as the point D = 0 where measured"),
     "fitted_t": "t fitted: the rectified law with D_l bounded by F(Θ, 0)",
     "rectified": "no NTK features: this is the rectified law",
 }
@@ -455,6 +456,10 @@ class LensLLMSelector(LawFitSelector):
     law_params : dict, optional
         Other settings of the law of the variant.
     variant : {"steps", "fitted_t"}, default :data:`LENSLLM_VARIANT`
+    zero_shot_anchor : bool, default True
+        ``"steps"`` only: where a candidate has a zero-shot loss, fit it as the
+        law's point D = 0, L(0) = B / F(Θ, 0) + E (study Z, ``docs/LENSLLM_LAW.md``);
+        with 3 visible sizes this is what identifies the law.
 
     Attributes
     ----------
@@ -463,10 +468,11 @@ class LensLLMSelector(LawFitSelector):
         features: the rectified law).
     """
 
-    def __init__(self, ntk=None, law_params=None, variant=None):
+    def __init__(self, ntk=None, law_params=None, variant=None, zero_shot_anchor=True):
         self.ntk = ntk
         self.law_params = law_params
         self.variant = variant
+        self.zero_shot_anchor = zero_shot_anchor
 
     @property
     def law(self):
@@ -498,9 +504,12 @@ class LensLLMSelector(LawFitSelector):
         fitted = []
         for i, model in enumerate(visible.models):
             lr = None if visible.lr is None else float(visible.lr[i])
-            # On 3 points B, β, E interpolate (dof_ 0): _law_predictions uses the AtS line there.
+            # On 3 points B, β, E interpolate (dof_ 0, unless the zero-shot anchor adds a point):
+            # _law_predictions uses the AtS line there.
+            zero = float(visible.zero_shot[i]) if self.zero_shot_anchor else np.nan
             law = LensLLMStepsLaw(ntk=self._ntk[model], **(self.law_params or {}))
-            fitted.append(law.fit(visible.sizes[i], visible.losses[i], visible.steps[i], lr=lr, model=model))
+            fitted.append(law.fit(visible.sizes[i], visible.losses[i], visible.steps[i], lr=lr, model=model,
+                                  zero_shot=zero if np.isfinite(zero) else None))
         return self._law_predictions(visible, fitted)
 
 
