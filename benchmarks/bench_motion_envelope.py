@@ -18,11 +18,12 @@ import pandas as pd
 
 from bench_selection_study import PROTOCOL, cases, corpus
 from lensllm_nb.analysis.curves import visible_from_valid
-from lensllm_nb.analysis.predict import _t2_ppf, log_predictive
+from lensllm_nb.analysis.predict import _center_and_spread, _fit_methods, _t2_ppf, visible_noise
 from lensllm_nb.analysis.published_curves import load
 from lensllm_nb.errors import ConfigError
 
-RULES = ("shipped", "E1", "E2", "N1")
+# "spread only": the engine's scale before study N shipped; N1 is the engine's scale now.
+RULES = ("spread only", "E1", "E2", "N1")
 Q90 = _t2_ppf(0.95)
 
 
@@ -36,25 +37,15 @@ def envelope(visible):
     return np.log([l[-1] for l in visible.losses]), np.maximum(h, 0) * d
 
 
-def noise(visible):
-    """N1's sigma of every candidate: its visible points' scatter about the chords of their neighbours."""
-    out = []
-    for s, l in zip(visible.sizes, visible.losses):
-        x, y = np.log2(s), np.log(l)
-        w = (x[2:] - x[1:-1]) / (x[2:] - x[:-2])
-        r = y[1:-1] - (w * y[:-2] + (1 - w) * y[2:])
-        out.append(np.sqrt(np.mean(r ** 2 / (1 + w ** 2 + (1 - w) ** 2))) if r.size else 0.0)
-    return np.array(out)
-
-
 def frame(prepared, name):
     """One row per candidate and case: centre c, raw spread s, truth y, last loss yk, half-width w, noise n."""
     rows = []
     for visible, truth in prepared:
-        center, raw = log_predictive(visible, method="curvature_drift", scale=1.0)
+        center, spread = _center_and_spread(_fit_methods(visible, "curvature_drift"), "curvature_drift")
         yk, w = envelope(visible)
-        rows.append(pd.DataFrame({"c": center, "s": raw, "y": np.log(truth.reindex(visible.models).to_numpy()),
-                                  "yk": yk, "w": w, "n": noise(visible)}))
+        rows.append(pd.DataFrame({"c": center, "s": np.maximum(spread, 1e-3),
+                                  "y": np.log(truth.reindex(visible.models).to_numpy()),
+                                  "yk": yk, "w": w, "n": visible_noise(visible)}))
     return pd.concat(rows, ignore_index=True).assign(set=name)
 
 
@@ -78,7 +69,7 @@ def distribution(g, rule, m):
     scale = m * g["s"].to_numpy()
     if rule == "N1":
         return center, np.maximum(np.hypot(scale, g["n"].to_numpy()), 1e-3)
-    if rule != "shipped":
+    if rule != "spread only":
         scale = np.minimum(scale, g["w"].to_numpy() / Q90)
     if rule == "E2":
         center = np.clip(center, g["yk"] - g["w"], g["yk"] + g["w"])

@@ -24,7 +24,7 @@ from lensllm_nb.analysis.published_curves import load
 from lensllm_nb.analysis.curves import read_curves, validate_curves
 from lensllm_nb.analysis.metrics import pearcorr, relacc, top1_regret
 from lensllm_nb.analysis.multi_benchmark import run_benchmarks
-from lensllm_nb.analysis.predict import SCALE, _t2_ppf, calibrate_scale, log_predictive
+from lensllm_nb.analysis.predict import SCALE, _center_and_spread, _fit_methods, _t2_ppf, calibrate_scale, log_predictive
 from lensllm_nb.analysis.selection import make_selector
 from lensllm_nb.analysis.curves import visible_from_valid
 from lensllm_nb.analysis.successive_halving import SuccessiveHalvingSelector
@@ -99,7 +99,8 @@ def own_multiplier(visible, method="curvature_drift"):
         cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
                                   losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
                                   target=int(s_k))
-        center, raw = log_predictive(cut, method=method, scale=1.0)
+        center, raw = _center_and_spread(_fit_methods(cut, method), method)  # the spread alone, as when C3 ran
+        raw = np.maximum(raw, 1e-3)
         ratios.append(np.abs(observed - center) / raw)
     ratios = ratios[-1:] if LAST_ORIGIN_ONLY else ratios
     return float(np.median(np.concatenate(ratios)) / _t2_ppf(0.75)) if ratios else 0.0
@@ -154,7 +155,7 @@ def table():
         scales[name] = calibrate_scale(cases_, method="curvature_drift")
     # Each corpus is shown with a scale calibrated without it: FLAN with Gigaword's, the others with FLAN's.
     shown_with = {"flan": ("gigaword", scales["gigaword"]), "gigaword": ("flan", SCALE),
-                  "lcdb_dev": ("flan", SCALE), "zoo": ("flan", SCALE)}
+                  "lcdb_dev": ("flan", SCALE), "zoo": ("flan", SCALE), "zoo_corpus": ("flan", SCALE)}
     print(f"calibrated scales: FLAN {scales['flan']:.3f} (shipped SCALE {SCALE}), Gigaword {scales['gigaword']:.3f}")
     methods = ["backtested_pick", "ats", "subtuning", "successive_halving", "progressive"]
     for name, (ratios, target) in PROTOCOL.items():
@@ -176,7 +177,7 @@ def intervals():
     prepared = {name: list(cases(corpus(name), *PROTOCOL[name])) for name in PROTOCOL}
     scales = {name: calibrate_scale([(v, t.reindex(v.models).to_numpy()) for v, t in prepared[name]],
                                     method="curvature_drift") for name in ("flan", "gigaword")}
-    shown_with = {"flan": "gigaword", "gigaword": "flan", "lcdb_dev": "flan", "zoo": "flan"}
+    shown_with = {"flan": "gigaword", "gigaword": "flan", "lcdb_dev": "flan", "zoo": "flan", "zoo_corpus": "flan"}
     for self_cal in (False, True):
         for name, source in shown_with.items():
             cov90, cov80, score = coverage(prepared[name], scales[source], self_cal)

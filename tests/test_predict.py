@@ -179,3 +179,49 @@ def test_calibrated_intervals_hold_on_new_curves_from_the_same_law():
             center, spread = log_predictive(visible, scale=scale)
             covered.append(np.abs(np.log(truth) - center) <= _t2_ppf(0.5 + level / 2) * spread)
         assert np.mean(covered) == pytest.approx(level, abs=0.04)
+
+
+def _curves(*curves, target=4096):
+    from lensllm_nb.analysis.curves import VisibleCurves
+
+    sizes = [np.asarray(s, dtype=float) for s, _ in curves]
+    return VisibleCurves(models=[f"m{i}" for i in range(len(curves))], sizes=sizes,
+                         losses=[np.asarray(l, dtype=float) for _, l in curves],
+                         zero_shot=np.full(len(curves), np.nan), params=np.full(len(curves), np.nan), target=target)
+
+
+def test_the_noise_floor_is_the_scatter_of_the_visible_points_about_their_neighbours_chords():
+    from lensllm_nb.analysis.predict import visible_noise
+
+    sizes = np.array([16, 32, 64, 128, 256])
+    line = 3.0 * sizes ** -0.3
+    a = 0.05
+    zigzag = line * np.exp(a * np.array([1, -1, 1, -1, 1]))
+    # Equal log spacing: w = 1/2, each middle point is 2a off its chord, variance factor 1.5.
+    noise = visible_noise(_curves((sizes, line), (sizes, zigzag), (sizes[:2], line[:2])))
+    np.testing.assert_allclose(noise, [0.0, 2 * a / np.sqrt(1.5), 0.0], atol=1e-12)
+    # Unequal spacing: one triple, w = (x_r - x_m) / (x_r - x_l) = 2/3.
+    bent = np.array([1.0, 1.0 * np.exp(0.1), 1.0])
+    w = 2 / 3
+    assert visible_noise(_curves(([16, 32, 128], bent)))[0] == pytest.approx(0.1 / np.sqrt(1 + w ** 2 + (1 - w) ** 2))
+
+
+def test_the_needed_multiplier_accounts_for_the_noise_floor():
+    from lensllm_nb.analysis.predict import _needed_scale
+
+    half = np.array([0.3, 0.05, 0.5, 0.0005, 0.2])
+    spread = np.array([0.1, 0.1, 0.0, 0.0, 0.2])
+    noise = np.array([0.0, 0.1, 0.1, 0.0, 0.12])
+    # Noise alone covers the 2nd, the floor the 4th; no multiplier covers the 3rd (no spread).
+    np.testing.assert_allclose(_needed_scale(half, spread, noise), [3.0, 0.0, np.inf, 0.0, 0.8])
+
+
+def test_the_engine_scale_is_never_below_the_noise_floor(flan):
+    from lensllm_nb.analysis.curves import visible_curves
+    from lensllm_nb.analysis.predict import log_predictive, visible_noise
+
+    visible = visible_curves(flan, max_train=6400, target=TARGET)
+    _, scale = log_predictive(visible)
+    _, spread_only = log_predictive(visible, scale=0.0)
+    np.testing.assert_allclose(spread_only, np.maximum(visible_noise(visible), 1e-3))
+    assert (scale >= spread_only).all() and (scale > spread_only).any()

@@ -36,6 +36,7 @@ __all__ = [
     "SCALE",
     "calibrate_scale",
     "log_predictive",
+    "visible_noise",
     "p_best",
     "expected_regret",
 ]
@@ -47,7 +48,7 @@ PREDICTIVE_METHODS = ("backtested_pick", "curvature_drift", "robust_curvature", 
 # Extrapolators whose disagreement with the method measures the horizon risk.
 REFERENCE_METHODS = ("ats", "robust_curvature", "slope_drift")
 # Calibration constant and degrees of freedom (see module docstring).
-SCALE = 2.464
+SCALE = 2.461
 DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on it
 # Quantile levels of the quadrature: midpoints of 512 bins of the central 99.9%.
 _TAIL = 0.0005
@@ -179,7 +180,7 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
     method = _check_method(method)
     level = check_level(level)
     fitted = _fit_methods(visible, method)
-    center, scale = _center_and_scale(fitted, method, SCALE)
+    center, scale = _center_and_scale(fitted, method, SCALE, visible)
     chosen, reason = _pick(fitted[method], visible)
     return _assemble(visible, center, scale, method=method, level=level, dataset=dataset,
                      max_train=max_train, cost_fraction=cost_fraction, chosen=chosen, reason=reason)
@@ -200,7 +201,7 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
     -------
     (center, scale) : tuple of ndarray
     """
-    return _center_and_scale(_fit_methods(visible, method), method, scale)
+    return _center_and_scale(_fit_methods(visible, method), method, scale, visible)
 
 
 # --- How the predictive distribution is built (centre, scale) and the pick is read --------------
@@ -220,12 +221,36 @@ def _fit_methods(visible, method):
     return fitted
 
 
-def _center_and_scale(fitted, method, scale):
-    """Centre: the method's log prediction; scale: ``scale`` × RMS gap to the reference extrapolators."""
+def _center_and_scale(fitted, method, scale, visible):
+    """Centre: the method's log prediction; scale: ``scale`` × the reference spread, with the noise floor."""
+    center, spread = _center_and_spread(fitted, method)
+    return center, np.maximum(np.hypot(scale * spread, visible_noise(visible)), _MIN_SCALE)
+
+
+def _center_and_spread(fitted, method):
+    """The method's log prediction and its RMS log gap to the reference extrapolators."""
     preds = {name: np.log(sel.predictions_.to_numpy()) for name, sel in fitted.items()}
     center = preds[method]
-    spread = np.sqrt(np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0))
-    return center, np.maximum(scale * spread, _MIN_SCALE)
+    return center, np.sqrt(np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0))
+
+
+def visible_noise(visible) -> np.ndarray:
+    """Each candidate's noise floor: the scatter of its visible log losses about their neighbours' chords.
+
+    For three consecutive sizes (log₂ x_l < x_m < x_r) the middle log loss's residual
+    from the chord, r = y_m − (w y_l + (1 − w) y_r) with w = (x_r − x_m)/(x_r − x_l),
+    has variance σ²(1 + w² + (1 − w)²) under independent noise σ; the floor is the
+    root mean of r² / (1 + w² + (1 − w)²) over the candidate's triples (0 with fewer
+    than 3 sizes). Curvature inflates it, so it errs wide (study N, docs/BENCHMARKS.md).
+    """
+    out = np.zeros(len(visible.sizes))
+    for i, (sizes, losses) in enumerate(zip(visible.sizes, visible.losses)):
+        x, y = np.log2(sizes), np.log(losses)
+        w = (x[2:] - x[1:-1]) / (x[2:] - x[:-2])
+        r = y[1:-1] - (w * y[:-2] + (1 - w) * y[2:])
+        if r.size:
+            out[i] = np.sqrt(np.mean(r ** 2 / (1 + w ** 2 + (1 - w) ** 2)))
+    return out
 
 
 def _pick(selector, visible):
@@ -256,17 +281,26 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
     float
     """
     method, level = _check_method(method), check_level(level)
-    ratios = []
+    needed = []
     for visible, true in cases:
-        center, raw = log_predictive(visible, method=method, scale=1.0)
+        center, spread = _center_and_spread(_fit_methods(visible, method), method)
         true = np.asarray(true, dtype=float)
         if true.shape != center.shape or not np.all(np.isfinite(true) & (true > 0)):
             raise ConfigError(f"`cases`: true losses must be positive, one per model ({center.size}), "
                               f"got shape {true.shape}.")
-        ratios.append(np.abs(np.log(true) - center) / (raw * _t2_ppf(0.5 + level / 2)))
-    if not ratios:
+        needed.append(_needed_scale(np.abs(np.log(true) - center) / _t2_ppf(0.5 + level / 2), spread,
+                                    visible_noise(visible)))
+    if not needed:
         raise ConfigError("`cases` is empty; pass (visible curves, true losses) pairs.")
-    return float(np.quantile(np.concatenate(ratios), level, method="higher"))
+    return float(np.quantile(np.concatenate(needed), level, method="higher"))
+
+
+def _needed_scale(half, spread, noise):
+    """Smallest multiplier m with max(√((m·spread)² + noise²), floor) ≥ ``half``, per case (inf if none)."""
+    short = np.maximum(half ** 2 - noise ** 2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(short > 0, np.sqrt(short) / spread, 0.0)
+    return np.where(half <= _MIN_SCALE, 0.0, np.nan_to_num(m, nan=np.inf, posinf=np.inf))
 
 
 def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost_fraction, chosen, reason):
