@@ -102,6 +102,26 @@ def test_progressive_selection_respects_budget(flan):
         ProgressiveSelector().fit(pool, target=TARGET)
 
 
+def _sqrt2_pool(target=4096):
+    sizes = [16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512, target]
+    return pd.DataFrame([{"model": m, "dataset": "d", "n_train": n, "seed": 0, "test_loss": a * n ** -b + 0.1}
+                         for m, a, b in (("a", 2.0, 0.3), ("b", 2.2, 0.35), ("c", 1.8, 0.25), ("d", 2.5, 0.4))
+                         for n in sizes])
+
+
+def test_progressive_buys_a_doubling_ladder_from_a_sqrt2_pool_and_every_size_when_asked():
+    table = _sqrt2_pool()
+    pool = table[table["n_train"] < 4096]
+    doubling = ProgressiveSelector(budget=0.5).fit(pool, target=4096)
+    every = ProgressiveSelector(budget=0.5, ladder="every").fit(pool, target=4096)
+    # Rounds start after the 3 start points: 16, 32, 64 then 128, 256, 512 on the doubling ladder.
+    assert set(doubling.history_["size"]) <= {64, 128, 256, 512}
+    assert doubling.history_["size"].iloc[0] == 64 and every.history_["size"].iloc[0] == 32
+    assert {91, 181, 362} & set(every.history_["size"])
+    with pytest.raises(ConfigError, match="`ladder`"):
+        ProgressiveSelector(budget=0.5, ladder="halves").fit(pool, target=4096)
+
+
 def test_theil_sen_equals_scipy_theilslopes():
     from scipy import stats
 

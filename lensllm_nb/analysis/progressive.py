@@ -13,6 +13,7 @@ Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.progress
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -25,7 +26,10 @@ from .metrics import full_data_flops
 from .predict import log_predictive, p_best
 from .selection import BacktestedPickSelector
 
-__all__ = ["ProgressiveSelector"]
+__all__ = ["ProgressiveSelector", "LADDERS"]
+
+# Which pool sizes progressive buys (study L1).
+LADDERS = ("doubling", "every")
 
 
 class ProgressiveSelector(BudgetedSelector):
@@ -53,6 +57,10 @@ class ProgressiveSelector(BudgetedSelector):
         draws the same line and their agreement says nothing.
     min_keep : int, default 2
         Never keep fewer candidates than this while budget remains.
+    ladder : {"doubling", "every"}, default "doubling"
+        Which pool sizes are bought: from the smallest, each next one at least twice
+        the last bought (as successive halving doubles its rungs; on a pool spaced by
+        √2 every other size), or every size in turn (study L1, docs/SELECTION_STUDY.md).
 
     Attributes
     ----------
@@ -73,19 +81,24 @@ class ProgressiveSelector(BudgetedSelector):
     name = "progressive"
 
     def __init__(self, *, budget=None, method="curvature_drift", start_points=3, risk=0.01, drop_from=5,
-                 min_keep=2):
+                 min_keep=2, ladder="doubling"):
         self.budget = budget
         self.method = method
         self.start_points = start_points
         self.risk = risk
         self.drop_from = drop_from
         self.min_keep = min_keep
+        self.ladder = ladder
 
     def fit_pool(self, pool, rows, *, target, budget=None):
         """Spend the budget on `pool` (:meth:`BudgetedSelector.fit_pool` has the parameters); return self."""
         budget = self._budget(budget)
         if not (isinstance(self.risk, (int, float)) and 0 <= self.risk < 1):
             raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")
+        if self.ladder not in LADDERS:
+            raise ConfigError(f"`ladder` must be one of {LADDERS}, got {self.ladder!r}.")
+        if self.ladder == "doubling":
+            pool = _doubling_ladder(pool)
         if min(s.size for s in pool.sizes) < self.start_points:
             raise ConfigError(f"every candidate needs at least `start_points`={self.start_points} sizes below "
                               "the target.")
@@ -129,6 +142,20 @@ class ProgressiveSelector(BudgetedSelector):
         self.p_best_history_ = pd.DataFrame(p_history)
         self.budget_ = float(budget)
         return self
+
+
+def _doubling_ladder(pool):
+    """``pool`` with each candidate's sizes thinned so that each kept size is ≥ 2 × the previous kept one."""
+    keep = []
+    for sizes in pool.sizes:
+        mask, last = np.zeros(sizes.size, dtype=bool), -np.inf
+        for i, size in enumerate(sizes):
+            if size >= 2 * last:
+                mask[i], last = True, size
+        keep.append(mask)
+    steps = None if pool.steps is None else [t[m] for t, m in zip(pool.steps, keep)]
+    return dataclasses.replace(pool, sizes=[s[m] for s, m in zip(pool.sizes, keep)],
+                               losses=[l[m] for l, m in zip(pool.losses, keep)], steps=steps)
 
 
 def _bought(pool, idx, n_bought):
