@@ -44,6 +44,7 @@ VARIANTS = {
     "shipped": ("backtested_pick", {}),
     "T90": ("backtested_pick", {"departure_level": 0.90}),
     "T95": ("backtested_pick", {"departure_level": 0.95}),
+    "NP1": ("backtested_pick", {"noise_margin": True}),
 }
 
 

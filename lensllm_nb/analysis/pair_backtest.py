@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .extrapolate import line_fit
+from .noise_floor import visible_noise
 
 __all__ = ["PickDecision", "decide_pick", "ORIGINS", "NO_ORIGIN"]
 
@@ -60,7 +61,7 @@ class PickDecision:
 
 
 def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader", margin_test=True,
-                short_lines=False, departure_level=None) -> PickDecision:
+                short_lines=False, departure_level=None, noise_margin=False) -> PickDecision:
     """Choose between the observed leader and the top of the predicted ranking.
 
     Parameters
@@ -82,6 +83,9 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
         backtest error grown to the target's horizon; a level p in (0, 1) compares it
         with ``t_n(p)`` times the RMS of the grown errors (a one-sample t-test over
         the n origins, ``docs/SELECTION_STUDY.md``, study T).
+    noise_margin : bool
+        With ``margin_test``: the gap must also clear the two candidates' noise
+        floors, √(needed² + σ_A² + σ_B²) (study NP1).
 
     Returns
     -------
@@ -111,6 +115,9 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
     persist, signed, horizons = errors
     extrap, count = float(np.mean(np.abs(signed))), len(signed)
     needed = _needed_gap(signed, horizons, np.log2(visible.target / s_k), departure_level)
+    if noise_margin:
+        noise = visible_noise(visible)
+        needed = float(np.sqrt(needed ** 2 + noise[a] ** 2 + noise[b] ** 2))
     depart = extrap < persist and (not margin_test or gap > needed)
     names = (models[a], models[b], f"{s_k:,.0f}", f"{visible.target:,}", f"{margin:.1%}")
     reason = _reason(names, depart, extrap < persist, (extrap, persist, count, gap, needed))

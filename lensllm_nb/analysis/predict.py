@@ -23,6 +23,7 @@ import pandas as pd
 from ..errors import ConfigError
 from .curves import VisibleCurves, one_dataset, validate_curves, visible_from_valid
 from .metrics import cost_fraction as _cost_fraction
+from .noise_floor import visible_noise
 from .selection import DEFAULT_METHOD, make_selector
 
 __all__ = [
@@ -232,25 +233,6 @@ def _center_and_spread(fitted, method):
     preds = {name: np.log(sel.predictions_.to_numpy()) for name, sel in fitted.items()}
     center = preds[method]
     return center, np.sqrt(np.mean([(preds[m] - center) ** 2 for m in REFERENCE_METHODS], axis=0))
-
-
-def visible_noise(visible) -> np.ndarray:
-    """Each candidate's noise floor: the scatter of its visible log losses about their neighbours' chords.
-
-    For three consecutive sizes (log₂ x_l < x_m < x_r) the middle log loss's residual
-    from the chord, r = y_m − (w y_l + (1 − w) y_r) with w = (x_r − x_m)/(x_r − x_l),
-    has variance σ²(1 + w² + (1 − w)²) under independent noise σ; the floor is the
-    root mean of r² / (1 + w² + (1 − w)²) over the candidate's triples (0 with fewer
-    than 3 sizes). Curvature inflates it, so it errs wide (study N, docs/BENCHMARKS.md).
-    """
-    out = np.zeros(len(visible.sizes))
-    for i, (sizes, losses) in enumerate(zip(visible.sizes, visible.losses)):
-        x, y = np.log2(sizes), np.log(losses)
-        w = (x[2:] - x[1:-1]) / (x[2:] - x[:-2])
-        r = y[1:-1] - (w * y[:-2] + (1 - w) * y[2:])
-        if r.size:
-            out[i] = np.sqrt(np.mean(r ** 2 / (1 + w ** 2 + (1 - w) ** 2)))
-    return out
 
 
 def _pick(selector, visible):

@@ -402,18 +402,21 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         Without a 3-point origin, backtest straight lines from 2-point origins.
     departure_level : float, optional
         The margin test's form (see :func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
+    noise_margin : bool, default False
+        The margin must also clear both candidates' noise floors (study NP1).
     """
 
     name = "backtested_pick"
 
     def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True,
-                 short_lines=True, departure_level=None):
+                 short_lines=True, departure_level=None, noise_margin=False):
         self.significance = significance
         self.origins = origins
         self.no_origin = no_origin
         self.margin_test = margin_test
         self.short_lines = short_lines
         self.departure_level = departure_level
+        self.noise_margin = noise_margin
 
     def fit_visible(self, visible, *, cost_fraction=float("nan")):
         """As :meth:`_Selector.fit_visible`, then the pick and its reason; the chosen model leads ``ranking_``."""
@@ -426,7 +429,7 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
                                      origins=self.origins, no_origin=self.no_origin,
                                      margin_test=self.margin_test, short_lines=self.short_lines,
-                                     departure_level=self.departure_level)
+                                     departure_level=self.departure_level, noise_margin=self.noise_margin)
         self.chosen_ = self.decision_.chosen
         self.chosen_reason_ = self.decision_.reason
         self.ranking_ = [self.chosen_] + [m for m in self.ranking_ if m != self.chosen_]
