@@ -62,6 +62,34 @@ def test_margin_smaller_than_the_backtested_error_keeps_the_leader():
     assert decision.chosen == "a" and "within the extrapolation's backtested error" in decision.reason
 
 
+def test_the_t_test_form_of_the_margin_asks_more_of_few_origins():
+    observed = np.log(0.5 / 0.55)
+
+    def refit(curves):
+        return np.array([observed + 0.01, 0.0])  # signed error 0.01 at both origins (2 and 1 doublings)
+
+    # Grown to 3 doublings: 0.015 and 0.03, RMS 0.0237; t with 2 degrees of freedom at 0.9: 1.886.
+    needed = 1.886 * np.sqrt((0.015 ** 2 + 0.03 ** 2) / 2)
+    gap = np.log(0.45 / 0.40)  # 0.118 > 0.045: departs
+    assert decide_pick(_visible(A, B), np.log([0.45, 0.40]), refit, departure_level=0.9).chosen == "b"
+    assert needed == pytest.approx(0.0447, abs=1e-3) and gap > needed
+    narrow = np.log([0.45, 0.45 * np.exp(-0.03)])  # gap 0.03: above today's 0.02, below the t-test's 0.045
+    assert decide_pick(_visible(A, B), narrow, refit).chosen == "b"
+    assert decide_pick(_visible(A, B), narrow, refit, departure_level=0.9).chosen == "a"
+
+
+def test_the_noise_margin_asks_the_gap_to_clear_both_candidates_noise_floors():
+    noisy_a = np.array(A) * np.exp(0.05 * np.array([1, -1, 1, -1, 1]))
+    observed = np.log(noisy_a[-1] / 0.55)
+
+    def refit(curves):
+        return np.array([observed + 0.01, 0.0])  # today's threshold 0.02, as above
+
+    gap = np.log([0.45, 0.45 * np.exp(-0.05)])  # 0.05 > 0.02, but < √(0.02² + (0.1 / √1.5)²) = 0.084 (+ b's floor)
+    assert decide_pick(_visible(noisy_a, B), gap, refit).chosen == "b"
+    assert decide_pick(_visible(noisy_a, B), gap, refit, noise_margin=True).chosen == "a"
+
+
 def test_engine_reports_the_pick_and_its_reason(zoo_curves):
     """On the zoo curves at budget 128 the default departs from the observed leader, and says why."""
     pred = predict_candidates(zoo_curves, max_train=128, target=2048)
