@@ -234,6 +234,35 @@ def test_every_select_method_gives_finite_ordered_numbers_on_a_small_real_store(
                                          target=1024, method=method).frame)
 
 
+def test_cli_select_reads_a_store_with_its_ntk_features_and_says_what_lensllm_ran(corpus, tmp_path):
+    _small_store(corpus, tmp_path / "runs.db", dataset="zoo-args")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "lensllm_nb.cli", *a], capture_output=True,  # noqa: E731
+                                    text=True, check=True, cwd=tmp_path)
+    run("export", "runs.db", "--out", "curves.csv")
+    args = ("--max-train", "64", "--target", "1024", "--method", "lensllm", "--format", "json")
+    from_store, from_csv = run("select", "runs.db", *args), run("select", "curves.csv", *args)
+    assert "lensllm: t from the runs" in from_store.stderr
+    assert "lensllm: no NTK features: this is the rectified law" in from_csv.stderr
+    store_pred = {m["model"]: m["predicted"] for m in json.loads(from_store.stdout)["models"]}
+    csv_pred = {m["model"]: m["predicted"] for m in json.loads(from_csv.stdout)["models"]}
+    assert store_pred.keys() == csv_pred.keys()
+    assert all(abs(np.log(store_pred[m] / csv_pred[m])) > 1e-3 for m in store_pred)
+
+
+def test_the_cli_knows_a_store_by_its_url_or_sqlite_header_and_masks_its_password(tmp_path):
+    from lensllm_nb.cli.core import _is_store, _one_dataset
+
+    (tmp_path / "curves.csv").write_text("model,dataset,n_train,seed,test_loss\n")
+    with ResultsStore(str(tmp_path / "runs.db")):
+        pass
+    assert _is_store(str(tmp_path / "runs.db")) and _is_store("postgresql://ann:s3cret@db/runs")
+    assert not _is_store(str(tmp_path / "curves.csv")) and not _is_store("flan")
+    two = pd.DataFrame({"dataset": ["a", "b"]})
+    with pytest.raises(ConfigError, match="several datasets") as err:
+        _one_dataset(two, "postgresql://ann:s3cret@db/runs")
+    assert "s3cret" not in str(err.value)
+
+
 def _check_finite(frame):
     assert np.isfinite(frame[["predicted", "low", "high", "expected_regret"]].to_numpy()).all()
     assert (frame["low"] <= frame["predicted"]).all() and (frame["predicted"] <= frame["high"]).all()

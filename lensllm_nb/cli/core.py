@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..analysis.selection import DEFAULT_METHOD
+from ..collection.store import is_url, mask_url
 from ..errors import ConfigError
 from ..utils.safe_output import strict_json, write_inside
 from ..workflow.notebook_curves import load_curves
@@ -68,20 +69,39 @@ def register(subparsers) -> None:
 
 
 def _read(spec, dataset=None, *, drop_invalid=False):
-    """A file path, or the name of a benchmark set; one dataset when `dataset` is given."""
-    table = load_curves(spec, drop_invalid=drop_invalid)
+    """A curves file, a benchmark name or a results store; one dataset when `dataset` is given.
+
+    A store (notebook 01's SQLite file or a database URL) brings its runs' NTK features,
+    which a curves file exported from it does not carry.
+    """
+    if _is_store(spec):
+        table = load_curves(store=spec)
+    else:
+        table = load_curves(spec, drop_invalid=drop_invalid)
     if dataset is not None:
         if dataset not in set(table["dataset"]):
-            raise ConfigError(f"`--dataset` {dataset!r} is not in {spec}; it has {sorted(map(str, table['dataset'].unique()))}.")
+            raise ConfigError(f"`--dataset` {dataset!r} is not in {mask_url(spec)}; it has "
+                              f"{sorted(map(str, table['dataset'].unique()))}.")
         table = table[table["dataset"] == dataset]
     return table
+
+
+def _is_store(spec) -> bool:
+    """A database URL, or an SQLite file (the header every SQLite database starts with)."""
+    if is_url(spec):
+        return True
+    try:
+        with Path(spec).open("rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _one_dataset(table, spec) -> str:
     """The dataset of `table`, or a `ConfigError` asking for ``--dataset``."""
     datasets = sorted(map(str, table["dataset"].unique()))
     if len(datasets) > 1:
-        raise ConfigError(f"{spec} holds several datasets {datasets}; pass `--dataset` NAME to choose one.")
+        raise ConfigError(f"{mask_url(spec)} holds several datasets {datasets}; pass `--dataset` NAME to choose one.")
     return datasets[0]
 
 

@@ -6,6 +6,7 @@ import sys
 
 from ..analysis.metrics import budget_warning
 from ..analysis.predict import DEFAULT_METHOD, PREDICTIVE_METHODS, predict_candidates
+from ..analysis.selection import LENSLLM_NOTES
 from ..errors import ConfigError
 from ..utils.safe_output import strict_json
 from .core import _one_dataset, _read
@@ -24,7 +25,8 @@ def register(subparsers) -> None:
             "--level, the probability of being best (p_best), the expected regret (in log loss: 0.01 is "
             "about 1%% of loss) and the pick with the reason for it (it can differ from the lowest "
             "prediction). CURVES is a tidy "
-            "or wide-layout CSV/Parquet file, or a benchmark name (flan, gigaword, wmt19)."
+            "or wide-layout CSV/Parquet file, a benchmark name (flan, gigaword, wmt19), or a results "
+            "store (notebook 01's results.db or a database URL), whose NTK features `--method lensllm` uses."
         ),
     )
     sel.add_argument("curves", metavar="CURVES")
@@ -38,6 +40,14 @@ def register(subparsers) -> None:
     sel.set_defaults(func=_select)
 
 
+def _lensllm_variant_note(rows, result) -> str:
+    """What ``lensllm`` ran on these rows: its NTK term with t from the runs, t fitted, or the rectified law."""
+    ntk = rows.attrs.get("ntk", {}).get(result.dataset, {})
+    if not all(ntk.get(m) is not None for m in result.frame["model"]):
+        return LENSLLM_NOTES["rectified"]
+    return LENSLLM_NOTES["steps" if "steps" in rows and rows["steps"].notna().all() else "fitted_t"]
+
+
 def _select(args) -> int:
     if args.max_train <= 0:
         raise ConfigError(f"`--max-train` must be a positive size, got {args.max_train}.")
@@ -49,6 +59,8 @@ def _select(args) -> int:
                              target=result.target)
     if warning:  # stderr: the JSON on stdout stays the contract
         print(warning, file=sys.stderr)
+    if result.method == "lensllm":
+        print(f"lensllm: {_lensllm_variant_note(rows, result)}", file=sys.stderr)
     if args.format == "json":
         print(strict_json(result.to_json_dict(), indent=2))
         return 0
