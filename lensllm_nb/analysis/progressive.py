@@ -101,7 +101,9 @@ class ProgressiveSelector(BudgetedSelector):
             pool = _doubling_ladder(pool)
         if min(s.size for s in pool.sizes) < self.start_points:
             raise ConfigError(f"every candidate needs at least `start_points`={self.start_points} sizes below "
-                              "the target.")
+                              f"the target (`ladder`={self.ladder!r} buys "
+                              f"{'sizes at least doubling' if self.ladder == 'doubling' else 'every size'}); "
+                              "add smaller sizes or pass ladder='every'.")
         cost_of = cost_lookup(rows)
         total = full_data_flops(rows, target=target)
         n_bought = np.full(len(pool.models), self.start_points)
