@@ -239,10 +239,11 @@ def test_cli_select_reads_a_store_with_its_ntk_features_and_says_what_lensllm_ra
     run = lambda *a: subprocess.run([sys.executable, "-m", "lensllm_nb.cli", *a], capture_output=True,  # noqa: E731
                                     text=True, check=True, cwd=tmp_path)
     run("export", "runs.db", "--out", "curves.csv")
-    args = ("--max-train", "64", "--target", "1024", "--method", "lensllm", "--format", "json")
+    args = ("--max-train", "64", "--target", "1024", "--method", "lensllm")
+    assert "lensllm: t from the runs" in run("select", "runs.db", *args).stdout
+    assert "lensllm: no NTK features: this is the rectified law" in run("select", "curves.csv", *args).stdout
+    args += ("--format", "json")
     from_store, from_csv = run("select", "runs.db", *args), run("select", "curves.csv", *args)
-    assert "lensllm: t from the runs" in from_store.stderr
-    assert "lensllm: no NTK features: this is the rectified law" in from_csv.stderr
     store_pred = {m["model"]: m["predicted"] for m in json.loads(from_store.stdout)["models"]}
     csv_pred = {m["model"]: m["predicted"] for m in json.loads(from_csv.stdout)["models"]}
     assert store_pred.keys() == csv_pred.keys()

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
             "about 1%% of loss) and the pick with the reason for it (it can differ from the lowest "
             "prediction). CURVES is a tidy "
             "or wide-layout CSV/Parquet file, a benchmark name (flan, gigaword, wmt19), or a results "
-            "store (notebook 01's results.db or a database URL), whose NTK features `--method lensllm` uses."
+            "store (notebook 01's results.db or a database URL), whose NTK features `--method lensllm` uses "
+            "(the table output says which law it ran)."
         ),
     )
     sel.add_argument("curves", metavar="CURVES")
@@ -59,8 +60,6 @@ def _select(args) -> int:
                              target=result.target)
     if warning:  # stderr: the JSON on stdout stays the contract
         print(warning, file=sys.stderr)
-    if result.method == "lensllm":
-        print(f"lensllm: {_lensllm_variant_note(rows, result)}", file=sys.stderr)
     if args.format == "json":
         print(strict_json(result.to_json_dict(), indent=2))
         return 0
@@ -68,6 +67,8 @@ def _select(args) -> int:
           f"loss predicted at {result.target}, {result.level:.0%} intervals, "
           f"cost {result.cost_fraction:.2%} of fine-tuning every model on the target")
     print(result.frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if result.method == "lensllm":
+        print(f"lensllm: {_lensllm_variant_note(rows, result)}")
     print(f"chosen: {result.chosen}")
     print(f"why: {result.chosen_reason}")
     return 0
