@@ -26,6 +26,8 @@ def test_predict_candidates_follows_the_api(flan):
     assert (frame["low"] < frame["predicted"]).all() and (frame["predicted"] < frame["high"]).all()
     assert (frame["expected_regret"] >= 0).all()
     assert res.method == DEFAULT_METHOD and res.max_train == 25600 and res.target == TARGET
+    assert res.variant == ""  # only a method with variants (lensllm) says which one ran
+    assert predict_candidates(flan, max_train=25600, target=TARGET, method="lensllm").variant == "rectified"
     wide, narrow = res.interval(0.99), res.interval(0.5)
     assert list(wide["model"]) == list(frame["model"])
     assert (wide["low"] < narrow["low"]).all() and (wide["high"] > narrow["high"]).all()

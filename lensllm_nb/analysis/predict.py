@@ -83,6 +83,9 @@ class CandidatePredictions:
     chosen_reason : str
         Why ``chosen`` is the pick, in one sentence (it can differ from the
         first row, the lowest prediction).
+    variant : str
+        What ran, for a method with variants (``lensllm``: its selector's
+        ``variant_``, "steps", "fitted_t" or "rectified"); empty otherwise.
     """
 
     frame: pd.DataFrame
@@ -96,6 +99,7 @@ class CandidatePredictions:
     log_center: pd.Series = field(repr=False)
     log_scale: pd.Series = field(repr=False)
     chosen_reason: str = ""
+    variant: str = ""
 
     def interval(self, level) -> pd.DataFrame:
         """Interval of every candidate at another ``level`` (same distribution, same order)."""
@@ -184,7 +188,8 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
     center, scale = _center_and_scale(fitted, method, SCALE, visible)
     chosen, reason = _pick(fitted[method], visible)
     return _assemble(visible, center, scale, method=method, level=level, dataset=dataset,
-                     max_train=max_train, cost_fraction=cost_fraction, chosen=chosen, reason=reason)
+                     max_train=max_train, cost_fraction=cost_fraction, chosen=chosen, reason=reason,
+                     variant=str(getattr(fitted[method], "variant_", "")))
 
 
 def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE):
@@ -285,7 +290,8 @@ def _needed_scale(half, spread, noise):
     return np.where(half <= _MIN_SCALE, 0.0, np.nan_to_num(m, nan=np.inf, posinf=np.inf))
 
 
-def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost_fraction, chosen, reason):
+def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost_fraction, chosen, reason,
+              variant):
     pbest = p_best(center, scale)
     regret = expected_regret(center, scale)
     low, high = _bounds(center, scale, level)
@@ -295,7 +301,7 @@ def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost
     index = pd.Index(visible.models, name="model")
     if max_train is None:
         max_train = int(max(s[-1] for s in visible.sizes))
-    return CandidatePredictions(frame=frame, chosen=chosen, chosen_reason=reason, method=method,
+    return CandidatePredictions(frame=frame, chosen=chosen, chosen_reason=reason, variant=variant, method=method,
                                 dataset=str(dataset), max_train=int(max_train), target=int(visible.target),
                                 level=float(level), cost_fraction=float(cost_fraction),
                                 log_center=pd.Series(center, index=index), log_scale=pd.Series(scale, index=index))

@@ -41,14 +41,6 @@ def register(subparsers) -> None:
     sel.set_defaults(func=_select)
 
 
-def _lensllm_variant_note(rows, result) -> str:
-    """What ``lensllm`` ran on these rows: its NTK term with t from the runs, t fitted, or the rectified law."""
-    ntk = rows.attrs.get("ntk", {}).get(result.dataset, {})
-    if not all(ntk.get(m) is not None for m in result.frame["model"]):
-        return LENSLLM_NOTES["rectified"]
-    return LENSLLM_NOTES["steps" if "steps" in rows and rows["steps"].notna().all() else "fitted_t"]
-
-
 def _select(args) -> int:
     if args.max_train <= 0:
         raise ConfigError(f"`--max-train` must be a positive size, got {args.max_train}.")
@@ -67,8 +59,8 @@ def _select(args) -> int:
           f"loss predicted at {result.target}, {result.level:.0%} intervals, "
           f"cost {result.cost_fraction:.2%} of fine-tuning every model on the target")
     print(result.frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if result.method == "lensllm":
-        print(f"lensllm: {_lensllm_variant_note(rows, result)}")
+    if result.variant in LENSLLM_NOTES:
+        print(f"{result.method}: {LENSLLM_NOTES[result.variant]}")
     print(f"chosen: {result.chosen}")
     print(f"why: {result.chosen_reason}")
     return 0
