@@ -37,6 +37,7 @@ def calibrate(g):
 
 
 def scores(g, m):
+    """Coverage, interval score and widest high/low of ``g``'s intervals at multiplier ``m`` (one, or one per row)."""
     scale = np.maximum(np.hypot(m * g["s"], g["n"]), 1e-3).to_numpy()
     err = np.abs(g["y"] - g["c"]).to_numpy()
     return {"cov90": np.mean(err <= Q90 * scale), "cov80": np.mean(err <= Q80 * scale),
@@ -57,11 +58,10 @@ def main():
     table = pd.DataFrame(rows)
     print(table.round(4).to_string(index=False))
     pooled = pd.concat([data[data["dataset"] == r["held out"]].assign(m=r["multiplier"]) for r in rows])
-    scale = np.maximum(np.hypot(pooled["m"] * pooled["s"], pooled["n"]), 1e-3)
-    err = np.abs(pooled["y"] - pooled["c"])
-    print(f"pooled held-out: cov90 {np.mean(err <= Q90 * scale):.3f} cov80 {np.mean(err <= Q80 * scale):.3f} "
-          f"IS90 {np.mean(2 * Q90 * scale + 20 * np.maximum(err - Q90 * scale, 0)):.3f} "
-          f"widest {np.exp(2 * Q90 * scale).max():.3g}; with SCALE: {scores(pooled, predict.SCALE)}")
+    def shown(d):
+        return {k: float(f"{v:.4g}") for k, v in d.items()}
+
+    print(f"pooled held-out: {shown(scores(pooled, pooled['m']))}; with SCALE: {shown(scores(pooled, predict.SCALE))}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Studies E and N on the engine's intervals: the motion envelope (E1: the scale capped; E2: and the
 centre clipped) and the noise floor (N1: the candidate's own visible scatter added to the scale).
 
-For FLAN, Gigaword, LCDB dev, the zoo v4 curves (the protocol budgets of
-``bench_selection_study.py``) and the zoo corpus (ratios 8-64), it computes per candidate
+For FLAN, Gigaword, LCDB dev, the zoo v4 curves and the zoo corpus (the protocol budgets of
+``bench_selection_study.py``; the zoo corpus at ratios 8-64), it computes per candidate
 the engine's log centre and raw spread (default method, multiplier 1), the true log loss and
 the envelope half-width w = h * d; each rule's multiplier is calibrated on FLAN and on Gigaword
 (smallest that covers 90% of the corpus's truths) and FLAN is shown with Gigaword's, every other
@@ -17,10 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench_selection_study import PROTOCOL, cases, corpus
-from lensllm_nb.analysis.curves import visible_from_valid
 from lensllm_nb.analysis.predict import _center_and_spread, _fit_methods, _t2_ppf, visible_noise
-from lensllm_nb.analysis.published_curves import load
-from lensllm_nb.errors import ConfigError
 
 # "spread only": the engine's scale before study N shipped; N1 is the engine's scale now.
 RULES = ("spread only", "E1", "E2", "N1")
@@ -47,20 +44,6 @@ def frame(prepared, name):
                                   "y": np.log(truth.reindex(visible.models).to_numpy()),
                                   "yk": yk, "w": w, "n": visible_noise(visible)}))
     return pd.concat(rows, ignore_index=True).assign(set=name)
-
-
-def zoo_corpus_cases():
-    table = load("zoo_corpus")
-    for dataset in sorted(table["dataset"].unique()):
-        part = table[table["dataset"] == dataset]
-        full = int(part["n_train"].max())
-        truth = part[part["n_train"] == full].groupby("model")["test_loss"].mean()
-        for ratio in (8, 16, 32, 64):
-            try:
-                yield visible_from_valid(part[part["n_train"] <= full // ratio], max_train=full // ratio,
-                                         target=full), truth
-            except ConfigError:
-                continue
 
 
 def distribution(g, rule, m):
@@ -108,7 +91,6 @@ def scores(g, rule, m):
 def main():
     warnings.simplefilter("ignore", UserWarning)
     sets = {name: frame(list(cases(corpus(name), *PROTOCOL[name])), name) for name in PROTOCOL}
-    sets["zoo_corpus"] = frame(list(zoo_corpus_cases()), "zoo_corpus")
     for rule in RULES:
         ms = {src: calibrate(sets[src], rule) for src in ("flan", "gigaword")}
         print(f"rule {rule}: multiplier from FLAN {ms['flan']:.3f}, from Gigaword {ms['gigaword']:.3f}")
