@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lensllm_nb.analysis.published_curves import load
+from lensllm_nb.analysis.curve_envelope import log_envelope
 from lensllm_nb.analysis.curves import read_curves, validate_curves
 from lensllm_nb.analysis.metrics import pearcorr, relacc, top1_regret
 from lensllm_nb.analysis.multi_benchmark import run_benchmarks
@@ -118,12 +119,14 @@ def coverage(prepared, scale, self_calibrate=False):
     predictive = c3_predictive if self_calibrate else log_predictive
     for visible, truth in prepared:
         center, width = predictive(visible, method="curvature_drift", scale=scale)
+        floor, ceiling = log_envelope(visible)  # the engine's t is censored to it (study W)
         y = np.log(truth.reindex(visible.models).to_numpy())
         for level, inside in ((0.9, inside90), (0.8, inside80)):
             half = _t2_ppf(0.5 + level / 2) * width
-            inside.extend(np.abs(y - center) <= half)
+            low, high = np.clip(center - half, floor, ceiling), np.clip(center + half, floor, ceiling)
+            inside.extend((low <= y) & (y <= high))
             if level == 0.9:
-                score.extend(2 * half + 20 * np.maximum(np.abs(y - center) - half, 0))
+                score.extend(high - low + 20 * (np.maximum(low - y, 0) + np.maximum(y - high, 0)))
     return np.mean(inside90), np.mean(inside80), np.mean(score)
 
 

@@ -226,6 +226,25 @@ def test_every_select_method_gives_finite_plausible_numbers_on_a_small_real_stor
 
 
 @pytest.mark.parametrize("method", PREDICTIVE_METHODS)
+def test_every_select_method_stays_where_a_learning_curve_can_go_from_3_sizes(corpus, tmp_path, method):
+    # zoo-args from 16, 32, 64 to 1,024 (4 doublings): `lensllm` gave 0.027-402.6 here before
+    # study W censored the engine's t to the learning-curve envelope.
+    _small_store(corpus, tmp_path / "runs.db", dataset="zoo-args")
+    table = load_curves(store=str(tmp_path / "runs.db"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = predict_candidates(table, max_train=64, target=1024, method=method)
+    _check_finite(res.frame)
+    seen = table[table["n_train"].between(1, 64)].sort_values("n_train").groupby("model")["test_loss"]
+    frame = res.frame.set_index("model")
+    # Never below the 1/n floor (halved for noise), never above twice the worst loss seen.
+    assert (frame["low"] >= seen.last().reindex(frame.index) / 16 / 2).all()
+    assert (frame["high"] <= 2 * seen.max().reindex(frame.index)).all()
+    assert (frame["predicted"].between(frame["low"], frame["high"])).all()
+    assert frame["expected_regret"].max() < np.log(16)
+
+
+@pytest.mark.parametrize("method", PREDICTIVE_METHODS)
 def test_every_select_method_gives_finite_ordered_numbers_on_a_small_real_store(corpus, tmp_path, method):
     _small_store(corpus, tmp_path / "runs.db")
     with warnings.catch_warnings():

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from .curve_envelope import log_envelope
 from .curves import VisibleCurves, one_dataset, validate_curves, visible_from_valid
 from .metrics import cost_fraction as _cost_fraction
 from .noise_floor import visible_noise
@@ -79,13 +80,19 @@ class CandidatePredictions:
         every candidate on ``target``.
     log_center, log_scale : pandas.Series
         Centre and scale of each candidate's predictive log loss, a Student-t
-        with :data:`DOF` degrees of freedom.
+        with :data:`DOF` degrees of freedom, censored to
+        [``log_floor``, ``log_ceiling``].
     chosen_reason : str
         Why ``chosen`` is the pick, in one sentence (it can differ from the
         first row, the lowest prediction).
     variant : str
         What ran, for a method with variants (``lensllm``: its selector's
         ``variant_``, "steps", "fitted_t" or "rectified"); empty otherwise.
+    log_floor, log_ceiling : pandas.Series
+        Each candidate's learning-curve envelope at ``target``
+        (:func:`~lensllm_nb.analysis.curve_envelope.log_envelope`): the predictive
+        log loss is the t censored to it, so ``predicted`` (its median), the
+        intervals, ``p_best`` and ``expected_regret`` never leave it.
     """
 
     frame: pd.DataFrame
@@ -100,10 +107,13 @@ class CandidatePredictions:
     log_scale: pd.Series = field(repr=False)
     chosen_reason: str = ""
     variant: str = ""
+    log_floor: pd.Series = field(default=None, repr=False)
+    log_ceiling: pd.Series = field(default=None, repr=False)
 
     def interval(self, level) -> pd.DataFrame:
         """Interval of every candidate at another ``level`` (same distribution, same order)."""
-        low, high = _bounds(self.log_center.to_numpy(), self.log_scale.to_numpy(), check_level(level))
+        low, high = _bounds(self.log_center.to_numpy(), self.log_scale.to_numpy(), check_level(level),
+                            *_envelope_arrays(self.log_floor, self.log_ceiling, self.log_center.size))
         return pd.DataFrame({"model": list(self.log_center.index), "low": low, "high": high}) \
             .set_index("model").loc[self.frame["model"]].reset_index()
 
@@ -275,8 +285,11 @@ def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
         if true.shape != center.shape or not np.all(np.isfinite(true) & (true > 0)):
             raise ConfigError(f"`cases`: true losses must be positive, one per model ({center.size}), "
                               f"got shape {true.shape}.")
-        needed.append(_needed_scale(np.abs(np.log(true) - center) / _t2_ppf(0.5 + level / 2), spread,
-                                    visible_noise(visible)))
+        floor, ceiling = log_envelope(visible)
+        # A truth outside the learning-curve envelope is missed at any scale.
+        outside = (np.log(true) < floor) | (np.log(true) > ceiling)
+        needed.append(np.where(outside, np.inf, _needed_scale(np.abs(np.log(true) - center) / _t2_ppf(0.5 + level / 2),
+                                                               spread, visible_noise(visible))))
     if not needed:
         raise ConfigError("`cases` is empty; pass (visible curves, true losses) pairs.")
     return float(np.quantile(np.concatenate(needed), level, method="higher"))
@@ -292,11 +305,12 @@ def _needed_scale(half, spread, noise):
 
 def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost_fraction, chosen, reason,
               variant):
-    pbest = p_best(center, scale)
-    regret = expected_regret(center, scale)
-    low, high = _bounds(center, scale, level)
-    frame = pd.DataFrame({"model": visible.models, "predicted": np.exp(center), "low": low, "high": high,
-                          "p_best": pbest, "expected_regret": regret})
+    floor, ceiling = log_envelope(visible)
+    pbest = p_best(center, scale, floor, ceiling)
+    regret = expected_regret(center, scale, floor, ceiling)
+    low, high = _bounds(center, scale, level, floor, ceiling)
+    frame = pd.DataFrame({"model": visible.models, "predicted": np.exp(np.clip(center, floor, ceiling)), "low": low,
+                          "high": high, "p_best": pbest, "expected_regret": regret})
     frame = frame.sort_values(["predicted", "model"], kind="stable").reset_index(drop=True)
     index = pd.Index(visible.models, name="model")
     if max_train is None:
@@ -304,42 +318,72 @@ def _assemble(visible, center, scale, *, method, level, dataset, max_train, cost
     return CandidatePredictions(frame=frame, chosen=chosen, chosen_reason=reason, variant=variant, method=method,
                                 dataset=str(dataset), max_train=int(max_train), target=int(visible.target),
                                 level=float(level), cost_fraction=float(cost_fraction),
-                                log_center=pd.Series(center, index=index), log_scale=pd.Series(scale, index=index))
+                                log_center=pd.Series(center, index=index), log_scale=pd.Series(scale, index=index),
+                                log_floor=pd.Series(floor, index=index), log_ceiling=pd.Series(ceiling, index=index))
 
 
-def _others_survival(center, scale):
+def _envelope_arrays(floor, ceiling, n):
+    """Floor and ceiling as arrays; an absent side is unbounded (±inf)."""
+    return (np.full(n, -np.inf) if floor is None else np.asarray(floor, dtype=float),
+            np.full(n, np.inf) if ceiling is None else np.asarray(ceiling, dtype=float))
+
+
+def _others_survival(center, scale, floor, ceiling):
     """Mean over each candidate's quantiles of the others' joint survival (the unnormalised ``p_best``).
 
-    ``Π_{j≠i} P(Y_j > y_ik)`` at the quantiles ``y_ik`` of candidate i at the levels
-    of :data:`_LEVELS`, averaged over k. The sum over all candidates of the log
-    survival, ``Λ(y) = Σ_j log P(Y_j > y)``, is shared by every i, and i's own term
-    is taken out exactly. Λ is evaluated at the quantiles themselves when they are
-    fewer than the points of a fine grid (a few dozen candidates), else once on
-    the grid (with its derivative) and read at each ``y_ik`` by cubic Hermite
-    interpolation. Memory is linear in the candidates: everything goes in chunks.
+    ``Π_{j≠i} P(Y_j ≥ y_ik)`` at the quantiles ``y_ik`` of candidate i (its t quantiles
+    at :data:`_LEVELS`, clipped to its envelope), averaged over k. The log survival of
+    the t part, summed over all candidates, ``Λ(y)``, is shared by every i and i's own
+    term is taken out exactly; it is evaluated at the quantiles themselves when they are
+    fewer than the points of a fine grid (a few dozen candidates), else once on the grid
+    (which holds every floor, where a term jumps) and read by cubic Hermite
+    interpolation. A floor makes j's term 0 below it; a ceiling is applied exactly:
+    the product is 0 once y passes any other candidate's ceiling. Memory is linear in
+    the candidates: everything goes in chunks.
 
     Returns
     -------
     ndarray (n,)
     """
     levels = _t2_ppf(_LEVELS)
-    low, high = float(np.min(center + scale * levels[0])), float(np.max(center + scale * levels[-1]))
+    everyone = np.arange(center.size)
+    low = float(np.min(np.clip(center + scale * levels[0], floor, ceiling)))
+    high = float(np.max(np.clip(center + scale * levels[-1], floor, ceiling)))
     size = _grid_size(high - low, float(np.min(scale)), center.size)
     direct = center.size * levels.size <= size
-    points = (center[:, None] + scale[:, None] * levels).ravel() if direct else np.linspace(low, high, size)
+    if direct:
+        points = np.concatenate([_quantiles(center, scale, floor, ceiling, rows, levels)
+                                 for rows in _chunks(everyone, levels.size)]).ravel()
+    else:  # each floor and the next float, so that a term's jump there is read exactly
+        inside = floor[(floor > low) & (floor < high)]
+        points = np.unique(np.concatenate([np.linspace(low, high, size), inside, np.nextafter(inside, np.inf)]))
     value, slope = np.zeros(points.size), np.zeros(points.size)
-    everyone = np.arange(center.size)
     for rows in _chunks(everyone, points.size):
-        log_sf, d_log_sf = _t2_log_sf_and_slope(points[None, :], center[rows, None], scale[rows, None])
+        log_sf, d_log_sf = _log_sf_and_slope(points[None, :], center[rows, None], scale[rows, None], floor[rows, None])
         value += log_sf.sum(axis=0)
         slope += d_log_sf.sum(axis=0)
+    lowest_other = _lowest_other(ceiling)
     mass = np.empty(center.size)
     for rows in _chunks(everyone, levels.size):
-        y = center[rows, None] + scale[rows, None] * levels
-        own, _ = _t2_log_sf_and_slope(y, center[rows, None], scale[rows, None])
+        y = _quantiles(center, scale, floor, ceiling, rows, levels)
+        own, _ = _log_sf_and_slope(y, center[rows, None], scale[rows, None], floor[rows, None])
         total = value.reshape(center.size, levels.size)[rows] if direct else _hermite(points, value, slope, y)
-        mass[rows] = np.exp(total - own).mean(axis=1)
+        alive = y <= lowest_other[rows, None]
+        mass[rows] = np.where(alive, np.exp(np.minimum(total - own, 0.0)), 0.0).mean(axis=1)
     return mass
+
+
+def _quantiles(center, scale, floor, ceiling, rows, levels):
+    """Quantiles of the censored t of candidates ``rows`` at the t quantiles ``levels``."""
+    return np.clip(center[rows, None] + scale[rows, None] * levels, floor[rows, None], ceiling[rows, None])
+
+
+def _lowest_other(ceiling):
+    """For each candidate, the lowest ceiling among the others (+inf when alone)."""
+    order = np.argsort(ceiling, kind="stable")
+    out = np.full(ceiling.size, ceiling[order[0]])
+    out[order[0]] = ceiling[order[1]] if ceiling.size > 1 else np.inf
+    return out
 
 
 def _grid_size(width, smallest_scale, n):
@@ -354,75 +398,84 @@ def _chunks(index, width):
     return [index[start:start + step] for start in range(0, index.size, step)]
 
 
-def _t2_log_sf_and_slope(y, center, scale):
-    """log P(Y > y) of t2 log losses and its derivative in y."""
+def _log_sf_and_slope(y, center, scale, floor):
+    """log P(Y ≥ y) of the t part of censored log losses and its derivative in y (0, 0 at or below the floor)."""
     t = (y - center) / scale
     sf = _t2_sf(t)
     density = (2.0 + t * t) ** -1.5
-    return np.log(sf), -density / (sf * scale)
+    above = y > floor
+    return np.where(above, np.log(sf), 0.0), np.where(above, -density / (sf * scale), 0.0)
 
 
 def _hermite(x, value, slope, at):
-    """Cubic Hermite interpolation of (value, slope) given on the uniform grid `x`, read at `at`."""
-    h = x[1] - x[0]
-    k = np.clip(((at - x[0]) / h).astype(np.int64), 0, x.size - 2)
+    """Cubic Hermite interpolation of (value, slope) given on the increasing grid `x`, read at `at`."""
+    k = np.clip(np.searchsorted(x, at, side="right") - 1, 0, x.size - 2)
+    h = x[k + 1] - x[k]
     s = (at - x[k]) / h
     s2, s3 = s * s, s * s * s
     return ((2 * s3 - 3 * s2 + 1) * value[k] + (s3 - 2 * s2 + s) * h * slope[k]
             + (-2 * s3 + 3 * s2) * value[k + 1] + (s3 - s2) * h * slope[k + 1])
 
 
-def p_best(center, scale) -> np.ndarray:
-    """Probability that each candidate has the lowest loss (independent t log losses).
+def p_best(center, scale, floor=None, ceiling=None) -> np.ndarray:
+    """Probability that each candidate has the lowest loss (independent censored t log losses).
 
-    ``P_i = E_{y ~ Y_i}[Π_{j≠i} P(Y_j > y)]``, averaged over fixed quantile levels
-    (deterministic); normalized so that the probabilities sum to 1.
+    ``P_i = E_{y ~ Y_i}[Π_{j≠i} P(Y_j ≥ y)]``, averaged over fixed quantile levels
+    (deterministic); normalized so that the probabilities sum to 1. ``Y_i`` is the t
+    with centre and scale censored to [``floor``, ``ceiling``] (each optional; log
+    loss, as :func:`~lensllm_nb.analysis.curve_envelope.log_envelope` gives them).
     """
     center, scale = np.asarray(center, float), np.asarray(scale, float)
     if center.size == 1:
         return np.ones(1)
-    mass = _others_survival(center, scale)
+    mass = _others_survival(center, scale, *_envelope_arrays(floor, ceiling, center.size))
     return mass / mass.sum()
 
 
-def expected_regret(center, scale) -> np.ndarray:
+def expected_regret(center, scale, floor=None, ceiling=None) -> np.ndarray:
     """Expected log loss of each candidate minus the expected lowest log loss (≥ 0, finite).
 
     In log loss because there a t with 2 degrees of freedom has a mean (in loss
     units, e^Y, it has none; the former definition printed 3e+22 on a 4-model
     store). A regret of 0.01 means choosing this candidate costs about 1% of loss
-    in expectation. With S the survival functions, ``E[Y_i] − E[min_j Y_j] =
+    in expectation. With S the survival functions (of the t censored to
+    [``floor``, ``ceiling``], as in :func:`p_best`), ``E[Y_i] − E[min_j Y_j] =
     ∫ (S_i(y) − Π_j S_j(y)) dy``, integrated on a grid that is fine between the
     centres and sinh-spaced out to the 1e-6 tail quantiles (the remaining tails
-    add less than 0.1% of a scale); the integrand is never
+    add less than 0.1% of a scale) or to the envelope; the integrand is never
     negative, so neither is the regret.
     """
     center, scale = np.asarray(center, float), np.asarray(scale, float)
     if center.size == 1:
         return np.zeros(1)
-    y = _regret_grid(center, scale)
+    floor, ceiling = _envelope_arrays(floor, ceiling, center.size)
+    y = _regret_grid(center, scale, floor, ceiling)
     rows = _chunks(np.arange(center.size), y.size)
     lowest = np.ones(y.size)
     for r in rows:
-        lowest *= np.prod(_survival(center[r], scale[r], y), axis=0)
-    regret = np.concatenate([np.trapezoid(_survival(center[r], scale[r], y) - lowest[None, :], y, axis=1)
-                             for r in rows])
+        lowest *= np.prod(_survival(center[r], scale[r], floor[r], ceiling[r], y), axis=0)
+    regret = np.concatenate([np.trapezoid(_survival(center[r], scale[r], floor[r], ceiling[r], y) - lowest[None, :],
+                                          y, axis=1) for r in rows])
     return np.maximum(regret, 0.0)
 
 
 # --- How regret is defined: log-loss grid and survival functions --------------------------------
-def _regret_grid(center, scale):
-    """Log-loss grid: fine between the centres, sinh-spaced out to the 1e-6 tails."""
+def _regret_grid(center, scale, floor, ceiling):
+    """Log-loss grid: fine between the (censored) centres, sinh-spaced out to the 1e-6 tails, cut to the envelope."""
+    center = np.clip(center, floor, ceiling)
     reach = _t2_ppf(1 - 1e-6) * np.max(scale)
     step = np.min(scale)
     offsets = step * np.sinh(np.linspace(0.0, np.arcsinh(reach / step), 2048))
-    return np.unique(np.concatenate([np.min(center) - offsets, np.max(center) + offsets,
-                                     np.linspace(np.min(center), np.max(center), 256)]))
+    edges = [floor, np.nextafter(floor, -np.inf), ceiling, np.nextafter(ceiling, np.inf)]  # jumps read exactly
+    y = np.unique(np.concatenate([np.min(center) - offsets, np.max(center) + offsets, *edges,
+                                  np.linspace(np.min(center), np.max(center), 256)]))
+    return y[np.isfinite(y) & (y >= np.min(floor)) & (y <= np.max(ceiling))]
 
 
-def _survival(center, scale, y):
-    """``S_i(y)``, the t2 survival function of each candidate's log loss on the grid ``y``."""
-    return _t2_sf((y[None, :] - center[:, None]) / scale[:, None])
+def _survival(center, scale, floor, ceiling, y):
+    """``S_i(y)`` of each candidate's censored t log loss on the grid ``y``."""
+    sf = _t2_sf((y[None, :] - center[:, None]) / scale[:, None])
+    return np.where(y[None, :] < floor[:, None], 1.0, np.where(y[None, :] > ceiling[:, None], 0.0, sf))
 # --- end of the regret definition ---------------------------------------------------------------
 
 
@@ -443,10 +496,12 @@ def _t2_ppf(u):
     return (2.0 * u - 1.0) / np.sqrt(2.0 * u * (1.0 - u))
 
 
-def _bounds(center, scale, level):
+def _bounds(center, scale, level, floor=-np.inf, ceiling=np.inf):
+    """The censored t's central interval at ``level``, in loss units."""
     q = _t2_ppf(0.5 + level / 2)
     with np.errstate(over="ignore"):  # a bound beyond the float range is inf
-        return np.exp(center - q * scale), np.exp(center + q * scale)
+        return (np.exp(np.clip(center - q * scale, floor, ceiling)),
+                np.exp(np.clip(center + q * scale, floor, ceiling)))
 
 
 def check_level(level):

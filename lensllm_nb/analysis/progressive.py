@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from .budgeted import BudgetedSelector, cost_lookup
 from .curves import VisibleCurves
 from .metrics import full_data_flops
+from .curve_envelope import log_envelope
 from .predict import log_predictive, p_best
 from .selection import BacktestedPickSelector
 
@@ -115,8 +116,9 @@ class ProgressiveSelector(BudgetedSelector):
             idx = np.flatnonzero(active)
             view = _bought(pool, idx, n_bought)
             center, scale = log_predictive(view, method=self.method)
-            pred[idx] = np.exp(center)
-            pb = p_best(center, scale)
+            floor, ceiling = log_envelope(view)
+            pred[idx] = np.exp(np.clip(center, floor, ceiling))
+            pb = p_best(center, scale, floor, ceiling)
             ready = min(s.size for s in view.sizes) >= self.drop_from
             drop = _unlikely_best(pb, self.risk if ready else 0.0, self.min_keep)
             active[idx[drop]] = False

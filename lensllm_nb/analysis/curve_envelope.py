@@ -1,0 +1,70 @@
+"""Where a learning curve can go between its largest visible size and the target.
+
+The engine's predictive t₂ knows nothing of learning curves, so a runaway extrapolator
+can put mass on losses no curve reaches (an error rate of 15, or 1e-15). Two facts bound
+the loss at the target T: a non-negative loss falls at most like 1/n (floor: the last
+visible loss × s_k / T), and more data does not make a model worse than its own curve
+shows it can get (ceiling); each side is widened by twice the run noise (study W,
+docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+from .noise_floor import visible_noise
+
+__all__ = ["CEILINGS", "NOISE_WIDENING", "log_envelope"]
+
+# Run-noise floors added to each side of the envelope (a measured loss scatters by σ).
+NOISE_WIDENING = 2.0
+# How the ceiling is set (study W): the worst visible loss plus the curve's own fastest
+# rise carried to the target ("rise", W2, the engine's), the worst visible loss alone
+# ("worst", W1) or none (W0); the last two stay for the study's script.
+CEILINGS = ("worst", "rise", "none")
+# W2's allowance for a flat curve measured to a few digits (σ = 0): 1% of the loss.
+_FLAT_ROUNDING = 0.01
+
+
+def log_envelope(visible, *, ceiling="rise") -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's log-loss floor and ceiling at ``visible.target``.
+
+    Parameters
+    ----------
+    visible : VisibleCurves
+    ceiling : {"worst", "rise", "none"}
+        See :data:`CEILINGS`.
+
+    Returns
+    -------
+    (floor, ceiling) : tuple of ndarray
+        Floor ``log L_k − log(T / s_k) − 2σ`` per candidate, with ``L_k`` the loss at the
+        largest visible size ``s_k`` and σ its noise floor
+        (:func:`~lensllm_nb.analysis.noise_floor.visible_noise`); ceiling
+        ``max_i log L_i + 2σ`` ("worst"), plus ``h · r⁺ + 0.01`` ("rise": h doublings to
+        the target, r⁺ the largest rise of log loss per doubling between visible sizes),
+        or +inf ("none").
+    """
+    if ceiling not in CEILINGS:
+        raise ConfigError(f"`ceiling` must be one of {CEILINGS}, got {ceiling!r}.")
+    noise = NOISE_WIDENING * visible_noise(visible)
+    last = np.array([np.log(losses[-1]) for losses in visible.losses])
+    doublings = np.array([np.log2(max(visible.target / sizes[-1], 1.0)) for sizes in visible.sizes])
+    floor = last - doublings * np.log(2.0) - noise
+    if ceiling == "none":
+        return floor, np.full(floor.shape, np.inf)
+    top = np.array([np.log(np.max(losses)) for losses in visible.losses]) + noise
+    if ceiling == "rise":
+        top = top + doublings * _largest_rise(visible) + _FLAT_ROUNDING
+    return floor, top
+
+
+def _largest_rise(visible):
+    """Largest rise of log loss per doubling between consecutive visible sizes, per candidate (≥ 0)."""
+    rises = []
+    for sizes, losses in zip(visible.sizes, visible.losses):
+        pace = np.diff(np.log(losses)) / np.diff(np.log2(sizes)) if len(sizes) > 1 else np.zeros(1)
+        rises.append(max(float(np.max(pace)), 0.0))
+    return np.array(rises)
+
