@@ -46,6 +46,7 @@ VARIANTS = {
     "T90": ("backtested_pick", {"departure_level": 0.90}),
     "T95": ("backtested_pick", {"departure_level": 0.95}),
     "NP1": ("backtested_pick", {"noise_margin": True}),
+    "Q1": ("backtested_pick", {"envelope": True}),
 }
 
 

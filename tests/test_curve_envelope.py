@@ -84,3 +84,17 @@ def test_censored_p_best_is_the_direct_product_on_the_grid_path_too():
         ceiling = center + rng.uniform(0.05, 0.6, n)
         np.testing.assert_allclose(p_best(center, scale, floor, ceiling), direct(center, scale, floor, ceiling),
                                    rtol=1e-6, atol=1e-9)
+
+
+def test_backtested_pick_with_the_envelope_reads_clipped_predictions():
+    from lensllm_nb.analysis.selection import BacktestedPickSelector
+
+    # A steep 3-point line runs away below its 1/n floor at 16 doublings; the other is flat.
+    visible = _curves(([16, 32, 64], [4.0, 1.0, 0.25]), ([16, 32, 64], [0.5, 0.5, 0.5]), target=64 * 2 ** 16)
+    plain = BacktestedPickSelector().fit_visible(visible)
+    clipped = BacktestedPickSelector(envelope=True).fit_visible(visible)
+    floor, ceiling = log_envelope(visible)
+    assert np.log(plain.predictions_.iloc[0]) < floor[0]
+    np.testing.assert_allclose(np.log(clipped.predictions_.to_numpy()),
+                               np.clip(np.log(plain.predictions_.to_numpy()), floor, ceiling))
+    assert clipped.ranking_[0] == clipped.predictions_.idxmin()

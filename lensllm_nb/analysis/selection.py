@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .base import BaseEstimator
+from .curve_envelope import log_envelope
 from .curves import visible_curves
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
@@ -404,12 +405,15 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         The margin test's form (see :func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
     noise_margin : bool, default False
         The margin must also clear both candidates' noise floors (study NP1).
+    envelope : bool, default False
+        Read every ``curvature_drift`` prediction (the shown ones and each backtest
+        refit's) clipped to the learning-curve envelope of its curves (study Q1).
     """
 
     name = "backtested_pick"
 
     def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True,
-                 short_lines=True, departure_level=None, noise_margin=False):
+                 short_lines=True, departure_level=None, noise_margin=False, envelope=False):
         self.significance = significance
         self.origins = origins
         self.no_origin = no_origin
@@ -417,14 +421,20 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         self.short_lines = short_lines
         self.departure_level = departure_level
         self.noise_margin = noise_margin
+        self.envelope = envelope
 
     def fit_visible(self, visible, *, cost_fraction=float("nan")):
         """As :meth:`_Selector.fit_visible`, then the pick and its reason; the chosen model leads ``ranking_``."""
         super().fit_visible(visible, cost_fraction=cost_fraction)
+        if self.envelope:
+            clipped = np.exp(np.clip(np.log(self.predictions_.to_numpy()), *log_envelope(visible)))
+            self.predictions_ = pd.Series(clipped, index=self.predictions_.index, name="predicted")
+            self.ranking_ = list(self.predictions_.sort_values(kind="stable").index)
 
         def refit(curves):
-            return np.log(CurvatureDriftSelector(significance=self.significance).fit_visible(curves)
-                          .predictions_.to_numpy())
+            log_pred = np.log(CurvatureDriftSelector(significance=self.significance).fit_visible(curves)
+                              .predictions_.to_numpy())
+            return np.clip(log_pred, *log_envelope(curves)) if self.envelope else log_pred
 
         self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
                                      origins=self.origins, no_origin=self.no_origin,
