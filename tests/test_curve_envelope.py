@@ -5,17 +5,10 @@ import pytest
 from scipy import integrate, stats
 
 from lensllm_nb.analysis.curve_envelope import log_envelope
-from lensllm_nb.analysis.curves import VisibleCurves
 from lensllm_nb.analysis.noise_floor import visible_noise
 from lensllm_nb.analysis.predict import DOF, _LEVELS, _t2_ppf, _t2_sf, expected_regret, p_best
 from lensllm_nb.errors import ConfigError
-
-
-def _curves(*curves, target=4096):
-    sizes = [np.asarray(s, dtype=float) for s, _ in curves]
-    return VisibleCurves(models=[f"m{i}" for i in range(len(curves))], sizes=sizes,
-                         losses=[np.asarray(l, dtype=float) for _, l in curves],
-                         zero_shot=np.full(len(curves), np.nan), params=np.full(len(curves), np.nan), target=target)
+from test_predict import _curves  # the tests' one builder of hand-made visible curves
 
 
 def test_the_envelope_is_the_1_over_n_floor_and_the_worst_loss_plus_the_curves_own_rise():
