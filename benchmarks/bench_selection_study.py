@@ -201,6 +201,81 @@ def progressive_c3():
         print(name); print(res.summary.round(4).to_string(index=False), flush=True)
 
 
+class _FlatteningHalving:
+    """G1: ``progressive`` that, when the start points' shared slope growth is <= 0, halves by measured loss."""
+
+    def __new__(cls, **kwargs):
+        from lensllm_nb.analysis import progressive
+        from lensllm_nb.analysis.budgeted import cost_lookup
+        from lensllm_nb.analysis.metrics import full_data_flops
+        from lensllm_nb.analysis.statespace import fit_slope_drift
+        from lensllm_nb.analysis.successive_halving import halving_ladder
+
+        class G1(progressive.ProgressiveSelector):
+            def fit_pool(self, pool, rows, *, target, budget=None):
+                n = len(pool.models)
+                start = progressive._bought(progressive._doubling_ladder(pool), np.arange(n),
+                                            np.full(n, self.start_points))
+                rho = fit_slope_drift([np.log(s) for s in start.sizes], [np.log(l) for l in start.losses]).rho
+                if rho > 0:
+                    return super().fit_pool(pool, rows, target=target, budget=budget)
+                cost_of, total = cost_lookup(rows), full_data_flops(rows, target=target)
+                bought = {(m, float(s)) for m, sizes in zip(start.models, start.sizes) for s in sizes}
+                spent = sum(cost_of(m, s) for m, s in bought)
+                free = lambda m, s: 0.0 if (m, float(s)) in bought else cost_of(m, s)  # noqa: E731
+                limit = self._budget(budget) * total - spent
+                best = None
+                for s0 in sorted({float(s) for sizes in pool.sizes for s in sizes}):
+                    ladder, cost = halving_ladder(pool, s0, 2, free)
+                    if ladder is not None and cost <= limit:
+                        best = (ladder, cost)
+                if best is None:
+                    best = halving_ladder(pool, min(float(s[0]) for s in pool.sizes), 2, free, limit=limit)
+                if not best[0]:  # not even one rung fits what is left: today's rounds
+                    return super().fit_pool(pool, rows, target=target, budget=budget)
+                sh = SuccessiveHalvingSelector(eta=2)
+                sh._store(pool, best[0])
+                self.chosen_, self.ranking_, self.predictions_ = sh.chosen_, sh.ranking_, sh.predictions_
+                self.chosen_reason_ = f"{self.chosen_}: last one standing (G1, rho {rho:.3f} <= 0)."
+                self.cost_fraction_, self.budget_ = (spent + best[1]) / total, float(self._budget(budget))
+                return self
+
+        return G1(**kwargs)
+
+
+def progressive_g1():
+    """G1: progressive with the flattening gate, against today's progressive and successive halving."""
+    from lensllm_nb.analysis import protocol
+
+    warnings.simplefilter("ignore", UserWarning)
+    shipped = protocol.ProgressiveSelector
+    for name, (ratios, target) in PROTOCOL.items():
+        df = corpus(name)
+        res = run_benchmarks(df, methods=["progressive", "successive_halving"], ratios=ratios, target=target)
+        protocol.ProgressiveSelector = _FlatteningHalving
+        try:
+            g1 = run_benchmarks(df, methods=["progressive"], ratios=ratios, target=target)
+        finally:
+            protocol.ProgressiveSelector = shipped
+        print(f"\n{name}\n{res.summary.round(4).to_string(index=False)}\nG1:\n{g1.summary.round(4).to_string(index=False)}",
+              flush=True)
+
+
+def progressive_g2():
+    """G2: progressive buying the next size for the contenders it can pay when it cannot pay every survivor."""
+    from lensllm_nb.analysis import protocol
+
+    warnings.simplefilter("ignore", UserWarning)
+    shipped = protocol.ProgressiveSelector
+    for name, (ratios, target) in PROTOCOL.items():
+        protocol.ProgressiveSelector = lambda: shipped(remainder="contenders")  # noqa: E731
+        try:
+            res = run_benchmarks(corpus(name), methods=["progressive"], ratios=ratios, target=target)
+        finally:
+            protocol.ProgressiveSelector = shipped
+        print(f"\n{name} G2:\n{res.summary.round(4).to_string(index=False)}", flush=True)
+
+
 def has_origin(view):
     """Whether a backtest origin (s_o <= s_k / 2 with 3 points of every candidate) exists."""
     s_k = max(s[-1] for s in view.sizes)
@@ -242,6 +317,10 @@ def progressive_b3(variant="B3"):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["intervals"]:
         intervals()
+    elif sys.argv[1:] == ["progressive_g2"]:
+        progressive_g2()
+    elif sys.argv[1:] == ["progressive_g1"]:
+        progressive_g1()
     elif sys.argv[1:] == ["progressive_c3"]:
         progressive_c3()
     elif sys.argv[1:2] == ["progressive_b3"]:

@@ -122,6 +122,25 @@ def test_progressive_buys_a_doubling_ladder_from_a_sqrt2_pool_and_every_size_whe
         ProgressiveSelector(budget=0.5, ladder="halves").fit(pool, target=4096)
 
 
+def test_progressive_remainder_buys_the_next_size_for_the_contenders_it_can_pay():
+    table = _sqrt2_pool()
+    pool = table[table["n_train"] < 4096]
+    # Every size costs its n (same model size): 4 x (16 + 32 + 64) = 448 of 4 x 4096 are the start points;
+    # at budget 0.05 (819.2) the next size, 128, is paid for 2 candidates (704) but not for 3 (832).
+    stop = ProgressiveSelector(budget=0.05).fit(pool, target=4096)
+    contenders = ProgressiveSelector(budget=0.05, remainder="contenders").fit(pool, target=4096)
+    assert stop.history_["size"].tolist() == [64] and stop.cost_fraction_ == 448 / 16384
+    assert contenders.history_[["size", "active"]].values.tolist() == [[64, 4], [128, 2]]
+    assert contenders.cost_fraction_ == (448 + 2 * 128) / 16384
+    first = contenders.p_best_history_.query("round == 1").nlargest(2, "p_best")["model"]
+    assert set(contenders.p_best_history_.query("round == 2")["model"]) == set(first)
+    # One more candidate than min_keep cannot be paid at 256, so the rounds end (not a 1-candidate round).
+    wider = ProgressiveSelector(budget=0.08, remainder="contenders").fit(pool, target=4096)
+    assert wider.history_["size"].tolist() == [64, 128]
+    with pytest.raises(ConfigError, match="`remainder`"):
+        ProgressiveSelector(budget=0.5, remainder="all").fit(pool, target=4096)
+
+
 def test_theil_sen_equals_scipy_theilslopes():
     from scipy import stats
 

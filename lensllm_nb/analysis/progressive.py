@@ -27,10 +27,12 @@ from .curve_envelope import log_envelope
 from .predict import log_predictive, p_best
 from .selection import BacktestedPickSelector
 
-__all__ = ["ProgressiveSelector", "LADDERS"]
+__all__ = ["ProgressiveSelector", "LADDERS", "REMAINDERS"]
 
-# Which pool sizes progressive buys (study L1).
+# Which pool sizes progressive buys (study L1); what a round does when the budget
+# cannot pay every survivor's next size (study G2).
 LADDERS = ("doubling", "every")
+REMAINDERS = ("stop", "contenders")
 
 
 class ProgressiveSelector(BudgetedSelector):
@@ -62,6 +64,10 @@ class ProgressiveSelector(BudgetedSelector):
         Which pool sizes are bought: from the smallest, each next one at least twice
         the last bought (as successive halving doubles its rungs; on a pool spaced by
         √2 every other size), or every size in turn (study L1, docs/SELECTION_STUDY.md).
+    remainder : {"stop", "contenders"}, default "stop"
+        When the budget cannot pay the next size of every survivor: stop, or buy it
+        for as many survivors as it pays, highest ``p_best`` first, while at least
+        ``min_keep`` can be paid (study G2).
 
     Attributes
     ----------
@@ -82,7 +88,7 @@ class ProgressiveSelector(BudgetedSelector):
     name = "progressive"
 
     def __init__(self, *, budget=None, method="curvature_drift", start_points=3, risk=0.01, drop_from=5,
-                 min_keep=2, ladder="doubling"):
+                 min_keep=2, ladder="doubling", remainder="stop"):
         self.budget = budget
         self.method = method
         self.start_points = start_points
@@ -90,6 +96,7 @@ class ProgressiveSelector(BudgetedSelector):
         self.drop_from = drop_from
         self.min_keep = min_keep
         self.ladder = ladder
+        self.remainder = remainder
 
     def fit_pool(self, pool, rows, *, target, budget=None):
         """Spend the budget on `pool` (:meth:`BudgetedSelector.fit_pool` has the parameters); return self."""
@@ -98,6 +105,8 @@ class ProgressiveSelector(BudgetedSelector):
             raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")
         if self.ladder not in LADDERS:
             raise ConfigError(f"`ladder` must be one of {LADDERS}, got {self.ladder!r}.")
+        if self.remainder not in REMAINDERS:
+            raise ConfigError(f"`remainder` must be one of {REMAINDERS}, got {self.remainder!r}.")
         if self.ladder == "doubling":
             pool = _doubling_ladder(pool)
         if min(s.size for s in pool.sizes) < self.start_points:
@@ -127,11 +136,11 @@ class ProgressiveSelector(BudgetedSelector):
                             "dropped": int(drop.sum())})
             p_history += [{"round": round_, "model": pool.models[i], "p_best": float(p), "predicted": float(pred[i])}
                           for i, p in zip(idx, pb)]
-            survivors = np.flatnonzero(active & (n_bought < np.array([s.size for s in pool.sizes])))
+            growing = set(np.flatnonzero(active & (n_bought < np.array([s.size for s in pool.sizes]))).tolist())
+            ranked = [i for i in idx[np.lexsort((pred[idx], -pb))] if i in growing]  # highest p_best first
+            survivors, extra = self._paid(ranked, [cost_of(pool.models[i], pool.sizes[i][n_bought[i]]) for i in ranked],
+                                          spent, total, budget)
             if survivors.size == 0:
-                break
-            extra = sum(cost_of(pool.models[i], pool.sizes[i][n_bought[i]]) for i in survivors)
-            if (spent + extra) / total > budget:
                 break
             spent += extra
             n_bought[survivors] += 1
@@ -146,6 +155,16 @@ class ProgressiveSelector(BudgetedSelector):
         self.p_best_history_ = pd.DataFrame(p_history)
         self.budget_ = float(budget)
         return self
+
+
+    def _paid(self, ranked, costs, spent, total, budget):
+        """The survivors whose next size is bought this round and its FLOPs (none: the rounds end)."""
+        if not ranked or (spent + sum(costs)) / total <= budget:
+            return np.array(ranked, dtype=int), float(sum(costs))
+        paid = int(np.sum((spent + np.cumsum(costs)) / total <= budget))
+        if self.remainder == "stop" or paid < self.min_keep:
+            return np.array([], dtype=int), 0.0
+        return np.array(ranked[:paid], dtype=int), float(np.sum(costs[:paid]))
 
 
 def _doubling_ladder(pool):
