@@ -1,4 +1,4 @@
-"""Study W: the engine's t2 censored to the learning-curve envelope (W0 floor only, W1 worst-loss ceiling, W2 shipped, W3).
+"""Study W: the engine's t2 censored to the learning-curve envelope (W0 floor only, W1 worst-loss ceiling, W2, W3 = W4 shipped).
 
 For FLAN, Gigaword, LCDB dev, the zoo v4 curves and the zoo corpus (the protocol budgets of
 ``bench_selection_study.py``; FLAN shown with Gigaword's calibrated scale, every other set with
@@ -16,27 +16,10 @@ import warnings
 import numpy as np
 
 from bench_selection_study import PROTOCOL, cases, corpus
-from lensllm_nb.analysis.curve_envelope import CEILINGS, NOISE_WIDENING, log_envelope
-from lensllm_nb.analysis.noise_floor import visible_noise
+from lensllm_nb.analysis.curve_envelope import CEILINGS, log_envelope
 from lensllm_nb.analysis.predict import SCALE, _t2_ppf, log_predictive
 
 LEVELS = (0.9, 0.8)
-
-
-def envelope(visible, ceiling):
-    """The module's envelope, or W3's (``steady_rise``): W2 with a rise over ≥ 1 doubling, net of noise."""
-    if ceiling != "steady_rise":
-        return log_envelope(visible, ceiling=ceiling)
-    floor, worst = log_envelope(visible, ceiling="worst")
-    noise = NOISE_WIDENING * visible_noise(visible)
-    rises = []
-    for sizes, losses, two_sigma in zip(visible.sizes, visible.losses, noise):
-        x, y = np.log2(sizes), np.log(losses)
-        span = x[None, :] - x[:, None]
-        net = (y[None, :] - y[:, None] - np.sqrt(2.0) * two_sigma) / np.where(span >= 1.0, span, np.inf)
-        rises.append(max(float(np.max(net)), 0.0))
-    doublings = np.array([np.log2(max(visible.target / s[-1], 1.0)) for s in visible.sizes])
-    return floor, worst + doublings * np.array(rises) + 0.01
 
 
 def rows(prepared, scale, ceiling, method="curvature_drift"):
@@ -44,7 +27,7 @@ def rows(prepared, scale, ceiling, method="curvature_drift"):
     out = []
     for visible, truth in prepared:
         center, width = log_predictive(visible, method=method, scale=scale)
-        floor, top = envelope(visible, ceiling)
+        floor, top = log_envelope(visible, ceiling=ceiling)
         out.append(np.stack([center, width, floor, top, np.log(truth.reindex(visible.models).to_numpy())]))
     return np.concatenate(out, axis=1)
 
@@ -69,7 +52,7 @@ def main():
     giga = [(v, t.reindex(v.models).to_numpy()) for v, t in cases(corpus("gigaword"), *PROTOCOL["gigaword"])]
     scales = {"flan": calibrate_scale(giga, method="curvature_drift")}
     print(f"FLAN shown with Gigaword's scale {scales['flan']:.3f}; the others with SCALE {SCALE}")
-    for name, ceiling in ((n, c) for c in CEILINGS + ("steady_rise",) for n in PROTOCOL):
+    for name, ceiling in ((n, c) for c in CEILINGS for n in PROTOCOL):
         r = rows(list(cases(corpus(name), *PROTOCOL[name])), scales.get(name, SCALE), ceiling)
         outside = np.mean((r[4] < r[2]) | (r[4] > r[3]))
         below, above = np.mean(r[4] < r[2]), np.mean(r[4] > r[3])
@@ -79,7 +62,7 @@ def main():
             cells.append(f"{level:.0%}: cover {c0:.3f} -> {c1:.3f}, IS {s0:.3f} -> {s1:.3f}, widest {w0:.3g} -> {w1:.3g}")
         print(f"{ceiling:5s} {name:10s} n {r.shape[1]:5d}; truths outside {outside:.4f} (below floor {below:.4f}, above ceiling "
               f"{above:.4f})\n    " + "\n    ".join(cells), flush=True)
-    for ceiling in CEILINGS + ("steady_rise",):
+    for ceiling in CEILINGS:
         lensllm_zoo_args(ceiling)
     print(f"CPU {time.process_time() - start:.1f} s")
 
@@ -90,7 +73,7 @@ def lensllm_zoo_args(ceiling):
     df = df[df["dataset"] == "zoo-args"]
     (visible, truth), = cases(df, (64,), None)
     center, width = log_predictive(visible, method="lensllm")
-    floor, top = envelope(visible, ceiling)
+    floor, top = log_envelope(visible, ceiling=ceiling)
     q = _t2_ppf(0.95)
     for model, c, w, a, b, t in zip(visible.models, center, width, floor, top, truth.reindex(visible.models)):
         lo, hi = c - q * w, c + q * w

@@ -6,13 +6,13 @@ CPU seconds; the variants are declared in ``docs/SELECTION_STUDY.md`` before the
 ``... bench_selection_study.py table`` prints the closing table of issue 22: the default against AtS,
 subtuning, successive halving (eta 2 and 4) and progressive at the protocol's budgets, with the
 coverage and interval score of the default's intervals (scale calibrated without the corpus shown).
-``intervals`` prints the coverage of C3 (self-calibrated multiplier) beside today's; ``progressive_c3``
+``intervals`` prints the coverage with the prior SCALE alone, C3's max(SCALE, own) and the engine's
+(C6, shipped: the geometric mean where the user's own backtests ask for more); ``progressive_c3``
 runs B1 (progressive with C3's intervals against successive halving).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 import warnings
@@ -28,6 +28,7 @@ from lensllm_nb.analysis.multi_benchmark import run_benchmarks
 from lensllm_nb.analysis.predict import SCALE, _center_and_spread, _fit_methods, _t2_ppf, calibrate_scale, log_predictive
 from lensllm_nb.analysis.selection import make_selector
 from lensllm_nb.analysis.curves import visible_from_valid
+from lensllm_nb.analysis.self_calibration import backtest_ratios
 from lensllm_nb.analysis.successive_halving import SuccessiveHalvingSelector
 
 LAST_ORIGIN_ONLY = "C4" in sys.argv[2:]  # intervals C4: the own multiplier from the largest origin only
@@ -89,35 +90,31 @@ def main(names):
 
 
 def own_multiplier(visible, method="curvature_drift"):
-    """C3: the multiplier the user's own points call for (median |error| / spread at the backtest origins);
+    """C3: the multiplier the user's own points call for (the engine's backtests since C6 shipped);
     C4 (``LAST_ORIGIN_ONLY``): at the largest origin only."""
-    s_k = max(s[-1] for s in visible.sizes)
-    if any(s[-1] != s_k for s in visible.sizes):
-        return 0.0
-    observed = np.log([l[-1] for l in visible.losses])
-    ratios = []
-    for s_o in visible.sizes[0][:-1]:
-        if s_o > s_k / 2 or min(int(np.sum(s <= s_o)) for s in visible.sizes) < 3:
-            continue
-        cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
-                                  losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
-                                  target=int(s_k))
-        center, raw = _center_and_spread(_fit_methods(cut, method), method)  # the spread alone, as when C3 ran
-        raw = np.maximum(raw, 1e-3)
-        ratios.append(np.abs(observed - center) / raw)
+    ratios = backtest_ratios(visible, lambda cut: _center_and_spread(_fit_methods(cut, method), method))
     ratios = ratios[-1:] if LAST_ORIGIN_ONLY else ratios
     return float(np.median(np.concatenate(ratios)) / _t2_ppf(0.75)) if ratios else 0.0
 
 
 def c3_predictive(visible, *, method="curvature_drift", scale=SCALE):
     """C3's predictive distribution: the engine's centre, scale max(``scale``, own multiplier) x spread."""
-    return log_predictive(visible, method=method, scale=max(scale, own_multiplier(visible, method)))
+    return log_predictive(visible, method=method, scale=max(scale, own_multiplier(visible, method)),
+                          self_calibrate=False)
 
 
-def coverage(prepared, scale, self_calibrate=False):
-    """Coverage of the 90% and 80% intervals and the 90% interval score (log loss) at ``scale`` (C3 if asked)."""
+def prior_predictive(visible, *, method="curvature_drift", scale=SCALE):
+    """The engine before C6: scale ``scale`` x spread, no self-calibration."""
+    return log_predictive(visible, method=method, scale=scale, self_calibrate=False)
+
+
+PREDICTIVES = {"prior": prior_predictive, "C3": c3_predictive, "engine": log_predictive}
+
+
+def coverage(prepared, scale, rule="engine"):
+    """Coverage of the 90% and 80% intervals and the 90% interval score (log loss) at ``scale`` (a `PREDICTIVES` rule)."""
     inside90, inside80, score = [], [], []
-    predictive = c3_predictive if self_calibrate else log_predictive
+    predictive = PREDICTIVES[rule]
     for visible, truth in prepared:
         center, width = predictive(visible, method="curvature_drift", scale=scale)
         floor, ceiling = log_envelope(visible)  # the engine's t is censored to it (study W)
@@ -177,17 +174,17 @@ def table():
 
 
 def intervals():
-    """C3: SCALE calibrated as documented (no self-calibration), then max(SCALE, own) x spread, every corpus."""
+    """Every corpus's coverage with the prior alone, C3's max(SCALE, own) and the engine's C6 blend."""
     warnings.simplefilter("ignore", UserWarning)
     prepared = {name: list(cases(corpus(name), *PROTOCOL[name])) for name in PROTOCOL}
     scales = {name: calibrate_scale([(v, t.reindex(v.models).to_numpy()) for v, t in prepared[name]],
                                     method="curvature_drift") for name in ("flan", "gigaword")}
     shown_with = {"flan": "gigaword", "gigaword": "flan", "lcdb_dev": "flan", "zoo": "flan", "zoo_corpus": "flan"}
-    for self_cal in (False, True):
+    for rule in PREDICTIVES:
         for name, source in shown_with.items():
-            cov90, cov80, score = coverage(prepared[name], scales[source], self_cal)
-            label = f"max({source} {scales[source]:.3f}, own)" if self_cal else f"{source} {scales[source]:.3f}"
-            print(f"  {name:9s} {label}: 90% {cov90:.3f} 80% {cov80:.3f} IS {score:.3f}", flush=True)
+            cov90, cov80, score = coverage(prepared[name], scales[source], rule)
+            print(f"  {name:10s} {rule:6s} (prior {source} {scales[source]:.3f}): 90% {cov90:.3f} 80% {cov80:.3f} "
+                  f"IS {score:.3f}", flush=True)
 
 
 def progressive_c3():

@@ -16,9 +16,9 @@ def test_the_envelope_is_the_1_over_n_floor_and_the_worst_loss_plus_the_curves_o
     rising = ([16, 32, 64, 128], [1.0, 0.8, 0.9, 0.95])
     visible = _curves(falling, rising, target=2048)  # 4 doublings beyond 128
     noise = 2 * visible_noise(visible)
-    floor, ceiling = log_envelope(visible)
+    floor, ceiling = log_envelope(visible, ceiling="rise")
     np.testing.assert_allclose(floor, np.log([2.2 / 16, 0.95 / 16]) - noise)
-    # The falling curve never rises: its ceiling is its worst loss (+ noise + 1%); the rising
+    # W2: the falling curve never rises: its ceiling is its worst loss (+ noise + 1%); the rising
     # one carries its fastest rise per doubling (0.8 -> 0.9) over the 4 doublings to the target.
     np.testing.assert_allclose(ceiling, [np.log(4.0) + noise[0] + 0.01,
                                          np.log(1.0) + 4 * np.log(0.9 / 0.8) + noise[1] + 0.01])
@@ -27,6 +27,26 @@ def test_the_envelope_is_the_1_over_n_floor_and_the_worst_loss_plus_the_curves_o
     assert np.all(np.isinf(log_envelope(visible, ceiling="none")[1]))
     with pytest.raises(ConfigError, match="`ceiling`"):
         log_envelope(visible, ceiling="max")
+
+
+def test_the_engines_ceiling_carries_only_a_rise_that_run_noise_cannot_make():
+    # W4: a steady rise (a straight line up in log-log, no noise) is carried whole; a flat curve
+    # with one jump between sqrt(2)-spaced neighbours carries only what exceeds 2 sqrt(2) sigma
+    # over a full doubling, where W2 carried the jump per half doubling.
+    sizes = 16 * 2 ** (np.arange(5) / 2)
+    steady = 0.5 * sizes ** 0.1
+    jump = np.array([1.0, 1.0, 1.0, 1.0, 1.1])
+    visible = _curves((sizes, steady), (sizes, jump), target=int(64 * 2 ** 4))  # 4 doublings beyond 64
+    two_sigma = 2 * visible_noise(visible)
+    assert two_sigma[0] == pytest.approx(0.0, abs=1e-12) and two_sigma[1] > 0
+    floor, ceiling = log_envelope(visible)
+    np.testing.assert_allclose(floor, log_envelope(visible, ceiling="rise")[0])
+    net_jump = max(np.log(1.1) - np.sqrt(2) * two_sigma[1], 0.0)  # the best pair: 32 -> 64, one doubling
+    np.testing.assert_allclose(ceiling, [np.log(steady[-1]) + 4 * 0.1 * np.log(2) + 0.01,
+                                         np.log(1.1) + two_sigma[1] + 4 * net_jump + 0.01])
+    _, w2 = log_envelope(visible, ceiling="rise")
+    assert w2[1] == pytest.approx(np.log(1.1) + two_sigma[1] + 4 * np.log(1.1) / 0.5 + 0.01)
+    assert ceiling[1] < w2[1]
 
 
 def _censored_draws(center, scale, floor, ceiling, n=400_000):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "to_wide",
     "VisibleCurves",
     "visible_curves",
+    "cut_visible",
     "visible_from_valid",
 ]
 
@@ -512,6 +513,14 @@ def visible_curves(table, *, max_train, target, dataset=None) -> VisibleCurves:
     """
     return visible_from_valid(validate_curves(table, source=table.attrs.get("source", "<table>")),
                               max_train=max_train, target=target, dataset=dataset)
+
+
+def cut_visible(visible: VisibleCurves, max_size, *, target) -> VisibleCurves:
+    """``visible`` with every per-point array (sizes, losses, steps) cut to sizes ≤ ``max_size``, predicting ``target``."""
+    keep = [sizes <= max_size for sizes in visible.sizes]
+    steps = None if visible.steps is None else [t[k] for t, k in zip(visible.steps, keep)]
+    return replace(visible, sizes=[s[k] for s, k in zip(visible.sizes, keep)],
+                   losses=[l[k] for l, k in zip(visible.losses, keep)], steps=steps, target=int(target))
 
 
 def visible_from_valid(df, *, max_train, target, dataset=None) -> VisibleCurves:

@@ -13,12 +13,12 @@ the origins are in ``docs/SELECTION_STUDY.md``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
+from .curves import cut_visible
 from .extrapolate import line_fit
 from .noise_floor import visible_noise
 
@@ -183,10 +183,7 @@ def _backtest_gap(visible, a, b, refit, origins, min_points):
             continue
         if min(int(np.sum(s <= s_o)) for s in visible.sizes) < min_points:
             continue
-        cut = dataclasses.replace(visible, sizes=[s[s <= s_o] for s in visible.sizes],
-                                  losses=[l[s <= s_o] for s, l in zip(visible.sizes, visible.losses)],
-                                  target=int(s_k))
-        forecast = np.asarray(refit(cut), dtype=float)
+        forecast = np.asarray(refit(cut_visible(visible, s_o, target=s_k)), dtype=float)
         horizons.append(np.log2(s_k / s_o))
         persist.append(abs(_gap_at(visible, a, b, s_o) - observed))
         extrap.append(forecast[a] - forecast[b] - observed)

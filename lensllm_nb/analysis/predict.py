@@ -26,6 +26,7 @@ from .curves import VisibleCurves, one_dataset, validate_curves, visible_from_va
 from .metrics import cost_fraction as _cost_fraction
 from .noise_floor import visible_noise
 from .selection import DEFAULT_METHOD, make_selector
+from .self_calibration import backtest_multiplier, blended_multiplier
 
 __all__ = [
     "predict_candidates",
@@ -47,9 +48,13 @@ __all__ = [
 # The intervals are calibrated for DEFAULT_METHOD; the others share its scale rule.
 PREDICTIVE_METHODS = ("backtested_pick", "curvature_drift", "robust_curvature", "slope_drift", "ats", "vanilla", "rectified",
                       "lensllm")
+# A method whose shown predictions are another's (its own work is the pick) is backtested
+# as that one by the self-calibration: the same centres, without its pick's own backtests.
+_PREDICTS_AS = {"backtested_pick": "curvature_drift"}
 # Extrapolators whose disagreement with the method measures the horizon risk.
 REFERENCE_METHODS = ("ats", "robust_curvature", "slope_drift")
-# Calibration constant and degrees of freedom (see module docstring).
+# Calibration constant (the corpus prior, calibrated on FLAN without self-calibration; the
+# engine raises it where a user's own backtests ask for more) and degrees of freedom.
 SCALE = 2.461
 DOF = len(REFERENCE_METHODS) - 1  # 2: the closed forms _t2_sf/_t2_ppf rely on it
 # Quantile levels of the quadrature: midpoints of 512 bins of the central 99.9%.
@@ -202,7 +207,7 @@ def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9,
                      variant=str(getattr(fitted[method], "variant_", "")))
 
 
-def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE):
+def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE, self_calibrate=True):
     """Centre and scale of each candidate's predictive log loss at the target (Student-t, :data:`DOF`).
 
     Parameters
@@ -210,14 +215,18 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
     visible : VisibleCurves
     method : str
     scale : float
-        Calibration multiplier; the default :data:`SCALE` (other values serve the
-        leave-one-dataset-out benchmark).
+        Calibration multiplier, the corpus prior; the default :data:`SCALE` (other values
+        serve the leave-one-dataset-out benchmark).
+    self_calibrate : bool
+        Raise ``scale`` where the user's own backtests ask for more
+        (:mod:`~lensllm_nb.analysis.self_calibration`), as the engine does; False gives the
+        prior alone (how :data:`SCALE` is calibrated).
 
     Returns
     -------
     (center, scale) : tuple of ndarray
     """
-    return _center_and_scale(_fit_methods(visible, method), method, scale, visible)
+    return _center_and_scale(_fit_methods(visible, method), method, scale, visible, self_calibrate=self_calibrate)
 
 
 # --- How the predictive distribution is built (centre, scale) and the pick is read --------------
@@ -237,9 +246,17 @@ def _fit_methods(visible, method):
     return fitted
 
 
-def _center_and_scale(fitted, method, scale, visible):
-    """Centre: the method's log prediction; scale: ``scale`` × the reference spread, with the noise floor."""
+def _center_and_scale(fitted, method, scale, visible, *, self_calibrate=True):
+    """Centre: the method's log prediction; scale: the multiplier × the reference spread, with the noise floor.
+
+    The multiplier is ``scale`` blended with the user's own backtests unless ``self_calibrate`` is False.
+    """
     center, spread = _center_and_spread(fitted, method)
+    if self_calibrate:
+        shown = _PREDICTS_AS.get(method, method)
+        own = backtest_multiplier(visible, lambda cut: _center_and_spread(_fit_methods(cut, shown), shown),
+                                  median_abs=_t2_ppf(0.75))
+        scale = blended_multiplier(scale, own)
     return center, np.maximum(np.hypot(scale * spread, visible_noise(visible)), _MIN_SCALE)
 
 
@@ -262,8 +279,9 @@ def _pick(selector, visible):
 def calibrate_scale(cases, *, method=DEFAULT_METHOD, level=0.9) -> float:
     """Smallest :data:`SCALE` whose ``level`` interval covers ``level`` of the given truths.
 
-    This is how :data:`SCALE` was chosen (on FLAN, see the module docstring);
-    use it on curves of your own tasks whose target losses are known.
+    This is how :data:`SCALE`, the engine's prior, was chosen (on FLAN, without the
+    engine's self-calibration); use it on curves of your own tasks whose target losses
+    are known.
 
     Parameters
     ----------

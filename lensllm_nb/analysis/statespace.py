@@ -23,8 +23,6 @@ RHO_GRID = np.linspace(-0.1, 0.3, 21)
 # q: slope-drift variance relative to the noise variance, over six decades.
 Q_GRID = np.logspace(-3, 3, 13)
 _LN2 = np.log(2.0)
-# Diffuse prior of the slope, in units of the noise variance.
-_DIFFUSE = 1e8
 _CHUNK_CANDIDATES = 256
 
 
@@ -124,6 +122,26 @@ def _pad(log_sizes, log_losses):
     return x, y, valid
 
 
+def _diffuse_start(x, y, q, rho):
+    """Filtered state after the first two points under a diffuse slope prior, in closed form.
+
+    The limit D → ∞ of a slope variance D (level variance 1 at the first point): level y₁,
+    slope g·(y₁ − y₀)/Δx, covariance [[1, g/Δx], [g/Δx, 2g²/Δx² + q·Δx/ln 2]] with g the slope
+    growth over Δx. A large finite D (1e8, before) cancelled to 1e-8 in every update and made
+    3-point fits depend on the loss's units at 1e-6.
+    """
+    dx = (x[:, 1] - x[:, 0])[None, :]                      # (1, n)
+    grow = (1.0 + rho) ** (dx / _LN2)                      # (G, n)
+    m = np.zeros((q.shape[0], x.shape[0], 2))
+    m[..., 0] = y[None, :, 1]
+    m[..., 1] = grow * (y[None, :, 1] - y[None, :, 0]) / dx
+    P = np.zeros(m.shape + (2,))
+    P[..., 0, 0] = 1.0
+    P[..., 0, 1] = P[..., 1, 0] = grow / dx
+    P[..., 1, 1] = 2.0 * grow ** 2 / dx ** 2 + q * dx / _LN2
+    return m, P
+
+
 def _filter(x, y, valid, q, rho):
     """Kalman filter in units of σ_i² for every (grid point, candidate) at once.
 
@@ -132,15 +150,11 @@ def _filter(x, y, valid, q, rho):
     variances, and their count (third point on).
     """
     G, n = q.shape[0], x.shape[0]
-    m = np.zeros((G, n, 2))
-    m[..., 0] = y[None, :, 0]
-    P = np.zeros((G, n, 2, 2))
-    P[..., 0, 0] = 1.0
-    P[..., 1, 1] = _DIFFUSE
+    m, P = _diffuse_start(x, y, q, rho)
     sse = np.zeros((G, n))
     logdet = np.zeros((G, n))
     count = np.zeros((1, n))
-    for k in range(1, x.shape[1]):
+    for k in range(2, x.shape[1]):
         on = valid[:, k][None, :]                              # (1, n)
         dx = np.where(valid[:, k], x[:, k] - x[:, k - 1], 0.0)[None, :]
         doublings = dx / _LN2
