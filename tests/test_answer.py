@@ -118,3 +118,25 @@ def test_baselines_the_table_cannot_run_are_left_out():
     answer = answer_selection(table, max_train=128, target=TARGET)
     assert answer.facts()["baselines"] == {}
     assert "Without fine-tuning" not in answer.to_html()
+
+
+def test_answer_figure_has_a_narrow_layout_and_is_drawn_at_twice_its_size(answer):
+    import base64
+    import re
+    import struct
+
+    html = answer.to_html()
+    # The answer's table scrolls inside the answer's box, so the box contains it on a phone.
+    assert '<div class="table-scroll"><table class="answer-table">' in html
+    (picture,) = re.findall(r"<picture>.*?</picture>", html, re.S)
+    narrow = re.search(r'<source media="\(max-width: (\d+)px\)" srcset="data:image/png;base64,([^"]+)" '
+                       r'width="(\d+)">', picture)
+    wide = re.search(r'<img alt="[^"]+" width="(\d+)" src="data:image/png;base64,([^"]+)">', picture)
+    assert narrow and wide and int(narrow.group(1)) >= 420
+
+    def png_width(data):
+        return struct.unpack(">I", base64.b64decode(data)[16:20])[0]
+
+    # Shown at most at its CSS width, drawn at twice it: sharp at 1400 px and on dense screens.
+    assert png_width(wide.group(2)) == 2 * int(wide.group(1)) and int(wide.group(1)) >= 900
+    assert png_width(narrow.group(2)) == 2 * int(narrow.group(3)) and int(narrow.group(3)) <= 480

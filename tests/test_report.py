@@ -147,3 +147,36 @@ def test_missing_template_folder_and_notebook_are_config_errors(tmp_path):
     path = _executed(tmp_path / "d.ipynb")
     with pytest.raises(ConfigError, match="several files named"):
         render_reports([path, path], tmp_path / "r")
+
+
+def _css_rules(html, selector) -> list:
+    """The declarations of every CSS rule of `html` whose selector list names `selector`."""
+    css = re.sub(r"/\*.*?\*/", "", html, flags=re.S)
+    return [body for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css)
+            if selector in [s.strip() for s in selectors.split(",")]]
+
+
+def test_report_text_wraps_at_spaces_and_tables_stay_in_their_output(tmp_path):
+    html = render_report(_executed(tmp_path / "fit.ipynb"), tmp_path / "out" / "fit.html").read_text()
+    # The lab CSS breaks words anywhere ("forecast the|ir gap"); the report's rule, more specific, undoes it.
+    (pre,) = _css_rules(html, "body .jp-OutputArea-output pre")
+    assert "word-break: normal" in pre and "overflow-wrap: anywhere" in pre and "pre-wrap" in pre
+    css = re.sub(r"/\*.*?\*/", "", html, flags=re.S)
+    assert css.count("break-all") == 1  # the lab's own rule, the one overridden
+    assert "break-all" in "".join(_css_rules(html, ".jp-OutputArea-output pre"))
+    (output,) = _css_rules(html, "body .jp-OutputArea-output")
+    assert "overflow-x: auto" in output
+    assert '<meta content="width=device-width' in html or 'name="viewport"' in html
+
+
+def test_index_tables_scroll_in_their_own_box_on_a_narrow_screen(tmp_path):
+    entries = [{"name": "01_finetune_subsets__zoo-llama-small-" + "x" * 60, "status": "failed",
+                "error": "RuntimeError: " + "long " * 40, "parameters": {"model": "zoo/llama-small"}}]
+    html = write_index(entries, tmp_path / "index.html").read_text()
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert "break-all" not in html
+    (box,) = _css_rules(html, ".table-scroll")
+    assert "overflow-x: auto" in box and "max-width: 100%" in box
+    # Every table sits directly in a scroll box, so only the box scrolls, never the page.
+    assert html.count("<table") == html.count('<div class="table-scroll"><table') == 1
+    assert re.search(r"@media \(max-width: \d+px\)", html)

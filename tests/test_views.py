@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -146,3 +148,82 @@ def test_published_comparison_only_where_the_paper_has_figures(flan):
     np.testing.assert_allclose(table["difference"], table["ours"] - table["published"])
     own = results.assign(dataset="pairs.jsonl")  # a user's store: the paper has nothing to compare
     assert published_comparison(own, paper) is None and published_comparison(results, paper.iloc[:0]) is None
+
+
+def test_tables_show_a_missing_value_as_a_dash_with_text_in_full():
+    """Never a silent NaN: the display reads "—"; the DataFrame stays numeric."""
+    from lensllm_nb.workflow.frames import MISSING, frame_html, frame_text
+
+    reason = "D* below one example: no pre-power phase in the measured sizes, so every size is power"
+    frame = pd.DataFrame({
+        "model": ["<b>gpt2-tiny</b>", "t5-small"], "d_star": [np.nan, 92.4],
+        "note": [reason, None], "steps": pd.array([3, None], dtype="Int64"),
+        "created": [pd.Timestamp("2025-01-01"), pd.NaT], "flag": pd.array([True, None], dtype="boolean"),
+    })
+    html, text = frame_html(frame), frame_text(frame)
+    for shown in (html, text):
+        assert "NaN" not in shown and "None" not in shown and "NA" not in shown and "NaT" not in shown
+    assert html.count(f"<td>{MISSING}</td>") == 5
+    assert reason in html and "..." not in html  # full text, wrapped by the report's CSS
+    assert "<b>gpt2-tiny" not in html and "&lt;b&gt;gpt2-tiny&lt;/b&gt;" in html
+    assert set(re.findall(r"<th>([^<]+)</th>", html)) >= {"model", "d_star", "note", "steps"}
+    assert frame["d_star"].dtype == float and frame["d_star"].isna().iloc[0]  # the data is untouched
+
+
+def test_law_fit_table_renders_missing_d_star_as_a_dash_next_to_its_reason(flan):
+    from lensllm_nb.workflow.frames import frame_html
+
+    table = law_fit_table(fit_curves(flan, "rectified", max_train=25600), target=TARGET)
+    assert table["d_star"].isna().any() and table["d_star"].dtype == float
+    html = frame_html(table)
+    assert "NaN" not in html and "<td>—</td>" in html
+    note = table.loc[table["d_star"].isna(), "d_star_note"].iloc[0]
+    assert f"<td>{note}</td>" in html  # the reason, untruncated
+
+
+def test_show_frames_makes_every_dataframe_display_read_a_dash():
+    from types import SimpleNamespace
+
+    from IPython.core.formatters import DisplayFormatter
+
+    from lensllm_nb.workflow.frames import show_frames
+
+    formatter = DisplayFormatter()
+    assert show_frames(SimpleNamespace(display_formatter=formatter)) is None  # a cell ending with it shows nothing
+    data, _ = formatter.format(pd.DataFrame({"std": [np.nan, 0.5], "count": [1, 2]}))
+    assert "NaN" not in data["text/html"] and "<td>—</td>" in data["text/html"]
+    assert "NaN" not in data["text/plain"] and "—" in data["text/plain"]
+    show_frames()  # outside IPython: nothing to register, no error
+
+
+def test_benchmark_runs_name_their_set_and_show_a_repeated_warning_once(monkeypatch, capsys):
+    import warnings
+    from types import SimpleNamespace
+
+    from lensllm_nb.workflow import benchmark_runs
+
+    def fake_run(table, *, methods, ratios):
+        for _ in ratios:
+            warnings.warn("rectified: the law interpolates the visible points", UserWarning)
+        per = [SimpleNamespace(dataset=name, skipped=[]) for name in table]
+        return SimpleNamespace(per_dataset=per, wall_seconds=1.25, summary=pd.DataFrame({"relacc": [np.nan]}),
+                               skipped_ratios={table[0]: [{"ratio": 512, "reason": "too few sizes"}]})
+
+    monkeypatch.setattr(benchmark_runs, "run_benchmarks", fake_run)
+    sources = [(["flan"], [8, 16]), (["gigaword"], [8]), (["zoo"], [2, 4])]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        runs = benchmark_runs.run_sets(sources, names=["flan", "gigaword", None])
+    assert [str(w.message) for w in caught] == ["rectified: the law interpolates the visible points"]
+    out = capsys.readouterr().out
+    assert out.count("mean over datasets × ratios") == 3 and "skipped on zoo: 512 (too few sizes)" in out
+    labels = [line for line in out.splitlines() if "mean over" in line]
+    assert [label.split(":")[0] for label in labels] == ["flan", "gigaword", "zoo"]  # each names its set
+    assert all("1 dataset," in label for label in labels)
+    assert [benchmark_runs.run_label(run, name) for run, name in zip(runs, ["flan", "gigaword", None])] == labels
+    many = SimpleNamespace(per_dataset=[SimpleNamespace(dataset=f"d{i}") for i in range(84)], wall_seconds=2.0)
+    assert benchmark_runs.run_label(many, "lcdb_dev").startswith("lcdb_dev (d0, d1, d2, … (84 datasets)): 84 datasets")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        benchmark_runs.run_sets(sources[:1], show=False)
+    assert len(caught) == 1 and capsys.readouterr().out == ""

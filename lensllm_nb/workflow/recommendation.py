@@ -132,17 +132,18 @@ class SelectionAnswer:
             cost=f"{facts['cost_fraction']:.1%}", check=_check_html(facts),
             budget=f'<p class="answer-budget">{escape_html(self.budget)}</p>' if self.budget else "",
             progressive=_progressive_html(facts["progressive"], facts["target"]),
-            table=self._table_html(), figure=_figure_data(self.figure()),
+            table=self._table_html(), figure=_figure_html(self.figure(), self.figure(narrow=True)),
         )
 
-    def figure(self):
+    def figure(self, *, narrow=False):
         """The candidates' measured curves with each prediction (and full run) at the target.
 
-        See :func:`lensllm_nb.workflow.plots.recommendation.plot_recommendation`.
+        See :func:`lensllm_nb.workflow.plots.recommendation.plot_recommendation`
+        (`narrow`: the layout for a phone-width screen).
         """
         from .plots.recommendation import plot_recommendation
 
-        return plot_recommendation(self)
+        return plot_recommendation(self, narrow=narrow)
 
     def _table_html(self) -> str:
         rows = []
@@ -299,13 +300,37 @@ def _progressive_html(progressive, target) -> str:
             f"{progressive['cost_fraction']:.1%} of those FLOPs{check}.</p>")
 
 
-def _figure_data(fig) -> str:
+# Figures are drawn at twice the dots per inch they are shown at: sharp on high-density screens.
+_FIGURE_DPI = 110
+_FIGURE_SCALE = 2
+# Up to this viewport width the index shows the narrow layout of the figure.
+_NARROW_SCREEN_PX = 760
+
+
+def _figure_data(fig) -> tuple:
+    """``(base64 PNG, width in CSS px)`` of `fig` drawn at `_FIGURE_SCALE` × its CSS size; `fig` is closed."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    width = round(fig.get_size_inches()[0] * _FIGURE_DPI)
+    fig.savefig(buffer, format="png", dpi=_FIGURE_DPI * _FIGURE_SCALE)
     plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(buffer.getvalue()).decode("ascii"), width
+
+
+def _figure_html(wide, narrow) -> str:
+    """One ``<picture>``: `narrow`'s layout on screens up to `_NARROW_SCREEN_PX`, `wide`'s above.
+
+    Each is shown at most at its own size and shrinks with the page; the box it
+    is in scrolls sideways below a minimum width rather than shrinking labels
+    to nothing.
+    """
+    (wide_png, wide_px), (narrow_png, narrow_px) = _figure_data(wide), _figure_data(narrow)
+    return (f'<div class="answer-figure"><picture>'
+            f'<source media="(max-width: {_NARROW_SCREEN_PX}px)" srcset="data:image/png;base64,{narrow_png}" '
+            f'width="{narrow_px}">'
+            f'<img alt="candidates\' curves with the prediction at the target" width="{wide_px}" '
+            f'src="data:image/png;base64,{wide_png}"></picture></div>')
 
 
 _ANSWER_HTML = """<section class="answer">
@@ -318,10 +343,10 @@ _ANSWER_HTML = """<section class="answer">
 {budget}
 {check}
 {progressive}
-<img alt="candidates' curves with the prediction at the target" src="data:image/png;base64,{figure}">
-<table class="answer-table">
+{figure}
+<div class="table-scroll"><table class="answer-table">
 <tr><th>candidate</th><th>predicted</th><th>interval</th><th>p_best</th><th>full run (ground truth)</th><th>true rank</th></tr>
 {table}
-</table>
+</table></div>
 </section>
 """

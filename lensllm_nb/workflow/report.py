@@ -338,13 +338,18 @@ _INDEX_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em; color: #222; }}
+/* Narrow screens: the page never scrolls sideways; a table too wide scrolls in its own box. */
+*, *::before, *::after {{ box-sizing: border-box; }}
+body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em; color: #222;
+  overflow-wrap: break-word; }}
 table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #ddd; padding: 0.35em 0.7em; text-align: left; vertical-align: top; }}
 th {{ background: #f5f5f5; }}
-.status {{ padding: 0.1em 0.6em; border-radius: 0.8em; color: #fff; font-weight: 600; }}
+.table-scroll {{ max-width: 100%; overflow-x: auto; }}
+.status {{ padding: 0.1em 0.6em; border-radius: 0.8em; color: #fff; font-weight: 600; white-space: nowrap; }}
 .status.ok {{ background: #2e7d32; }}
 .status.failed, .status.timeout {{ background: #c62828; }}
 .status.interrupted, .status.cancelled {{ background: #ef6c00; }}
@@ -354,8 +359,14 @@ th {{ background: #f5f5f5; }}
   margin: 1em 0 2em 0; max-width: 62em; }}
 .answer h2 {{ margin: 0.6em 0 0.3em 0; }}
 .answer-lead {{ font-size: 1.15em; }}
-.answer img {{ max-width: 100%; }}
+.answer-figure {{ max-width: 100%; overflow-x: auto; margin: 0.8em 0; }}
+.answer-figure img {{ display: block; max-width: 100%; min-width: 300px; height: auto; }}
 .answer-check {{ background: #f5f7fa; border-left: 4px solid #90a4ae; padding: 0.4em 0.8em; }}
+@media (max-width: 640px) {{
+  body {{ margin: 1em 0.7em; }}
+  .answer {{ padding: 0.2em 0.7em 0.8em 0.7em; }}
+  th, td {{ padding: 0.3em 0.45em; }}
+}}
 </style>
 </head>
 <body>
@@ -364,10 +375,10 @@ th {{ background: #f5f5f5; }}
 <h2>Notebooks</h2>
 <p>{summary}</p>
 {note}
-<table>
+<div class="table-scroll"><table class="notebooks-table">
 <tr><th>notebook</th><th>status</th><th>cells s</th><th>job s</th><th>executed</th><th>error</th></tr>
 {rows}
-</table>
+</table></div>
 <p class="params">{durations}</p>
 </body>
 </html>

@@ -97,3 +97,20 @@ def test_index_renders_offline_and_its_links_resolve(batch, offline_page, tmp_pa
     missing = sorted(p.name for p in (batch.out / "reports").glob("*.html") if p.name not in reports)
     assert not missing, f"the index does not link the reports {missing}"
     assert not found, "\n".join(found)
+
+
+def test_no_page_scrolls_sideways_on_a_phone_width_screen(batch, offline_page, tmp_path):
+    """At 420 px a wide table scrolls inside its own box; the page itself never does."""
+    page, _ = offline_page
+    page.set_viewport_size({"width": 420, "height": 900})
+    try:
+        wide = {}
+        for path in [batch.index, *sorted((batch.out / "reports").glob("*.html"))]:
+            page.goto(path.as_uri(), wait_until="load")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > 420:
+                page.screenshot(path=str(tmp_path / f"{path.stem}-420.png"), full_page=True)
+                wide[path.name] = width
+        assert not wide, f"pages wider than a 420 px screen: {wide} (screenshots: {tmp_path})"
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})  # open_page's default

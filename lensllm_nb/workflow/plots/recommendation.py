@@ -11,12 +11,16 @@ from .palette import model_palette
 __all__ = ["plot_recommendation"]
 
 
-def plot_recommendation(answer):
+def plot_recommendation(answer, *, narrow=False):
     """Draw the candidates' measured curves with each prediction (and full run) at the target.
 
     Parameters
     ----------
     answer : lensllm_nb.workflow.recommendation.SelectionAnswer
+    narrow : bool
+        Draw for a phone-width screen: a 4.2-inch figure, the title on three
+        lines and the legend under the axes, so that labels stay legible when it
+        is shown about 370 px wide. Default: 8.5 inches, legend to the right.
 
     Returns
     -------
@@ -28,7 +32,7 @@ def plot_recommendation(answer):
     import matplotlib.pyplot as plt
 
     pred = answer.prediction
-    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    fig, ax = plt.subplots(figsize=(4.2, 5.4) if narrow else (8.5, 4.8))
     colors = model_palette(pred.frame["model"])  # the colours of the notebooks' figures
     for i, row in enumerate(pred.frame.to_dict("records")):
         color = colors[row["model"]]
@@ -46,8 +50,18 @@ def plot_recommendation(answer):
     ax.set_xscale("log")
     ax.set_xlabel("training examples (log scale)")
     ax.set_ylabel("test loss")
-    ax.set_title(f"seen: sizes ≤ {pred.max_train:,} (shaded) · ◆ prediction at {pred.target:,} with "
-                 f"{pred.level:.0%} interval · ○ full run (ground truth)", fontsize=9)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _title_and_legend(ax, pred, narrow)
     fig.tight_layout()
     return fig
+
+
+def _title_and_legend(ax, pred, narrow):
+    """The key to the marks as a title, and the legend: right of the axes, or under them when narrow."""
+    parts = [f"seen: sizes ≤ {pred.max_train:,} (shaded)",
+             f"◆ prediction at {pred.target:,} with {pred.level:.0%} interval", "○ full run (ground truth)"]
+    if narrow:
+        ax.set_title("\n".join(parts), fontsize=9.5, loc="left")
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    else:
+        ax.set_title(" · ".join(parts), fontsize=9)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
