@@ -232,6 +232,22 @@ def test_predicted_vs_true_without_hue_column(predictions):
     assert len(ax.collections) == 1
 
 
+def test_predicted_vs_true_keeps_a_runaway_prediction_from_squashing_the_rest(predictions):
+    runaway = predictions.copy()
+    true = runaway["true"]
+    runaway.loc[runaway.index[0], "predicted"] = true.max() + 20 * (true.max() - true.min())
+    ax = plots.plot_predicted_vs_true(runaway)
+    low, high = ax.get_xlim()
+    assert high < true.max() + 1.2 * (true.max() - true.min())  # one true-loss range beyond, plus padding
+    assert ax.get_ylim() == (low, high) and low <= true.min()
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "1 predicted beyond the axes (drawn at the edge)" in texts
+    # Pearson r stays that of the real values.
+    assert f"r={pearcorr(runaway['predicted'], runaway['true']):.3f}" in ax.get_title()
+    edge = ax.collections[-1].get_offsets()
+    assert edge.shape == (1, 2) and edge[0, 0] <= high
+
+
 def test_predicted_vs_true_rejects_bad_input(predictions):
     with pytest.raises(ConfigError, match="`hue`"):
         plots.plot_predicted_vs_true(predictions, hue="family")
@@ -461,6 +477,10 @@ def test_plot_coverage_and_reliability():
     rel = pd.DataFrame({"dataset": "flan", "mean_p_best": [0.1, 0.6], "observed": [0.05, 0.7], "n": [50, 4]})
     ax = plots.plot_reliability(rel)
     assert list(ax.lines[1].get_xdata()) == [0.1, 0.6]
+    # The bins' sizes are the markers' areas (text labels of n collided), the largest named.
+    sizes = ax.collections[0].get_sizes()
+    assert sizes[0] == pytest.approx(200.0) and sizes[1] == pytest.approx(12 + 188 * np.sqrt(4 / 50))
+    assert "largest 50" in ax.get_xlabel() and not ax.texts
 
 
 def test_user_strings_reach_plots_as_literal_text(flan):

@@ -119,18 +119,20 @@ def plot_reliability(reliability, *, ax=None):
     # Most p_best are small among many candidates: a square-root scale spreads them out.
     ax.set_xscale("function", functions=(np.sqrt, np.square))
     ax.set_yscale("function", functions=(np.sqrt, np.square))
+    # Marker area shows how many predictions a bin holds (labels of n collided where bins pile up at 0).
+    largest = max(int(reliability["n"].max()), 1)
     for dataset, frame in reliability.groupby("dataset", sort=False):
-        ax.plot(frame["mean_p_best"], frame["observed"], marker="o", label=escape_mathtext(dataset))
-        for _, row in frame.iterrows():
-            ax.annotate(f"n={row['n']}", (row["mean_p_best"], row["observed"]), textcoords="offset points",
-                        xytext=(4, -10), fontsize=7)
+        (line,) = ax.plot(frame["mean_p_best"], frame["observed"], linewidth=1.2, label=escape_mathtext(dataset))
+        ax.scatter(frame["mean_p_best"], frame["observed"], s=12 + 188 * np.sqrt(frame["n"] / largest),
+                   color=line.get_color(), alpha=0.8, edgecolors="white", linewidths=0.5, zorder=3)
     ax.set_xlim(0, 1.0)
     ax.set_ylim(0, 1.0)
     ticks = [0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("predicted P(best), bin mean (square-root scale)")
+    ax.set_xlabel(f"predicted P(best), bin mean (square-root scale)\nmarker area: predictions in the bin "
+                  f"(largest {largest:,})")
     ax.set_ylabel("observed share that was the best")
     ax.set_title("Reliability of P(best)", fontsize="medium")
     ax.legend(loc="upper left", fontsize="small")

@@ -69,12 +69,15 @@ def plot_predicted_vs_true(predictions, *, ax=None, hue="method"):
         for level in pd.unique(predictions[hue])
     ]
     colors = sns.color_palette("tab10" if len(groups) <= 10 else "husl", len(groups))
+    (low, high), beyond = _view_range(pred, true)
+    shown = np.clip(pred, low, high)
     for (level, sel), color in zip(groups, colors):
         label = None if level is None else f"{escape_mathtext(level)} (r={_format_r(pred[sel], true[sel])})"
-        ax.scatter(pred[sel], true[sel], s=30, color=color, alpha=0.8,
+        ax.scatter(shown[sel], true[sel], s=30, color=color, alpha=0.8,
                    edgecolors="white", linewidths=0.5, label=label, zorder=3)
-    low = min(pred.min(), true.min())
-    high = max(pred.max(), true.max())
+    if beyond.any():
+        ax.scatter(shown[beyond], true[beyond], s=90, facecolors="none", edgecolors="black", linewidths=1.0,
+                   label=f"{int(beyond.sum())} predicted beyond the axes (drawn at the edge)", zorder=4)
     pad = 0.05 * (high - low) if high > low else 0.05 * abs(high) or 0.05
     lims = (low - pad, high + pad)
     ax.plot(lims, lims, color="0.4", linestyle="--", linewidth=1.0, label="y = x", zorder=2)
@@ -92,6 +95,17 @@ def plot_predicted_vs_true(predictions, *, ax=None, hue="method"):
     ax.set_title(title + ")")
     ax.legend(loc="upper left", fontsize="small")
     return ax
+
+
+def _view_range(pred, true):
+    """Axis range: the true losses and the predictions, but no prediction more than one true-loss
+    range (at least 5% of the loss) beyond them, so one runaway does not squash the rest; and which
+    predictions lie beyond it."""
+    t_low, t_high = true.min(), true.max()
+    span = max(t_high - t_low, 0.05 * abs(t_high)) or 0.05
+    low = max(min(pred.min(), t_low), t_low - span)
+    high = min(max(pred.max(), t_high), t_high + span)
+    return (low, high), (pred < low) | (pred > high)
 
 
 def _format_r(pred, true):
