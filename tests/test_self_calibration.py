@@ -69,3 +69,20 @@ def test_the_engine_widens_its_intervals_where_the_users_own_backtests_miss(flan
     expected = np.maximum(np.hypot(np.sqrt(SCALE * own) * spread, visible_noise(visible)), 1e-3)
     np.testing.assert_allclose(scale, expected)
     assert (scale >= prior_scale).all() and (scale > prior_scale).any()
+
+
+def test_the_engine_reuses_the_picks_own_backtest_fits_with_the_same_result(flan):
+    from lensllm_nb.analysis import predict
+    from lensllm_nb.analysis.curves import cut_key, cut_visible, visible_curves
+
+    visible = visible_curves(flan, max_train=6400, target=1638400)
+    pick = predict._fit_methods(visible, "backtested_pick")["backtested_pick"]
+    assert pick.backtest_fits_  # leader and predicted top differ here, so the pick backtested curvature_drift
+    reused = predict._backtest_fitter(pick, "backtested_pick")
+    fresh = predict._backtest_fitter(object(), "backtested_pick")  # nothing to reuse: every cut fitted anew
+    s_k = visible.sizes[0][-1]
+    for origin in (800, 1600, 3200):
+        cut = cut_visible(visible, origin, target=s_k)
+        assert cut_key(cut) in pick.backtest_fits_
+        for a, b in zip(reused(cut), fresh(cut)):
+            np.testing.assert_array_equal(a, b)

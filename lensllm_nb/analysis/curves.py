@@ -37,6 +37,7 @@ __all__ = [
     "VisibleCurves",
     "visible_curves",
     "cut_visible",
+    "cut_key",
     "visible_from_valid",
 ]
 
@@ -521,6 +522,11 @@ def cut_visible(visible: VisibleCurves, max_size, *, target) -> VisibleCurves:
     steps = None if visible.steps is None else [t[k] for t, k in zip(visible.steps, keep)]
     return replace(visible, sizes=[s[k] for s, k in zip(visible.sizes, keep)],
                    losses=[l[k] for l, k in zip(visible.losses, keep)], steps=steps, target=int(target))
+
+
+def cut_key(visible: VisibleCurves) -> tuple:
+    """What tells apart the cuts of one set of curves (:func:`cut_visible`): the target and each candidate's point count."""
+    return int(visible.target), tuple(len(sizes) for sizes in visible.sizes)
 
 
 def visible_from_valid(df, *, max_train, target, dataset=None) -> VisibleCurves:

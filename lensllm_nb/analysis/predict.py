@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .curve_envelope import log_envelope
-from .curves import VisibleCurves, one_dataset, validate_curves, visible_from_valid
+from .curves import VisibleCurves, cut_key, one_dataset, validate_curves, visible_from_valid
 from .metrics import cost_fraction as _cost_fraction
 from .noise_floor import visible_noise
 from .selection import DEFAULT_METHOD, make_selector
@@ -230,9 +230,9 @@ def log_predictive(visible: VisibleCurves, *, method=DEFAULT_METHOD, scale=SCALE
 
 
 # --- How the predictive distribution is built (centre, scale) and the pick is read --------------
-def _fit_methods(visible, method):
-    """The method and the reference extrapolators, each fitted once on ``visible``."""
-    fitted = {}
+def _fit_methods(visible, method, *, given=None):
+    """The method and the reference extrapolators, each fitted once on ``visible`` (``given``: ones already fitted)."""
+    fitted = dict(given or {})
     for name in dict.fromkeys((method,) + REFERENCE_METHODS):
         if name in fitted:
             continue
@@ -253,11 +253,23 @@ def _center_and_scale(fitted, method, scale, visible, *, self_calibrate=True):
     """
     center, spread = _center_and_spread(fitted, method)
     if self_calibrate:
-        shown = _PREDICTS_AS.get(method, method)
-        own = backtest_multiplier(visible, lambda cut: _center_and_spread(_fit_methods(cut, shown), shown),
-                                  median_abs=_t2_ppf(0.75))
+        own = backtest_multiplier(visible, _backtest_fitter(fitted[method], method), median_abs=_t2_ppf(0.75))
         scale = blended_multiplier(scale, own)
     return center, np.maximum(np.hypot(scale * spread, visible_noise(visible)), _MIN_SCALE)
+
+
+def _backtest_fitter(selector, method):
+    """``cut -> (centre, spread)`` of the self-calibration's backtests, reusing the pick's own fits of the same cuts."""
+    shown = _PREDICTS_AS.get(method, method)
+    done = getattr(selector, "backtest_fits_", {})
+
+    def center_and_spread(cut):
+        fit = done.get(cut_key(cut))
+        given = None if fit is None or fit.get_params() != make_selector(shown).get_params() else \
+            {shown: fit, **fit.components_}
+        return _center_and_spread(_fit_methods(cut, shown, given=given), shown)
+
+    return center_and_spread
 
 
 def _center_and_spread(fitted, method):

@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import ConfigError
 from .base import BaseEstimator
 from .curve_envelope import log_envelope
-from .curves import visible_curves
+from .curves import cut_key, visible_curves
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
@@ -386,7 +386,10 @@ class BacktestedPickSelector(CurvatureDriftSelector):
     size) unless the top of that ranking B differs and, inside the visible sizes,
     ``curvature_drift`` refitted at earlier origins forecast the A − B log gap
     better than persistence did (:func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
-    ``chosen_reason_`` says why in one sentence; ``decision_`` holds the errors.
+    ``chosen_reason_`` says why in one sentence; ``decision_`` holds the errors;
+    ``backtest_fits_`` maps each backtest cut, ``(target, points per candidate)``, to
+    its fitted :class:`CurvatureDriftSelector` (the engine's self-calibration reuses
+    them instead of fitting the same cuts again).
 
     Parameters
     ----------
@@ -431,9 +434,12 @@ class BacktestedPickSelector(CurvatureDriftSelector):
             self.predictions_ = pd.Series(clipped, index=self.predictions_.index, name="predicted")
             self.ranking_ = list(self.predictions_.sort_values(kind="stable").index)
 
+        self.backtest_fits_ = {}
+
         def refit(curves):
-            log_pred = np.log(CurvatureDriftSelector(significance=self.significance).fit_visible(curves)
-                              .predictions_.to_numpy())
+            fit = CurvatureDriftSelector(significance=self.significance).fit_visible(curves)
+            self.backtest_fits_[cut_key(curves)] = fit
+            log_pred = np.log(fit.predictions_.to_numpy())
             return np.clip(log_pred, *log_envelope(curves)) if self.envelope else log_pred
 
         self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
