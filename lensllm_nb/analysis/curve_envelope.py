@@ -74,7 +74,6 @@ def _largest_rise(visible):
     return np.array(rises)
 
 
-
 def _steady_rise(visible, two_sigma):
     """Largest rise of log loss per doubling, net of the noise of two points (2√2σ), over pairs ≥ 1 doubling apart (≥ 0)."""
     rises = []

@@ -22,7 +22,7 @@ from .curves import cut_visible
 from .extrapolate import line_fit
 from .noise_floor import visible_noise
 
-__all__ = ["PickDecision", "decide_pick", "ORIGINS", "NO_ORIGIN"]
+__all__ = ["PickDecision", "decide_pick", "backtest_origins", "ORIGINS", "NO_ORIGIN"]
 
 # Which visible sizes may serve as backtest origins; what to pick when none can.
 ORIGINS = ("half", "all")
@@ -178,10 +178,8 @@ def _backtest_gap(visible, a, b, refit, origins, min_points):
         return None
     observed = _gap_at(visible, a, b, s_k)
     persist, extrap, horizons = [], [], []
-    for s_o in sizes_a[:-1]:
-        if (origins == "half" and s_o > s_k / 2) or s_o not in set(sizes_b):
-            continue
-        if min(int(np.sum(s <= s_o)) for s in visible.sizes) < min_points:
+    for s_o in backtest_origins(visible, sizes_a, half=origins == "half", min_points=min_points):
+        if s_o not in set(sizes_b):
             continue
         forecast = np.asarray(refit(cut_visible(visible, s_o, target=s_k)), dtype=float)
         horizons.append(np.log2(s_k / s_o))
@@ -190,6 +188,28 @@ def _backtest_gap(visible, a, b, refit, origins, min_points):
     if not persist:
         return None
     return float(np.mean(persist)), np.array(extrap), np.array(horizons)
+
+
+def backtest_origins(visible, sizes, *, half=True, min_points=_MIN_POINTS) -> list:
+    """The sizes below ``sizes[-1]`` = s_k that can serve as backtest origins.
+
+    Parameters
+    ----------
+    visible : VisibleCurves
+    sizes : ndarray
+        One candidate's visible sizes, increasing; its largest is s_k.
+    half : bool
+        Only origins s_o ≤ s_k / 2 (at least one doubling of horizon).
+    min_points : int
+        Points every candidate of ``visible`` needs up to an origin.
+
+    Returns
+    -------
+    list of float
+    """
+    s_k = sizes[-1]
+    return [s_o for s_o in sizes[:-1] if (not half or s_o <= s_k / 2)
+            and min(int(np.sum(s <= s_o)) for s in visible.sizes) >= min_points]
 
 
 def _gap_at(visible, a, b, size):

@@ -261,12 +261,12 @@ def _center_and_scale(fitted, method, scale, visible, *, self_calibrate=True):
 def _backtest_fitter(selector, method):
     """``cut -> (centre, spread)`` of the self-calibration's backtests, reusing the pick's own fits of the same cuts."""
     shown = _PREDICTS_AS.get(method, method)
-    done = getattr(selector, "backtest_fits_", {})
+    settings = make_selector(shown).get_params()
+    done = {key: fit for key, fit in getattr(selector, "backtest_fits_", {}).items() if fit.get_params() == settings}
 
     def center_and_spread(cut):
         fit = done.get(cut_key(cut))
-        given = None if fit is None or fit.get_params() != make_selector(shown).get_params() else \
-            {shown: fit, **fit.components_}
+        given = None if fit is None else {shown: fit, **fit.components_}
         return _center_and_spread(_fit_methods(cut, shown, given=given), shown)
 
     return center_and_spread

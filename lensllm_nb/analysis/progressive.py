@@ -156,7 +156,6 @@ class ProgressiveSelector(BudgetedSelector):
         self.budget_ = float(budget)
         return self
 
-
     def _paid(self, ranked, costs, spent, total, budget):
         """The survivors whose next size is bought this round and its FLOPs (none: the rounds end)."""
         if not ranked or (spent + sum(costs)) / total <= budget:

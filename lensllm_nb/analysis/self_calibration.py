@@ -13,12 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .curves import cut_visible
+from .pair_backtest import backtest_origins
 
 __all__ = ["backtest_multiplier", "backtest_ratios", "blended_multiplier"]
 
-# Origins s_o ≤ s_k / ORIGIN_SPAN with at least MIN_ORIGIN_POINTS sizes per candidate.
-ORIGIN_SPAN = 2
-MIN_ORIGIN_POINTS = 3
 # A reference spread below this (0.1% of the loss) is read as this.
 _MIN_SPREAD = 1e-3
 
@@ -52,7 +50,7 @@ def backtest_ratios(visible, center_and_spread) -> list:
         return []
     observed = np.log([losses[-1] for losses in visible.losses])
     ratios = []
-    for origin in _origins(visible, s_k):
+    for origin in backtest_origins(visible, visible.sizes[0]):
         center, spread = center_and_spread(cut_visible(visible, origin, target=s_k))
         ratios.append(np.abs(observed - center) / np.maximum(spread, _MIN_SPREAD))
     return ratios
@@ -62,9 +60,3 @@ def blended_multiplier(prior: float, own: float) -> float:
     """√(prior · max(prior, own)): the prior, raised half-way in log where the user's backtests ask for more."""
     return float(np.sqrt(prior * max(prior, own)))
 
-
-def _origins(visible, s_k):
-    """Backtest origins: the first candidate's sizes ≤ s_k / ORIGIN_SPAN leaving every candidate enough points."""
-    return [origin for origin in visible.sizes[0][:-1]
-            if origin <= s_k / ORIGIN_SPAN
-            and min(int(np.sum(sizes <= origin)) for sizes in visible.sizes) >= MIN_ORIGIN_POINTS]
