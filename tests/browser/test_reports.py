@@ -114,3 +114,31 @@ def test_no_page_scrolls_sideways_on_a_phone_width_screen(batch, offline_page, t
         assert not wide, f"pages wider than a 420 px screen: {wide} (screenshots: {tmp_path})"
     finally:
         page.set_viewport_size({"width": 1400, "height": 1000})  # open_page's default
+
+
+def test_a_report_header_with_long_paths_fits_a_phone_width_screen(offline_page, tmp_path):
+    """A checkout deep in the file system: the header's path, job and error wrap, whatever the path."""
+    import nbformat
+
+    from lensllm_nb.workflow.report import render_report
+
+    deep = "/" + "/".join(["a-checkout-folder-of-the-continuous-integration-machine"] * 3)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"input_path": f"{deep}/notebooks/01_finetune_subsets.ipynb",
+                                "end_time": "2026-01-01T00:00:00", "parameters": {"store": f"{deep}/results.db"}}
+    nb.metadata["lensllm_nb"] = {"status": "failed", "job": "01_finetune_subsets__" + "x" * 80,
+                                 "error": f"FileNotFoundError: {deep}/results.db"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# A report")]
+    nbformat.write(nb, tmp_path / "deep.ipynb")
+    html = render_report(tmp_path / "deep.ipynb", tmp_path / "deep.html")
+    page, _ = offline_page
+    page.set_viewport_size({"width": 420, "height": 900})
+    try:
+        page.goto(html.as_uri(), wait_until="load")
+        assert deep in page.inner_text("header")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 420:
+            page.screenshot(path=str(tmp_path / "deep-420.png"), full_page=True)
+        assert width <= 420, f"the report is {width} px wide on a 420 px screen (screenshot: {tmp_path})"
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
