@@ -48,7 +48,6 @@ VARIANTS = {
     "T95": ("backtested_pick", {"departure_level": 0.95}),
     "NP1": ("backtested_pick", {"noise_margin": True}),
     "Q1": ("backtested_pick", {"envelope": True}),
-    "FC1": ("backtested_pick", {"departure": "bates_granger"}),
 }
 
 

@@ -22,13 +22,11 @@ from .curves import cut_visible
 from .extrapolate import line_fit
 from .noise_floor import visible_noise
 
-__all__ = ["PickDecision", "decide_pick", "backtest_origins", "ORIGINS", "NO_ORIGIN", "DEPARTURES"]
+__all__ = ["PickDecision", "decide_pick", "backtest_origins", "ORIGINS", "NO_ORIGIN"]
 
 # Which visible sizes may serve as backtest origins; what to pick when none can.
 ORIGINS = ("half", "all")
 NO_ORIGIN = ("leader", "predicted")
-# How the backtest decides a departure from the observed leader (study FC1 for the second).
-DEPARTURES = ("margin", "bates_granger")
 # Points every candidate needs up to an origin for the method to be refitted there.
 _MIN_POINTS = 3
 
@@ -63,7 +61,7 @@ class PickDecision:
 
 
 def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader", margin_test=True,
-                short_lines=False, departure_level=None, noise_margin=False, departure="margin") -> PickDecision:
+                short_lines=False, departure_level=None, noise_margin=False) -> PickDecision:
     """Choose between the observed leader and the top of the predicted ranking.
 
     Parameters
@@ -88,21 +86,14 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
     noise_margin : bool
         With ``margin_test``: the gap must also clear the two candidates' noise
         floors, √(needed² + σ_A² + σ_B²) (study NP1).
-    departure : {"margin", "bates_granger"}
-        "margin": depart when the extrapolation beat persistence in the backtest and
-        (with ``margin_test``) the predicted gap clears its grown error.
-        "bates_granger": combine the two forecasts of the gap at the target with
-        weights inversely proportional to their backtested mean squared errors
-        (grown to the target's horizon; Bates and Granger 1969) and depart when the
-        combination says B ends lower (study FC1).
 
     Returns
     -------
     PickDecision
     """
-    if origins not in ORIGINS or no_origin not in NO_ORIGIN or departure not in DEPARTURES:
-        raise ConfigError(f"`origins` must be one of {ORIGINS}, `no_origin` one of {NO_ORIGIN} and `departure` "
-                          f"one of {DEPARTURES}, got {origins!r}, {no_origin!r} and {departure!r}.")
+    if origins not in ORIGINS or no_origin not in NO_ORIGIN:
+        raise ConfigError(f"`origins` must be one of {ORIGINS} and `no_origin` one of {NO_ORIGIN}, "
+                          f"got {origins!r} and {no_origin!r}.")
     log_pred = np.asarray(log_pred, dtype=float)
     models = list(visible.models)
     a = int(np.argmin([l[-1] for l in visible.losses]))
@@ -121,14 +112,9 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
     margin = float(-np.expm1(-gap))  # B's predicted loss below A's, as a share of A's
     if errors is None:
         return _without_origin(models, a, b, s_k, visible.target, margin, no_origin)
-    persist_signed, signed, horizons = errors
-    persist = float(np.mean(np.abs(persist_signed)))
+    persist, signed, horizons = errors
     extrap, count = float(np.mean(np.abs(signed))), len(signed)
-    horizon = np.log2(visible.target / s_k)
-    if departure == "bates_granger":
-        return _combined_decision(models, a, b, (gap, _gap_at(visible, a, b, s_k)),
-                                  (signed, persist_signed), horizon / horizons, (s_k, visible.target, margin))
-    needed = _needed_gap(signed, horizons, horizon, departure_level)
+    needed = _needed_gap(signed, horizons, np.log2(visible.target / s_k), departure_level)
     if noise_margin:
         noise = visible_noise(visible)
         needed = float(np.sqrt(needed ** 2 + noise[a] ** 2 + noise[b] ** 2))
@@ -146,28 +132,6 @@ def _needed_gap(signed, horizons, horizon, level):
 
     grown = signed * horizon / horizons
     return float(student_t.ppf(level, df=len(grown)) * np.sqrt(np.mean(grown ** 2)))
-
-
-def _combined_decision(models, a, b, gaps, errors, growth, where) -> PickDecision:
-    """Study FC1: the inverse-MSE combination of the extrapolated and the persisted gap decides."""
-    (g_x, g_p), (e_x, e_p) = gaps, errors
-    mse_x, mse_p = float(np.mean((e_x * growth) ** 2)), float(np.mean((e_p * growth) ** 2))
-    total = mse_x + mse_p
-    combined = (g_x * mse_p + g_p * mse_x) / total if total > 0 else (g_x + g_p) / 2
-    s_k, target, margin = where
-    weight = mse_p / total if total > 0 else 0.5
-    backtest = (f"inside the visible sizes ({len(e_x)} backtest origin(s)) the extrapolation forecast their gap "
-                f"with RMS error {np.sqrt(mse_x):.2g} log loss at the target's horizon, persistence with "
-                f"{np.sqrt(mse_p):.2g}, so the extrapolation gets weight {weight:.0%}")
-    if combined > 0:
-        reason = (f"{models[b]}: predicted lowest at {target:,}, {margin:.1%} below the observed leader {models[a]}; "
-                  f"{backtest}, and the combined forecast puts {models[b]} {combined:.2g} log loss lower.")
-    else:
-        reason = (f"{models[a]}: observed leader at {s_k:,.0f}; {models[b]} is predicted {margin:.1%} lower at "
-                  f"{target:,}, but {backtest}, and the combined forecast keeps {models[a]} ahead.")
-    persist, extrap = float(np.mean(np.abs(e_p))), float(np.mean(np.abs(e_x)))
-    return PickDecision(models[b] if combined > 0 else models[a], models[a], models[b], reason,
-                        persist, extrap, len(e_x))
 
 
 def _reason(names, depart, extrapolation_better, numbers):
@@ -206,8 +170,8 @@ def _line_refit(curves):
 
 
 def _backtest_gap(visible, a, b, refit, origins, min_points):
-    """Signed errors of persistence and of the refitted method on the A − B gap at s_k, and the
-    horizons (doublings s_o → s_k), per origin; None without origin."""
+    """Mean |error| of persistence, the refitted method's signed errors on the A − B gap and the horizons
+    (doublings s_o → s_k) per origin; None without origin."""
     sizes_a, sizes_b = visible.sizes[a], visible.sizes[b]
     s_k = sizes_a[-1]
     if s_k not in set(sizes_b):
@@ -219,11 +183,11 @@ def _backtest_gap(visible, a, b, refit, origins, min_points):
             continue
         forecast = np.asarray(refit(cut_visible(visible, s_o, target=s_k)), dtype=float)
         horizons.append(np.log2(s_k / s_o))
-        persist.append(_gap_at(visible, a, b, s_o) - observed)
+        persist.append(abs(_gap_at(visible, a, b, s_o) - observed))
         extrap.append(forecast[a] - forecast[b] - observed)
     if not persist:
         return None
-    return np.array(persist), np.array(extrap), np.array(horizons)
+    return float(np.mean(persist)), np.array(extrap), np.array(horizons)
 
 
 def backtest_origins(visible, sizes, *, half=True, min_points=_MIN_POINTS) -> list:

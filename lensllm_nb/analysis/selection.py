@@ -411,15 +411,12 @@ class BacktestedPickSelector(CurvatureDriftSelector):
     envelope : bool, default False
         Read every ``curvature_drift`` prediction (the shown ones and each backtest
         refit's) clipped to the learning-curve envelope of its curves (study Q1).
-    departure : {"margin", "bates_granger"}, default "margin"
-        How the backtest decides a departure (see
-        :func:`~lensllm_nb.analysis.pair_backtest.decide_pick`; study FC1).
     """
 
     name = "backtested_pick"
 
     def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True,
-                 short_lines=True, departure_level=None, noise_margin=False, envelope=False, departure="margin"):
+                 short_lines=True, departure_level=None, noise_margin=False, envelope=False):
         self.significance = significance
         self.origins = origins
         self.no_origin = no_origin
@@ -428,7 +425,6 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         self.departure_level = departure_level
         self.noise_margin = noise_margin
         self.envelope = envelope
-        self.departure = departure
 
     def fit_visible(self, visible, *, cost_fraction=float("nan")):
         """As :meth:`_Selector.fit_visible`, then the pick and its reason; the chosen model leads ``ranking_``."""
@@ -449,8 +445,7 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
                                      origins=self.origins, no_origin=self.no_origin,
                                      margin_test=self.margin_test, short_lines=self.short_lines,
-                                     departure_level=self.departure_level, noise_margin=self.noise_margin,
-                                     departure=self.departure)
+                                     departure_level=self.departure_level, noise_margin=self.noise_margin)
         self.chosen_ = self.decision_.chosen
         self.chosen_reason_ = self.decision_.reason
         self.ranking_ = [self.chosen_] + [m for m in self.ranking_ if m != self.chosen_]
