@@ -140,3 +140,24 @@ def test_answer_figure_has_a_narrow_layout_and_is_drawn_at_twice_its_size(answer
     # Shown at most at its CSS width, drawn at twice it: sharp at 1400 px and on dense screens.
     assert png_width(wide.group(2)) == 2 * int(wide.group(1)) and int(wide.group(1)) >= 900
     assert png_width(narrow.group(2)) == 2 * int(narrow.group(3)) and int(narrow.group(3)) <= 480
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_answer_figure_marks_at_the_target_do_not_cover_each_other(narrow):
+    """Six candidates: each prediction's marks sit further from its neighbour's than a mark is wide."""
+    import matplotlib.pyplot as plt
+
+    answer = answer_selection(_curves(tuple("abcdef")), max_train=128, target=TARGET)
+    fig = answer.figure(narrow=narrow)
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        truths = [line for line in ax.lines if line.get_marker() == "o" and line.get_linestyle() == "None"]
+        assert len(truths) == 6
+        xs = sorted(ax.transData.transform((line.get_xdata()[0], 1.0))[0] for line in truths)
+        width_px = truths[0].get_markersize() * fig.dpi / 72 + truths[0].get_markeredgewidth() * fig.dpi / 72
+        assert min(np.diff(xs)) > width_px, (np.diff(xs), width_px)
+        target = [line for line in ax.lines if line.get_linestyle() == ":"]
+        assert target and target[0].get_xdata()[0] == TARGET
+    finally:
+        plt.close(fig)
