@@ -155,6 +155,23 @@ def test_plot_curves_grid_one_panel_per_model(flan, fits):
         assert ax.get_xscale() == "log"
 
 
+def _band_reach(ax):
+    """The largest x of each prediction band drawn on ``ax``."""
+    return [c.get_paths()[0].vertices[:, 0].max() for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def test_overlay_bands_stop_at_the_fitted_sizes_and_each_panel_draws_its_band_to_the_target(flan, fits):
+    """Extrapolated bands of several laws would cover each other and the curves in one axes."""
+    ax = plots.plot_curves(flan, fits, models=FOUR, max_train=MAX_TRAIN, target=TARGET)
+    reach = _band_reach(ax)
+    assert len(reach) == 4 and max(reach) <= MAX_TRAIN * (1 + 1e-6) and min(reach) > MAX_TRAIN / 1.1
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "90% prediction interval (fitted sizes)" in labels
+    grid = plots.plot_curves_grid(flan, fits, models=FOUR, max_train=MAX_TRAIN, target=TARGET)
+    for panel in grid.axes.flat:
+        assert _band_reach(panel) == [pytest.approx(TARGET)]
+
+
 def test_plot_curves_grid_names_models_without_a_fit(flan, fits):
     laws = {m: fits.laws[m] for m in FOUR[:2]}
     grid = plots.plot_curves_grid(flan, laws, models=FOUR[:3], interval=None)

@@ -61,7 +61,9 @@ def plot_curves(
         The result of :func:`lensllm_nb.analysis.curve_fits.fit_curves` (its ``laws`` are
         used) or a dict ``model -> fitted law``. Each law is drawn as a line over
         a dense grid from the smallest positive size to ``target`` (or the largest
-        size), with its prediction interval as a band and its phase-transition
+        size), with its prediction interval as a band over the fitted sizes (up
+        to ``max_train``; :func:`plot_curves_grid` draws it to the target, one
+        model per panel, where it cannot hide the others) and its phase-transition
         size ``d_star_`` as a dotted vertical line and a diamond on the line. A
         model without a law is drawn as points only and says ``(no fit)``.
     models : str or list of str, optional
@@ -103,6 +105,7 @@ def plot_curves(
         _draw_model(
             ax, points[points["model"] == model], laws.get(model), colors[model],
             max_train=max_train, x_max=x_max, interval=interval, phase=phase,
+            band_max=max_train if max_train is not None else x_max,
         )
         for model in names
     ]
@@ -112,7 +115,7 @@ def plot_curves(
         (Line2D([], [], color=colors[m], marker="o"), _model_label(m, fits, laws, pinned))
         for m in names
     ]
-    entries += _style_handles(points, fits, max_train, target, interval, phase, pinned)
+    entries += _style_handles(points, fits, max_train, target, interval, phase, pinned, band="fitted")
     ax.legend(
         [h for h, _ in entries], [lab for _, lab in entries],
         loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
@@ -176,7 +179,7 @@ def plot_curves_grid(
     for model, ax in grid.axes_dict.items():
         span = _draw_model(
             ax, points[points["model"] == model], laws.get(model), colors[model],
-            max_train=max_train, x_max=x_max, interval=interval, phase=phase,
+            max_train=max_train, x_max=x_max, interval=interval, phase=phase, band_max=x_max,
         )
         _draw_limits(ax, max_train, target)
         pinned.update(_finish_curve_axes(ax, points[points["model"] == model], colors, [span]))
@@ -239,8 +242,8 @@ def _check_budget_arguments(max_train, target, interval):
         )
 
 
-def _draw_model(ax, points, law, color, *, max_train, x_max, interval, phase):
-    """Draw one model's positive-size points, law line, band and D* on ``ax``.
+def _draw_model(ax, points, law, color, *, max_train, x_max, interval, phase, band_max):
+    """Draw one model's positive-size points, law line, band (up to ``band_max``) and D* on ``ax``.
 
     Returns
     -------
@@ -271,7 +274,7 @@ def _draw_model(ax, points, law, color, *, max_train, x_max, interval, phase):
     if interval is not None:
         low, high = law.predict_interval(grid, level=interval)
         # An unbounded interval (as many parameters as points) is left undrawn.
-        bounded = np.isfinite(high)
+        bounded = np.isfinite(high) & (grid <= band_max * (1 + 1e-9))
         ax.fill_between(grid, low, np.where(bounded, high, np.nan), where=bounded, color=color, alpha=0.15,
                         linewidth=0, zorder=1)
     d_star = getattr(law, "d_star_", None)
@@ -338,8 +341,8 @@ def _finish_curve_axes(ax, points, colors, spans):
     return pinned
 
 
-def _style_handles(points, fits, max_train, target, interval, phase, pinned):
-    """Return (handle, label) legend entries explaining markers and lines."""
+def _style_handles(points, fits, max_train, target, interval, phase, pinned, band="target"):
+    """Return (handle, label) legend entries explaining markers and lines (``band``: where bands end)."""
     grey = "0.3"
     out = []
     if phase:
@@ -361,7 +364,8 @@ def _style_handles(points, fits, max_train, target, interval, phase, pinned):
     if fits is not None:
         out.append((Line2D([], [], color=grey), "fitted law"))
         if interval is not None:
-            out.append((Patch(color=grey, alpha=0.25), f"{interval:.0%} prediction interval"))
+            reach = " (fitted sizes)" if band == "fitted" and max_train is not None else ""
+            out.append((Patch(color=grey, alpha=0.25), f"{interval:.0%} prediction interval{reach}"))
         out.append((Line2D([], [], color=grey, marker="D", linestyle=":"),
                     "D* (phase transition)"))
     if max_train is not None and max_train > 0:
