@@ -273,6 +273,62 @@ def progressive_g2():
         print(f"\n{name} G2:\n{res.summary.round(4).to_string(index=False)}", flush=True)
 
 
+class _HalvingStart:
+    """SS1: ``progressive`` whose start points end at successive halving's starting size for the budget."""
+
+    def __new__(cls, **kwargs):
+        import dataclasses
+
+        from lensllm_nb.analysis import progressive
+        from lensllm_nb.analysis.budgeted import cost_lookup
+        from lensllm_nb.analysis.metrics import full_data_flops
+        from lensllm_nb.analysis.successive_halving import halving_ladder
+
+        class SS1(progressive.ProgressiveSelector):
+            def fit_pool(self, pool, rows, *, target, budget=None):
+                cost_of, total = cost_lookup(rows), full_data_flops(rows, target=target)
+                limit = self._budget(budget) * total
+                starts = sorted({float(s) for sizes in pool.sizes for s in sizes})
+                fits = [s for s in starts if (lambda r: r[0] is not None and r[1] <= limit)(
+                    halving_ladder(pool, s, 2, cost_of))]
+                s0 = fits[-1] if fits else starts[0]
+                ladder = progressive._doubling_ladder(pool)
+                k = self.start_points
+                ends = [max(int(np.sum(s <= s0)) - 1, k - 1) for s in ladder.sizes]
+                while True:
+                    cost = sum(cost_of(m, s) for m, sizes, e in zip(ladder.models, ladder.sizes, ends)
+                               for s in sizes[e - k + 1:e + 1])
+                    if cost <= limit or min(ends) <= k - 1:
+                        break
+                    ends = [max(e - 1, k - 1) for e in ends]
+                first = [e - k + 1 for e in ends]
+                thinned = dataclasses.replace(
+                    ladder, sizes=[s[f:] for s, f in zip(ladder.sizes, first)],
+                    losses=[l[f:] for l, f in zip(ladder.losses, first)],
+                    steps=None if ladder.steps is None else [t[f:] for t, f in zip(ladder.steps, first)])
+                return super().fit_pool(thinned, rows, target=target, budget=budget)
+
+        return SS1(**kwargs)
+
+
+def progressive_ss1():
+    """SS1: progressive starting at successive halving's rung, against today's progressive and successive halving."""
+    from lensllm_nb.analysis import protocol
+
+    warnings.simplefilter("ignore", UserWarning)
+    shipped = protocol.ProgressiveSelector
+    for name, (ratios, target) in PROTOCOL.items():
+        df = corpus(name)
+        res = run_benchmarks(df, methods=["progressive", "successive_halving"], ratios=ratios, target=target)
+        protocol.ProgressiveSelector = _HalvingStart
+        try:
+            ss1 = run_benchmarks(df, methods=["progressive"], ratios=ratios, target=target)
+        finally:
+            protocol.ProgressiveSelector = shipped
+        print(f"\n{name}\n{res.summary.round(4).to_string(index=False)}\nSS1:\n{ss1.summary.round(4).to_string(index=False)}",
+              flush=True)
+
+
 def has_origin(view):
     """Whether a backtest origin (s_o <= s_k / 2 with 3 points of every candidate) exists."""
     s_k = max(s[-1] for s in view.sizes)
@@ -318,6 +374,8 @@ if __name__ == "__main__":
         progressive_g2()
     elif sys.argv[1:] == ["progressive_g1"]:
         progressive_g1()
+    elif sys.argv[1:] == ["progressive_ss1"]:
+        progressive_ss1()
     elif sys.argv[1:] == ["progressive_c3"]:
         progressive_c3()
     elif sys.argv[1:2] == ["progressive_b3"]:
