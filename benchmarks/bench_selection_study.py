@@ -329,6 +329,29 @@ def progressive_ss1():
               flush=True)
 
 
+R1_RISKS = (0.02, 0.05, 0.10, 0.20)
+
+
+def progressive_r1():
+    """R1: progressive at each risk of `R1_RISKS`; the value is chosen on LCDB dev alone (docs/SELECTION_STUDY.md)."""
+    from lensllm_nb.analysis import protocol
+
+    warnings.simplefilter("ignore", UserWarning)
+    shipped = protocol.ProgressiveSelector
+    for name in ("lcdb_dev", "flan", "gigaword", "zoo", "zoo_corpus"):
+        ratios, target = PROTOCOL[name]
+        df = corpus(name)
+        for risk in (0.01, *R1_RISKS):
+            protocol.ProgressiveSelector = lambda risk=risk: shipped(risk=risk)  # noqa: E731
+            try:
+                res = run_benchmarks(df, methods=["progressive"], ratios=ratios, target=target)
+            finally:
+                protocol.ProgressiveSelector = shipped
+            row = res.summary.iloc[0]
+            print(f"{name:10s} risk {risk:.2f}: relacc {row['relacc']:.4f} regret {row['regret']:.4f} "
+                  f"pearson {row['pearson']:.4f}", flush=True)
+
+
 def has_origin(view):
     """Whether a backtest origin (s_o <= s_k / 2 with 3 points of every candidate) exists."""
     s_k = max(s[-1] for s in view.sizes)
@@ -376,6 +399,8 @@ if __name__ == "__main__":
         progressive_g1()
     elif sys.argv[1:] == ["progressive_ss1"]:
         progressive_ss1()
+    elif sys.argv[1:] == ["progressive_r1"]:
+        progressive_r1()
     elif sys.argv[1:] == ["progressive_c3"]:
         progressive_c3()
     elif sys.argv[1:2] == ["progressive_b3"]:
