@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..utils.safe_output import plain_value
-from .curves import MIN_POSITIVE_SIZES, one_dataset, validate_curves
+from .curves import MIN_POSITIVE_SIZES, one_dataset, rising_reason, validate_curves
 from .laws import make_law
 
 __all__ = ["FitResult", "fit_curves", "CHUNK_SIZE"]
@@ -170,12 +170,9 @@ def _unfittable(sizes, losses) -> str:
     """Why a curve cannot be fitted ('' when it can): too few sizes, or a rising loss."""
     if len(sizes) < MIN_POSITIVE_SIZES:
         return f"only {len(sizes)} visible positive size(s); at least {MIN_POSITIVE_SIZES} needed"
-    if losses[-1] > losses[0]:
-        # Every law of the family falls with D: a rising curve would be fitted as a
-        # flat line and reported "ok" with a meaningless prediction.
-        return (f"the loss rises with size ({losses[0]:.4g} at {sizes[0]:.0f}, {losses[-1]:.4g} at "
-                f"{sizes[-1]:.0f}); a scaling law needs a falling curve, check the data")
-    return ""
+    # Every law of the family falls with D: a rising curve would be fitted as a
+    # flat line and reported "ok" with a meaningless prediction.
+    return rising_reason(sizes, losses)
 
 
 def _summary_row(fitted_law, model, dataset, law, n_points, fitted) -> dict:

@@ -27,6 +27,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "MIN_POSITIVE_SIZES",
+    "rising_reason",
     "read_curves",
     "read_wide",
     "validate_curves",
@@ -46,6 +47,18 @@ OPTIONAL_COLUMNS = ("params", "family", "tokens", "flops")
 # A two-phase law has up to four parameters; fewer than three points cannot
 # even tell a straight line from a bend.
 MIN_POSITIVE_SIZES = 3
+
+
+def rising_reason(sizes, losses) -> str:
+    """Why a curve is outside every scaling law's domain ('' if it is not): its loss at the
+    largest size exceeds that at the smallest (a law fitted to it reports a meaningless fit)."""
+    order = np.argsort(np.asarray(sizes, dtype=float))
+    d, loss = np.asarray(sizes, dtype=float)[order], np.asarray(losses, dtype=float)[order]
+    if loss[-1] <= loss[0]:
+        return ""
+    return (f"the loss rises with size ({loss[0]:.4g} at {d[0]:.0f}, {loss[-1]:.4g} at {d[-1]:.0f}); "
+            "a scaling law needs a falling curve, check the data")
+
 
 _WIDE_MODEL_COLUMN = "config name"
 _WIDE_META = {"size": "params", "family": "family"}

@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import ConfigError
 from .base import BaseEstimator
 from .curve_envelope import log_envelope
-from .curves import cut_key, visible_curves
+from .curves import cut_key, rising_reason, visible_curves
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
@@ -216,7 +216,8 @@ class LawFitSelector(_Selector):
     def _law_predictions(self, visible, fitted):
         """Each fitted law's prediction at the target, with the two fallbacks.
 
-        A failed fit falls back to the last visible loss (``failed_``). A fit with
+        A failed fit (or None: a curve the selector did not fit) falls back to the
+        last visible loss (``failed_``). A fit with
         no residual degree of freedom (as many free parameters as points)
         passes through every point and its extrapolation is not identified: a
         4-parameter law through 4 points bent at the last one fell from 2.5 to 0.9
@@ -226,7 +227,7 @@ class LawFitSelector(_Selector):
         """
         pred, failed, self.interpolating_ = [], [], []
         for model, f, sizes, losses in zip(visible.models, fitted, visible.sizes, visible.losses):
-            if not f.success_:
+            if f is None or not f.success_:
                 pred.append(losses[-1])
                 failed.append(model)
             elif f.dof_ <= 0:
@@ -522,6 +523,11 @@ class LensLLMSelector(LawFitSelector):
     def _predict_steps(self, visible):
         fitted = []
         for i, model in enumerate(visible.models):
+            if rising_reason(visible.sizes[i], visible.losses[i]):
+                # Outside every law's domain here (as in fit_curves): the shrinking F would fit the
+                # rise and extrapolate a fall no visible point is in (docs/LENSLLM_LAW.md, study LZ1).
+                fitted.append(None)
+                continue
             lr = None if visible.lr is None else float(visible.lr[i])
             # On 3 points B, β, E interpolate (dof_ 0, unless the zero-shot anchor adds a point):
             # _law_predictions uses the AtS line there.
