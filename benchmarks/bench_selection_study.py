@@ -48,6 +48,7 @@ VARIANTS = {
     "T95": ("backtested_pick", {"departure_level": 0.95}),
     "NP1": ("backtested_pick", {"noise_margin": True}),
     "Q1": ("backtested_pick", {"envelope": True}),
+    "A1": ("backtested_pick", {"origins": "all"}),
 }
 
 
