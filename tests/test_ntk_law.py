@@ -68,7 +68,7 @@ def test_the_selector_does_not_extrapolate_a_rising_curve_with_the_law_and_keeps
     table.loc[table["model"] == "b", "test_loss"] = table.loc[table["model"] == "b", "n_train"].map(
         lambda n: 6.0 if n == 0 else 4.0 + 0.01 * np.log2(max(n, 1)))
     visible = _visible(table)
-    with pytest.warns(UserWarning, match="fit failed"):
+    with pytest.warns(UserWarning, match="rises with size"):
         sel = LensLLMSelector().fit_visible(visible)
     assert sel.variant_ == "steps"
     assert sel.predictions_["b"] == pytest.approx(visible.losses[visible.models.index("b")][-1])

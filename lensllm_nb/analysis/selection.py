@@ -124,8 +124,8 @@ class _Selector(BaseEstimator):
         self.chosen_ = self.ranking_[0]
         self.failed_ = list(failed)
         if failed:
-            warnings.warn(f"{self.name}: fit failed for {failed[:5]}; their last visible loss is used.",
-                          UserWarning, stacklevel=2)
+            warnings.warn(f"{self.name}: no law fitted for {failed[:5]} (the fit failed, or the visible loss "
+                          "rises with size); their last visible loss is used.", UserWarning, stacklevel=2)
         self.cost_fraction_ = float(cost_fraction)
         self.max_train_ = int(max((s[-1] for s in visible.sizes if s.size), default=0))
         self.target_ = int(visible.target)
