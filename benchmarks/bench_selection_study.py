@@ -13,6 +13,7 @@ runs B1 (progressive with C3's intervals against successive halving).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import warnings
@@ -26,6 +27,7 @@ from lensllm_nb.analysis.curves import read_curves, validate_curves
 from lensllm_nb.analysis.metrics import pearcorr, relacc, top1_regret
 from lensllm_nb.analysis.multi_benchmark import run_benchmarks
 from lensllm_nb.analysis.predict import SCALE, _center_and_spread, _fit_methods, _t2_ppf, calibrate_scale, log_predictive
+from lensllm_nb.analysis.progressive import ProgressiveSelector
 from lensllm_nb.analysis.selection import make_selector
 from lensllm_nb.analysis.curves import visible_from_valid
 from lensllm_nb.analysis.self_calibration import backtest_ratios
@@ -241,36 +243,42 @@ class _FlatteningHalving:
         return G1(**kwargs)
 
 
-def progressive_g1():
-    """G1: progressive with the flattening gate, against today's progressive and successive halving."""
+@contextlib.contextmanager
+def _progressive_as(factory):
+    """Inside the block, the benchmark protocol's ``progressive`` is built by ``factory()``."""
     from lensllm_nb.analysis import protocol
 
-    warnings.simplefilter("ignore", UserWarning)
     shipped = protocol.ProgressiveSelector
+    protocol.ProgressiveSelector = factory
+    try:
+        yield
+    finally:
+        protocol.ProgressiveSelector = shipped
+
+
+def _progressive_against(factory, label):
+    """On every corpus: the shipped ``progressive`` and successive halving, then ``factory``'s ``progressive``."""
+    warnings.simplefilter("ignore", UserWarning)
     for name, (ratios, target) in PROTOCOL.items():
         df = corpus(name)
         res = run_benchmarks(df, methods=["progressive", "successive_halving"], ratios=ratios, target=target)
-        protocol.ProgressiveSelector = _FlatteningHalving
-        try:
-            g1 = run_benchmarks(df, methods=["progressive"], ratios=ratios, target=target)
-        finally:
-            protocol.ProgressiveSelector = shipped
-        print(f"\n{name}\n{res.summary.round(4).to_string(index=False)}\nG1:\n{g1.summary.round(4).to_string(index=False)}",
-              flush=True)
+        with _progressive_as(factory):
+            variant = run_benchmarks(df, methods=["progressive"], ratios=ratios, target=target)
+        print(f"\n{name}\n{res.summary.round(4).to_string(index=False)}\n{label}:\n"
+              f"{variant.summary.round(4).to_string(index=False)}", flush=True)
+
+
+def progressive_g1():
+    """G1: progressive with the flattening gate, against today's progressive and successive halving."""
+    _progressive_against(_FlatteningHalving, "G1")
 
 
 def progressive_g2():
     """G2: progressive buying the next size for the contenders it can pay when it cannot pay every survivor."""
-    from lensllm_nb.analysis import protocol
-
     warnings.simplefilter("ignore", UserWarning)
-    shipped = protocol.ProgressiveSelector
     for name, (ratios, target) in PROTOCOL.items():
-        protocol.ProgressiveSelector = lambda: shipped(remainder="contenders")  # noqa: E731
-        try:
+        with _progressive_as(lambda: ProgressiveSelector(remainder="contenders")):
             res = run_benchmarks(corpus(name), methods=["progressive"], ratios=ratios, target=target)
-        finally:
-            protocol.ProgressiveSelector = shipped
         print(f"\n{name} G2:\n{res.summary.round(4).to_string(index=False)}", flush=True)
 
 
@@ -314,20 +322,7 @@ class _HalvingStart:
 
 def progressive_ss1():
     """SS1: progressive starting at successive halving's rung, against today's progressive and successive halving."""
-    from lensllm_nb.analysis import protocol
-
-    warnings.simplefilter("ignore", UserWarning)
-    shipped = protocol.ProgressiveSelector
-    for name, (ratios, target) in PROTOCOL.items():
-        df = corpus(name)
-        res = run_benchmarks(df, methods=["progressive", "successive_halving"], ratios=ratios, target=target)
-        protocol.ProgressiveSelector = _HalvingStart
-        try:
-            ss1 = run_benchmarks(df, methods=["progressive"], ratios=ratios, target=target)
-        finally:
-            protocol.ProgressiveSelector = shipped
-        print(f"\n{name}\n{res.summary.round(4).to_string(index=False)}\nSS1:\n{ss1.summary.round(4).to_string(index=False)}",
-              flush=True)
+    _progressive_against(_HalvingStart, "SS1")
 
 
 R1_RISKS = (0.02, 0.05, 0.10, 0.20)
@@ -335,19 +330,13 @@ R1_RISKS = (0.02, 0.05, 0.10, 0.20)
 
 def progressive_r1():
     """R1: progressive at each risk of `R1_RISKS`; the value is chosen on LCDB dev alone (docs/SELECTION_STUDY.md)."""
-    from lensllm_nb.analysis import protocol
-
     warnings.simplefilter("ignore", UserWarning)
-    shipped = protocol.ProgressiveSelector
     for name in ("lcdb_dev", "flan", "gigaword", "zoo", "zoo_corpus"):
         ratios, target = PROTOCOL[name]
         df = corpus(name)
         for risk in (0.01, *R1_RISKS):
-            protocol.ProgressiveSelector = lambda risk=risk: shipped(risk=risk)  # noqa: E731
-            try:
+            with _progressive_as(lambda risk=risk: ProgressiveSelector(risk=risk)):
                 res = run_benchmarks(df, methods=["progressive"], ratios=ratios, target=target)
-            finally:
-                protocol.ProgressiveSelector = shipped
             row = res.summary.iloc[0]
             print(f"{name:10s} risk {risk:.2f}: relacc {row['relacc']:.4f} regret {row['regret']:.4f} "
                   f"pearson {row['pearson']:.4f}", flush=True)
