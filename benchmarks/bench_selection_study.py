@@ -46,11 +46,15 @@ VARIANTS = {
     "P4": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": True}),
     "P5": ("backtested_pick", {"origins": "half", "no_origin": "leader", "margin_test": True, "short_lines": True}),
     "shipped": ("backtested_pick", {}),
+    "before_PP3": ("backtested_pick", {"pair_pool": None}),  # the default until study PP3 shipped
     "T90": ("backtested_pick", {"departure_level": 0.90}),
     "T95": ("backtested_pick", {"departure_level": 0.95}),
     "NP1": ("backtested_pick", {"noise_margin": True}),
     "Q1": ("backtested_pick", {"envelope": True}),
     "A1": ("backtested_pick", {"origins": "all"}),
+    "PP1": ("backtested_pick", {"pair_pool": "mean"}),
+    "PP2": ("backtested_pick", {"pair_pool": "share"}),
+    "PP3": ("backtested_pick", {"pair_pool": "veto"}),
 }
 
 

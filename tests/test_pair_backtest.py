@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from lensllm_nb.analysis.pair_backtest import decide_pick
+from lensllm_nb.errors import ConfigError
 from lensllm_nb.analysis.predict import predict_candidates
 from lensllm_nb.analysis.selection import DEFAULT_METHOD, make_selector
 from lensllm_nb.analysis.curves import VisibleCurves
@@ -88,6 +89,48 @@ def test_the_noise_margin_asks_the_gap_to_clear_both_candidates_noise_floors():
     gap = np.log([0.45, 0.45 * np.exp(-0.05)])  # 0.05 > 0.02, but < √(0.02² + (0.1 / √1.5)²) = 0.084 (+ b's floor)
     assert decide_pick(_visible(noisy_a, B), gap, refit).chosen == "b"
     assert decide_pick(_visible(noisy_a, B), gap, refit, noise_margin=True).chosen == "a"
+
+
+def test_the_pooled_pair_backtest_weighs_the_leaders_gap_to_every_candidate():
+    # c trails a by a constant 20%: persistence forecasts the a - c gap exactly, while the refit, exact
+    # on a - b, misses a - c by 0.91 from both origins. Pooled pairs: b's two (extrapolation wins),
+    # c's two (persistence wins).
+    c_losses = np.array(A) * 1.2
+    visible = VisibleCurves(models=["a", "b", "c"], sizes=[SIZES] * 3,
+                            losses=[np.array(A), np.array(B), c_losses], zero_shot=np.full(3, np.nan),
+                            params=np.full(3, np.nan), target=12800)
+    observed = np.log(0.5 / 0.55)
+
+    def refit(curves):
+        return np.array([observed, 0.0, 1.0])
+
+    pred = np.log([0.45, 0.30, 0.6])
+    assert decide_pick(visible, pred, refit).chosen == "b"
+    assert decide_pick(visible, pred, refit, pair_pool="mean").chosen == "a"  # 0.46 against 0.013
+    assert decide_pick(visible, pred, refit, pair_pool="share").chosen == "a"  # wins 2 of 4: not more than half
+    kept = decide_pick(visible, pred, refit, pair_pool="veto")  # loses 2 of 4: not more than half
+    assert (kept.chosen, kept.pairs, kept.pairs_persistence_closer) == ("b", 4, 2)
+    assert kept.reason.endswith("; persistence was not closer on most of the leader's gaps to every candidate "
+                                "(2 of 4 backtests).")
+
+
+def test_the_veto_keeps_the_leader_where_persistence_forecast_most_of_its_gaps():
+    # Two more candidates trailing a by a constant share: persistence now wins 6 of 8 pair backtests.
+    losses = [np.array(A), np.array(B)] + [np.array(A) * k for k in (1.2, 1.3, 1.4)]
+    visible = VisibleCurves(models=["a", "b", "c", "d", "e"], sizes=[SIZES] * 5, losses=losses,
+                            zero_shot=np.full(5, np.nan), params=np.full(5, np.nan), target=12800)
+    observed = np.log(0.5 / 0.55)
+    decision = decide_pick(visible, np.log([0.45, 0.30, 0.6, 0.65, 0.7]),
+                           lambda curves: np.array([observed, 0.0, 1.0, 1.0, 1.0]), pair_pool="veto")
+    assert (decision.chosen, decision.pairs, decision.pairs_persistence_closer) == ("a", 8, 6)
+    assert decision.reason.startswith("a: observed leader at 1,600; b is predicted 33.3% lower at 12,800, and inside")
+    assert decision.reason.endswith("but persistence was closer on most of the leader's gaps to every candidate "
+                                    "(6 of 8 backtests): on these curves the extrapolation is not trusted.")
+
+
+def test_an_unknown_pair_pool_says_what_it_accepts():
+    with pytest.raises(ConfigError, match=r"`pair_pool` must be one of \(None, 'mean', 'share', 'veto'\), got 'all'"):
+        decide_pick(_visible(A, B), np.log([0.45, 0.30]), lambda c: np.zeros(2), pair_pool="all")
 
 
 def test_engine_reports_the_pick_and_its_reason(zoo_curves):

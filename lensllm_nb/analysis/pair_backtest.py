@@ -1,14 +1,15 @@
 """Pick between the observed leader and the predicted leader by backtesting their gap.
 
-A ranking extrapolated to the target can name a candidate B that is not the one with
-the lowest loss at the largest visible size (the observed leader A). Which of the two
-to fine-tune depends on one quantity only, the log-loss gap g = log L_A − log L_B at
-the target. Inside the visible sizes both forecasts of g can be checked: from each
-backtest origin s_o, *persistence* says the gap stays what it is at s_o, the
-*extrapolation* (the method refitted on sizes ≤ s_o) says what it forecasts at the
-largest visible size s_k. The one with the smaller mean absolute error over the
-origins decides the pick. Nothing is fitted; the derivation and the study that chose
-the origins are in ``docs/SELECTION_STUDY.md``.
+A ranking extrapolated to the target can name a candidate B that is not the one with the
+lowest loss at the largest visible size (the observed leader A). Which of the two to
+fine-tune depends on the log-loss gap g = log L_A − log L_B at the target. Inside the visible
+sizes both forecasts of g can be checked: from each backtest origin s_o, *persistence* says
+the gap stays what it is at s_o, the *extrapolation* (the method refitted on sizes ≤ s_o)
+says what it forecasts at the largest visible size s_k. The pick stays A unless the
+extrapolation's error is the smaller, the predicted gap clears it grown to the target's
+horizon, and the same backtest of A's gap to every other candidate does not favour
+persistence (a check that the A − B result is no fluke on these curves). Nothing is
+fitted; the studies that chose the rule are in ``docs/SELECTION_STUDY.md``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from .curves import cut_visible
 from .extrapolate import line_fit
 from .noise_floor import visible_noise
 
-__all__ = ["PickDecision", "decide_pick", "backtest_origins", "ORIGINS", "NO_ORIGIN"]
+__all__ = ["PickDecision", "decide_pick", "backtest_origins", "ORIGINS", "NO_ORIGIN", "PAIR_POOL"]
 
-# Which visible sizes may serve as backtest origins; what to pick when none can.
+# Which visible sizes may serve as backtest origins; what to pick when none can; how the
+# leader-against-every-candidate backtest is scored (study PP, docs/SELECTION_STUDY.md).
 ORIGINS = ("half", "all")
 NO_ORIGIN = ("leader", "predicted")
+PAIR_POOL = (None, "mean", "share", "veto")
 # Points every candidate needs up to an origin for the method to be refitted there.
 _MIN_POINTS = 3
 
@@ -49,6 +52,10 @@ class PickDecision:
         backtest origins (NaN when there was no origin or A = B).
     origins : int
         Number of backtest origins used.
+    pairs, pairs_persistence_closer : int
+        Backtests of the leader's gap to every other candidate (one per origin and
+        candidate) and how many of them persistence forecast more closely than the
+        extrapolation (0 when there was no origin or A = B).
     """
 
     chosen: str
@@ -58,10 +65,12 @@ class PickDecision:
     persistence_error: float = float("nan")
     extrapolation_error: float = float("nan")
     origins: int = 0
+    pairs: int = 0
+    pairs_persistence_closer: int = 0
 
 
 def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader", margin_test=True,
-                short_lines=False, departure_level=None, noise_margin=False) -> PickDecision:
+                short_lines=False, departure_level=None, noise_margin=False, pair_pool=None) -> PickDecision:
     """Choose between the observed leader and the top of the predicted ranking.
 
     Parameters
@@ -86,14 +95,20 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
     noise_margin : bool
         With ``margin_test``: the gap must also clear the two candidates' noise
         floors, √(needed² + σ_A² + σ_B²) (study NP1).
+    pair_pool : {None, "mean", "share", "veto"}
+        A departure also needs the extrapolation to beat persistence on the gaps
+        between A and *every* candidate over the same origins: by mean absolute
+        error ("mean", study PP1), in more than half of the pairs ("share", PP2) or
+        in at least half ("veto", PP3: blocked only where persistence wins most pairs).
 
     Returns
     -------
     PickDecision
     """
-    if origins not in ORIGINS or no_origin not in NO_ORIGIN:
-        raise ConfigError(f"`origins` must be one of {ORIGINS} and `no_origin` one of {NO_ORIGIN}, "
-                          f"got {origins!r} and {no_origin!r}.")
+    for name, value, choices in (("origins", origins, ORIGINS), ("no_origin", no_origin, NO_ORIGIN),
+                                 ("pair_pool", pair_pool, PAIR_POOL)):
+        if value not in choices:
+            raise ConfigError(f"`{name}` must be one of {choices}, got {value!r}.")
     log_pred = np.asarray(log_pred, dtype=float)
     models = list(visible.models)
     a = int(np.argmin([l[-1] for l in visible.losses]))
@@ -112,16 +127,20 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
     margin = float(-np.expm1(-gap))  # B's predicted loss below A's, as a share of A's
     if errors is None:
         return _without_origin(models, a, b, s_k, visible.target, margin, no_origin)
-    persist, signed, horizons = errors
+    persist, signed, horizons, pooled = errors
     extrap, count = float(np.mean(np.abs(signed))), len(signed)
     needed = _needed_gap(signed, horizons, np.log2(visible.target / s_k), departure_level)
     if noise_margin:
         noise = visible_noise(visible)
         needed = float(np.sqrt(needed ** 2 + noise[a] ** 2 + noise[b] ** 2))
-    depart = extrap < persist and (not margin_test or gap > needed)
+    backed = extrap < persist and (not margin_test or gap > needed)
+    vetoed = backed and not _pool_backs(pooled, pair_pool)
     names = (models[a], models[b], f"{s_k:,.0f}", f"{visible.target:,}", f"{margin:.1%}")
-    reason = _reason(names, depart, extrap < persist, (extrap, persist, count, gap, needed))
-    return PickDecision(models[b] if depart else models[a], models[a], models[b], reason, persist, extrap, count)
+    pool = (int(np.sum(pooled[1] < pooled[0])), pooled.shape[1])
+    reason = _reason(names, (backed and not vetoed, vetoed), extrap < persist, (extrap, persist, count, gap, needed),
+                     None if pair_pool is None else pool)
+    return PickDecision(models[b] if backed and not vetoed else models[a], models[a], models[b], reason, persist,
+                        extrap, count, pool[1], pool[0])
 
 
 def _needed_gap(signed, horizons, horizon, level):
@@ -134,15 +153,23 @@ def _needed_gap(signed, horizons, horizon, level):
     return float(student_t.ppf(level, df=len(grown)) * np.sqrt(np.mean(grown ** 2)))
 
 
-def _reason(names, depart, extrapolation_better, numbers):
-    """The pick's reason in one sentence (names: A, B, s_k, target, margin; numbers: errors and gaps)."""
+def _reason(names, outcome, extrapolation_better, numbers, pool=None):
+    """The pick's reason in one sentence (names: A, B, s_k, target, margin; outcome: (depart, vetoed);
+    numbers: errors and gaps; pool: (pairs persistence forecast more closely, pairs) or None)."""
     a, b, s_k, target, margin = names
     extrap, persist, count, gap, needed = numbers
+    depart, vetoed = outcome
     backtest = (f"inside the visible sizes ({count} backtest origin(s)) the extrapolation forecast their gap at "
                 f"{s_k} with error {extrap:.2g} log loss, persistence with {persist:.2g}")
+    pairs = "" if pool is None else (f"on most of the leader's gaps to every candidate ({pool[0]} of {pool[1]} "
+                                     f"backtests)")
+    if vetoed:
+        return (f"{a}: observed leader at {s_k}; {b} is predicted {margin} lower at {target}, and {backtest}, but "
+                f"persistence was closer {pairs}: on these curves the extrapolation is not trusted.")
     if depart:
+        pairs = pairs and f"; persistence was not closer {pairs}"
         return (f"{b}: predicted lowest at {target}, {margin} below the observed leader {a}; {backtest}, and the "
-                f"predicted gap ({gap:.2g}) exceeds that error grown to the target's horizon ({needed:.2g}).")
+                f"predicted gap ({gap:.2g}) exceeds that error grown to the target's horizon ({needed:.2g}){pairs}.")
     if extrapolation_better:
         return (f"{a}: observed leader at {s_k}; {b} is predicted {margin} lower at {target}, but that gap "
                 f"({gap:.2g} log loss) is within the extrapolation's backtested error grown to the target's "
@@ -169,15 +196,29 @@ def _line_refit(curves):
     return np.array([slope * x_t + intercept for slope, intercept in fits])
 
 
+def _pool_backs(pooled, pair_pool):
+    """Whether the leader-against-every-candidate backtest backs a departure (``pooled``: |errors| of
+    the extrapolation and of persistence, one row each, one column per pair)."""
+    if pair_pool is None:
+        return True
+    extrap, persist = pooled
+    if pair_pool == "mean":
+        return bool(np.mean(extrap) < np.mean(persist))
+    if pair_pool == "share":
+        return bool(np.mean(extrap < persist) > 0.5)
+    return bool(np.mean(persist < extrap) <= 0.5)
+
+
 def _backtest_gap(visible, a, b, refit, origins, min_points):
     """Mean |error| of persistence, the refitted method's signed errors on the A − B gap and the horizons
-    (doublings s_o → s_k) per origin; None without origin."""
+    (doublings s_o → s_k) per origin, and both forecasts' |errors| on the A − j gap of every candidate j
+    (every origin's pairs, stacked); None without origin."""
     sizes_a, sizes_b = visible.sizes[a], visible.sizes[b]
     s_k = sizes_a[-1]
     if s_k not in set(sizes_b):
         return None
     observed = _gap_at(visible, a, b, s_k)
-    persist, extrap, horizons = [], [], []
+    persist, extrap, horizons, pooled = [], [], [], []
     for s_o in backtest_origins(visible, sizes_a, half=origins == "half", min_points=min_points):
         if s_o not in set(sizes_b):
             continue
@@ -185,9 +226,21 @@ def _backtest_gap(visible, a, b, refit, origins, min_points):
         horizons.append(np.log2(s_k / s_o))
         persist.append(abs(_gap_at(visible, a, b, s_o) - observed))
         extrap.append(forecast[a] - forecast[b] - observed)
+        pooled += _pair_errors(visible, a, forecast, s_o, s_k)
     if not persist:
         return None
-    return float(np.mean(persist)), np.array(extrap), np.array(horizons)
+    return float(np.mean(persist)), np.array(extrap), np.array(horizons), np.array(pooled).T
+
+
+def _pair_errors(visible, a, forecast, s_o, s_k):
+    """(|extrapolation error|, |persistence error|) on the A − j log gap at s_k for every j ≠ A measured
+    at s_o and s_k."""
+    rows = []
+    for j, sizes in enumerate(visible.sizes):
+        if j != a and s_o in set(sizes) and s_k in set(sizes):
+            observed = _gap_at(visible, a, j, s_k)
+            rows.append((abs(forecast[a] - forecast[j] - observed), abs(_gap_at(visible, a, j, s_o) - observed)))
+    return rows
 
 
 def backtest_origins(visible, sizes, *, half=True, min_points=_MIN_POINTS) -> list:

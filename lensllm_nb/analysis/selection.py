@@ -386,8 +386,9 @@ class BacktestedPickSelector(CurvatureDriftSelector):
     (``chosen_``) is the observed leader A (lowest loss at the largest visible
     size) unless the top of that ranking B differs and, inside the visible sizes,
     ``curvature_drift`` refitted at earlier origins forecast the A − B log gap
-    better than persistence did (:func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
-    ``chosen_reason_`` says why in one sentence; ``decision_`` holds the errors;
+    better than persistence did, by more than its backtested error, and persistence
+    did not forecast most of A's gaps to every candidate more closely
+    (:func:`~lensllm_nb.analysis.pair_backtest.decide_pick`). ``chosen_reason_`` says why in one sentence; ``decision_`` holds the errors;
     ``backtest_fits_`` maps each backtest cut, ``(target, points per candidate)``, to
     its fitted :class:`CurvatureDriftSelector` (the engine's self-calibration reuses
     them instead of fitting the same cuts again).
@@ -412,12 +413,17 @@ class BacktestedPickSelector(CurvatureDriftSelector):
     envelope : bool, default False
         Read every ``curvature_drift`` prediction (the shown ones and each backtest
         refit's) clipped to the learning-curve envelope of its curves (study Q1).
+    pair_pool : {"veto", None, "mean", "share"}, default "veto"
+        The backtest of the leader's gap to every candidate: by default a departure
+        is vetoed where persistence forecast most of those gaps more closely than
+        the extrapolation (study PP3; the other forms are studies PP1 and PP2, None
+        turns it off; :func:`~lensllm_nb.analysis.pair_backtest.decide_pick`).
     """
 
     name = "backtested_pick"
 
     def __init__(self, significance=1.96, origins="half", no_origin="leader", margin_test=True,
-                 short_lines=True, departure_level=None, noise_margin=False, envelope=False):
+                 short_lines=True, departure_level=None, noise_margin=False, envelope=False, pair_pool="veto"):
         self.significance = significance
         self.origins = origins
         self.no_origin = no_origin
@@ -426,6 +432,7 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         self.departure_level = departure_level
         self.noise_margin = noise_margin
         self.envelope = envelope
+        self.pair_pool = pair_pool
 
     def fit_visible(self, visible, *, cost_fraction=float("nan")):
         """As :meth:`_Selector.fit_visible`, then the pick and its reason; the chosen model leads ``ranking_``."""
@@ -446,7 +453,8 @@ class BacktestedPickSelector(CurvatureDriftSelector):
         self.decision_ = decide_pick(visible, np.log(self.predictions_.to_numpy()), refit,
                                      origins=self.origins, no_origin=self.no_origin,
                                      margin_test=self.margin_test, short_lines=self.short_lines,
-                                     departure_level=self.departure_level, noise_margin=self.noise_margin)
+                                     departure_level=self.departure_level, noise_margin=self.noise_margin,
+                                     pair_pool=self.pair_pool)
         self.chosen_ = self.decision_.chosen
         self.chosen_reason_ = self.decision_.reason
         self.ranking_ = [self.chosen_] + [m for m in self.ranking_ if m != self.chosen_]
