@@ -205,46 +205,22 @@ def progressive_c3():
         print(name); print(res.summary.round(4).to_string(index=False), flush=True)
 
 
-class _FlatteningHalving:
-    """G1: ``progressive`` that, when the start points' shared slope growth is <= 0, halves by measured loss."""
+class _FlatteningHalving(ProgressiveSelector):
+    """G1: ``progressive`` that halves by measured loss after its start points where their shared slope growth
+    is <= 0 (the shipped halving of study G3, behind G1's gate)."""
 
-    def __new__(cls, **kwargs):
-        from lensllm_nb.analysis import progressive
-        from lensllm_nb.analysis.budgeted import cost_lookup
-        from lensllm_nb.analysis.metrics import full_data_flops
+    def _halving_gate(self, start):
         from lensllm_nb.analysis.statespace import fit_slope_drift
-        from lensllm_nb.analysis.successive_halving import halving_ladder
 
-        class G1(progressive.ProgressiveSelector):
-            def fit_pool(self, pool, rows, *, target, budget=None):
-                n = len(pool.models)
-                start = progressive._bought(progressive._doubling_ladder(pool), np.arange(n),
-                                            np.full(n, self.start_points))
-                rho = fit_slope_drift([np.log(s) for s in start.sizes], [np.log(l) for l in start.losses]).rho
-                if rho > 0:
-                    return super().fit_pool(pool, rows, target=target, budget=budget)
-                cost_of, total = cost_lookup(rows), full_data_flops(rows, target=target)
-                bought = {(m, float(s)) for m, sizes in zip(start.models, start.sizes) for s in sizes}
-                spent = sum(cost_of(m, s) for m, s in bought)
-                free = lambda m, s: 0.0 if (m, float(s)) in bought else cost_of(m, s)  # noqa: E731
-                limit = self._budget(budget) * total - spent
-                best = None
-                for s0 in sorted({float(s) for sizes in pool.sizes for s in sizes}):
-                    ladder, cost = halving_ladder(pool, s0, 2, free)
-                    if ladder is not None and cost <= limit:
-                        best = (ladder, cost)
-                if best is None:
-                    best = halving_ladder(pool, min(float(s[0]) for s in pool.sizes), 2, free, limit=limit)
-                if not best[0]:  # not even one rung fits what is left: today's rounds
-                    return super().fit_pool(pool, rows, target=target, budget=budget)
-                sh = SuccessiveHalvingSelector(eta=2)
-                sh._store(pool, best[0])
-                self.chosen_, self.ranking_, self.predictions_ = sh.chosen_, sh.ranking_, sh.predictions_
-                self.chosen_reason_ = f"{self.chosen_}: last one standing (G1, rho {rho:.3f} <= 0)."
-                self.cost_fraction_, self.budget_ = (spent + best[1]) / total, float(self._budget(budget))
-                return self
+        rho = fit_slope_drift([np.log(s) for s in start.sizes], [np.log(l) for l in start.losses]).rho
+        return rho <= 0, f"rho {rho:.3f} <= 0"
 
-        return G1(**kwargs)
+
+class _AlwaysHalving(ProgressiveSelector):
+    """G0: ``progressive`` that halves after its start points on every case (the ceiling of any such gate)."""
+
+    def _halving_gate(self, start):
+        return True, "always"
 
 
 @contextlib.contextmanager
@@ -275,6 +251,16 @@ def _progressive_against(factory, label):
 def progressive_g1():
     """G1: progressive with the flattening gate, against today's progressive and successive halving."""
     _progressive_against(_FlatteningHalving, "G1")
+
+
+def progressive_g3():
+    """G3 (shipped): today's progressive against the rounds it ran before, where the start points' gaps persisted."""
+    _progressive_against(lambda **kw: ProgressiveSelector(persisting_gaps="rounds", **kw), "before G3 (rounds)")
+
+
+def progressive_g0():
+    """G0: progressive that always halves after its start points (reported only)."""
+    _progressive_against(_AlwaysHalving, "G0")
 
 
 def progressive_g2():
@@ -384,22 +370,16 @@ def progressive_b3(variant="B3"):
         print(name, variant); print(res.summary.round(4).to_string(index=False), flush=True)
 
 
+COMMANDS = {"progressive_g0": progressive_g0, "progressive_g1": progressive_g1, "progressive_g2": progressive_g2,
+            "progressive_g3": progressive_g3, "progressive_ss1": progressive_ss1, "progressive_r1": progressive_r1,
+            "progressive_c3": progressive_c3, "table": table}
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["intervals"]:
         intervals()
-    elif sys.argv[1:] == ["progressive_g2"]:
-        progressive_g2()
-    elif sys.argv[1:] == ["progressive_g1"]:
-        progressive_g1()
-    elif sys.argv[1:] == ["progressive_ss1"]:
-        progressive_ss1()
-    elif sys.argv[1:] == ["progressive_r1"]:
-        progressive_r1()
-    elif sys.argv[1:] == ["progressive_c3"]:
-        progressive_c3()
     elif sys.argv[1:2] == ["progressive_b3"]:
         progressive_b3(*sys.argv[2:])
-    elif sys.argv[1:] == ["table"]:
-        table()
+    elif len(sys.argv) == 2 and sys.argv[1] in COMMANDS:
+        COMMANDS[sys.argv[1]]()
     else:
         main(sys.argv[1:] or list(VARIANTS))

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensllm_nb.analysis.pair_backtest import decide_pick
+from lensllm_nb.analysis.pair_backtest import decide_pick, gap_persistence
 from lensllm_nb.errors import ConfigError
 from lensllm_nb.analysis.predict import predict_candidates
 from lensllm_nb.analysis.selection import DEFAULT_METHOD, make_selector
@@ -126,6 +126,27 @@ def test_the_veto_keeps_the_leader_where_persistence_forecast_most_of_its_gaps()
     assert decision.reason.startswith("a: observed leader at 1,600; b is predicted 33.3% lower at 12,800, and inside")
     assert decision.reason.endswith("but persistence was closer on most of the leader's gaps to every candidate "
                                     "(6 of 8 backtests): on these curves the extrapolation is not trusted.")
+
+
+def test_gap_persistence_counts_the_pairs_where_the_gap_stayed_closer_than_lines():
+    sizes = np.array([16.0, 32.0, 64.0])
+
+    def curves(losses):
+        return VisibleCurves(models=list("abc"), sizes=[sizes] * 3, losses=[np.array(l) for l in losses],
+                             zero_shot=np.full(3, np.nan), params=np.full(3, np.nan), target=4096)
+
+    # Power laws that cross: lines through 16 and 32 forecast 64 exactly, the gaps move.
+    crossing = [2.0 * sizes ** -0.3, 2.6 * sizes ** -0.4, 3.0 * sizes ** -0.45]
+    assert gap_persistence(curves(crossing)) == (0, 2)
+    # Constant gaps to a, with b and c 5% high at 32: lines err by 0.1 in log, the gap that stays by 0.05.
+    staying = [sizes ** -0.3, 1.2 * sizes ** -0.3 * [1, np.exp(0.05), 1], 1.4 * sizes ** -0.3 * [1, np.exp(0.05), 1]]
+    assert gap_persistence(curves(staying)) == (2, 2)
+    # A candidate with one point up to the origin has no line: its pair is left out.
+    short = curves(staying)
+    short = VisibleCurves(models=short.models, sizes=[sizes, sizes, sizes[1:]],
+                          losses=[*short.losses[:2], short.losses[2][1:]], zero_shot=short.zero_shot,
+                          params=short.params, target=4096)
+    assert gap_persistence(short) == (1, 1)
 
 
 def test_an_unknown_pair_pool_says_what_it_accepts():

@@ -141,6 +141,33 @@ def test_progressive_remainder_buys_the_next_size_for_the_contenders_it_can_pay(
         ProgressiveSelector(budget=0.5, remainder="all").fit(pool, target=4096)
 
 
+def _persisting_pool(target=4096):
+    """Four curves of one curved shape, 1.0 / 1.1 / 1.2 / 1.3 x (n^-0.3 + 0.1): their log gaps stay. Candidates
+    b-d are 5% high at 32 only, so from 16 and 32 a straight line forecasts their gap to a at 64 off by 2 x 0.05,
+    while "the gap stays" is off by 0.05."""
+    sizes = [16, 32, 64, 128, 256, 512, 1024, 2048, target]
+    return pd.DataFrame([{"model": m, "dataset": "d", "n_train": n, "seed": 0,
+                          "test_loss": c * (n ** -0.3 + 0.1) * (np.exp(0.05) if (n == 32 and m != "a") else 1.0)}
+                         for m, c in (("a", 1.0), ("b", 1.1), ("c", 1.2), ("d", 1.3)) for n in sizes])
+
+
+def test_progressive_halves_after_the_start_points_where_the_leaders_gaps_persisted():
+    table = _persisting_pool()
+    pool = table[table["n_train"] < 4096]
+    sel = ProgressiveSelector(budget=0.5).fit(pool, target=4096)
+    # Start points 16, 32, 64 cost 4 x 112 = 448 of 4 x 4096; the largest halving start whose ladder fits the
+    # remaining 0.5 x 16384 - 448 = 7744 is 512 (4 x 512 + 2 x 1024 = 4096; from 1024: 4 x 1024 + 2 x 2048 = 8192).
+    assert sel.halved_ and sel.chosen_ == "a"
+    assert sel.history_[["size", "active", "dropped"]].values.tolist() == [[512, 4, 2], [1024, 2, 1]]
+    assert sel.cost_fraction_ == (448 + 4096) / 16384 and sel.history_["spent"].iloc[-1] == sel.cost_fraction_
+    assert "successive halving from 512 examples" in sel.chosen_reason_ and "in 3 of 3 pairs" in sel.chosen_reason_
+    assert sel.p_best_history_.empty and np.all(np.isfinite(sel.predictions_)) and len(sel.ranking_) == 4
+    rounds = ProgressiveSelector(budget=0.5, persisting_gaps="rounds").fit(pool, target=4096)
+    assert not rounds.halved_ and not rounds.p_best_history_.empty
+    with pytest.raises(ConfigError, match=r"`persisting_gaps` must be one of \('halve', 'rounds'\), got 'never'"):
+        ProgressiveSelector(budget=0.5, persisting_gaps="never").fit(pool, target=4096)
+
+
 def test_theil_sen_equals_scipy_theilslopes():
     from scipy import stats
 

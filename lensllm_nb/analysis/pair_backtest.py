@@ -23,7 +23,7 @@ from .curves import cut_visible
 from .extrapolate import line_fit
 from .noise_floor import visible_noise
 
-__all__ = ["PickDecision", "decide_pick", "backtest_origins", "ORIGINS", "NO_ORIGIN", "PAIR_POOL"]
+__all__ = ["PickDecision", "decide_pick", "gap_persistence", "backtest_origins", "ORIGINS", "NO_ORIGIN", "PAIR_POOL"]
 
 # Which visible sizes may serve as backtest origins; what to pick when none can; how the
 # leader-against-every-candidate backtest is scored (study PP, docs/SELECTION_STUDY.md).
@@ -241,6 +241,36 @@ def _pair_errors(visible, a, forecast, s_o, s_k):
             observed = _gap_at(visible, a, j, s_k)
             rows.append((abs(forecast[a] - forecast[j] - observed), abs(_gap_at(visible, a, j, s_o) - observed)))
     return rows
+
+
+def gap_persistence(curves) -> tuple:
+    """How often "the gap stays" beat straight lines on the leader's gaps at the largest size.
+
+    A is the lowest loss at its largest size s_k; the origin is the size before it. For every
+    other candidate j measured at both, the least-squares log-log line of each candidate
+    through its points up to the origin forecasts the A − j log gap at s_k, persistence
+    says it stays (study G3, ``docs/SELECTION_STUDY.md``).
+
+    Parameters
+    ----------
+    curves : VisibleCurves
+
+    Returns
+    -------
+    (closer, pairs) : tuple of int
+        Pairs where persistence was closer than the lines, and pairs compared: candidates
+        measured at both sizes with 2 points up to the origin, as A needs too (else 0, 0).
+    """
+    a = int(np.argmin([l[-1] for l in curves.losses]))
+    if curves.sizes[a].size < 2:
+        return 0, 0
+    s_k, s_o = float(curves.sizes[a][-1]), float(curves.sizes[a][-2])
+    cut = cut_visible(curves, s_o, target=s_k)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a line through one point is undefined: no pair
+        forecast = _line_refit(cut)
+    forecast[[s.size < 2 for s in cut.sizes]] = np.nan
+    pairs = [(x, p) for x, p in _pair_errors(curves, a, forecast, s_o, s_k) if np.isfinite(x)]
+    return sum(persist < extrap for extrap, persist in pairs), len(pairs)
 
 
 def backtest_origins(visible, sizes, *, half=True, min_points=_MIN_POINTS) -> list:

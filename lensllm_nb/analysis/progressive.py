@@ -4,9 +4,10 @@ Start every candidate on the smallest subsets, predict each one's full-data loss
 drop the candidates that the prediction engine (:mod:`lensllm_nb.analysis.predict`) says are
 unlikely to be best, and buy the next size for the survivors until the FLOPs budget
 is spent; the pick is then the default's (``backtested_pick``) on the last candidates'
-bought curves: the observed leader unless a backtest backs the extrapolated one. On a
-benchmark table a "fine-tune" is a lookup of the measured loss; with a live collector
-the same loop decides which runs to buy.
+bought curves: the observed leader unless a backtest backs the extrapolated one. Where,
+on the start points, the leader's gaps persisted (study G3), the rest of the budget goes
+to successive halving by measured loss instead. On a benchmark table a "fine-tune" is a
+lookup of the measured loss; with a live collector the same loop decides which runs to buy.
 
 Details and derivations: docs/METHODS.md, section ``lensllm_nb.analysis.progressive``.
 """
@@ -24,15 +25,19 @@ from .budgeted import BudgetedSelector, cost_lookup
 from .curves import VisibleCurves
 from .metrics import full_data_flops
 from .curve_envelope import log_envelope
+from .pair_backtest import gap_persistence
 from .predict import log_predictive, p_best
 from .selection import BacktestedPickSelector
+from .successive_halving import halving_ladder, ladder_ranking
 
-__all__ = ["ProgressiveSelector", "LADDERS", "REMAINDERS"]
+__all__ = ["ProgressiveSelector", "LADDERS", "REMAINDERS", "PERSISTING_GAPS"]
 
 # Which pool sizes progressive buys (study L1); what a round does when the budget
-# cannot pay every survivor's next size (study G2).
+# cannot pay every survivor's next size (study G2); what follows start points on which
+# the leader's gaps persisted (study G3).
 LADDERS = ("doubling", "every")
 REMAINDERS = ("stop", "contenders")
+PERSISTING_GAPS = ("halve", "rounds")
 
 
 class ProgressiveSelector(BudgetedSelector):
@@ -68,6 +73,12 @@ class ProgressiveSelector(BudgetedSelector):
         When the budget cannot pay the next size of every survivor: stop, or buy it
         for as many survivors as it pays, highest ``p_best`` first, while at least
         ``min_keep`` can be paid (study G2).
+    persisting_gaps : {"halve", "rounds"}, default "halve"
+        Where, on the start points, "the gap stays" forecast most of the leader's
+        gaps at the largest start size more closely than straight lines did
+        (:func:`~lensllm_nb.analysis.pair_backtest.gap_persistence`): spend the rest
+        of the budget as successive halving (η = 2) does, the start runs free, and
+        pick the last one standing; or run the rounds anyway (study G3).
 
     Attributes
     ----------
@@ -80,15 +91,17 @@ class ProgressiveSelector(BudgetedSelector):
     cost_fraction_ : float
         FLOPs spent relative to fine-tuning all candidates on the full set.
     history_ : pandas.DataFrame
-        One row per round: round, size, active, spent, leader, dropped.
+        One row per round (or halving rung): round, size, active, spent, leader, dropped.
     p_best_history_ : pandas.DataFrame
-        One row per (round, active model): p_best, predicted.
+        One row per (round, active model): p_best, predicted (no rows after halving).
+    halved_ : bool
+        Whether the budget after the start points went to successive halving.
     """
 
     name = "progressive"
 
     def __init__(self, *, budget=None, method="curvature_drift", start_points=3, risk=0.01, drop_from=5,
-                 min_keep=2, ladder="doubling", remainder="stop"):
+                 min_keep=2, ladder="doubling", remainder="stop", persisting_gaps="halve"):
         self.budget = budget
         self.method = method
         self.start_points = start_points
@@ -97,16 +110,13 @@ class ProgressiveSelector(BudgetedSelector):
         self.min_keep = min_keep
         self.ladder = ladder
         self.remainder = remainder
+        self.persisting_gaps = persisting_gaps
 
     def fit_pool(self, pool, rows, *, target, budget=None):
         """Spend the budget on `pool` (:meth:`BudgetedSelector.fit_pool` has the parameters); return self."""
         budget = self._budget(budget)
-        if not (isinstance(self.risk, (int, float)) and 0 <= self.risk < 1):
-            raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")
-        if self.ladder not in LADDERS:
-            raise ConfigError(f"`ladder` must be one of {LADDERS}, got {self.ladder!r}.")
-        if self.remainder not in REMAINDERS:
-            raise ConfigError(f"`remainder` must be one of {REMAINDERS}, got {self.remainder!r}.")
+        self._check_settings()
+        full = pool  # successive halving, where it takes over (study G3), climbs every measured size
         if self.ladder == "doubling":
             pool = _doubling_ladder(pool)
         if min(s.size for s in pool.sizes) < self.start_points:
@@ -118,6 +128,12 @@ class ProgressiveSelector(BudgetedSelector):
         total = full_data_flops(rows, target=target)
         n_bought = np.full(len(pool.models), self.start_points)
         spent = sum(cost_of(m, s) for m, sizes in zip(pool.models, pool.sizes) for s in sizes[: self.start_points])
+        self.budget_, self.halved_ = float(budget), False
+        if self.persisting_gaps == "halve":
+            start = _bought(pool, np.arange(len(pool.models)), n_bought)
+            halve, why = self._halving_gate(start)
+            if halve and self._halve(full, start, (cost_of, total, spent, budget), why):
+                return self
         active = np.ones(len(pool.models), dtype=bool)
         pred = np.full(len(pool.models), np.nan)
         history, p_history = [], []
@@ -153,8 +169,50 @@ class ProgressiveSelector(BudgetedSelector):
         self.cost_fraction_ = spent / total
         self.history_ = pd.DataFrame(history)
         self.p_best_history_ = pd.DataFrame(p_history)
-        self.budget_ = float(budget)
         return self
+
+    def _check_settings(self):
+        if not (isinstance(self.risk, (int, float)) and 0 <= self.risk < 1):
+            raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")
+        for name, choices in (("ladder", LADDERS), ("remainder", REMAINDERS), ("persisting_gaps", PERSISTING_GAPS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}.")
+
+    def _halving_gate(self, start):
+        """(halve, why): whether persistence forecast most of the leader's gaps on the start points."""
+        closer, pairs = gap_persistence(start)
+        return closer > pairs / 2, (f"on the start points the leader's gaps persisted: \"the gap stays\" forecast "
+                                    f"them more closely than straight lines in {closer} of {pairs} pairs")
+
+    def _halve(self, pool, start, spending, why):
+        """Spend the rest of the budget as successive halving (η = 2), the start runs free; False if no rung fits."""
+        cost_of, total, spent, budget = spending
+        bought = {(m, float(s)) for m, sizes in zip(start.models, start.sizes) for s in sizes}
+        free = lambda m, s: 0.0 if (m, float(s)) in bought else cost_of(m, s)  # noqa: E731
+        limit, fitting = budget * total - spent, None
+        for s0 in sorted({float(s) for sizes in pool.sizes for s in sizes}):
+            ladder, cost = halving_ladder(pool, s0, 2, free)
+            if ladder is not None and cost <= limit:
+                fitting = (ladder, cost)
+        if fitting is None:
+            fitting = halving_ladder(pool, min(float(s[0]) for s in pool.sizes), 2, free, limit=limit)
+        ladder, cost = fitting
+        if not ladder:
+            return False
+        self.ranking_, _ = ladder_ranking(pool, ladder)
+        self.chosen_, self.halved_ = self.ranking_[0], True
+        self.chosen_reason_ = (f"{self.chosen_}: the last one standing of successive halving from "
+                               f"{ladder[0][0]:,.0f} examples, by measured loss; {why}.")
+        self.predictions_ = _predicted(pool, start, ladder, self.method)
+        self.cost_fraction_ = (spent + cost) / total
+        rows = []
+        for rung, (size, members, kept) in enumerate(ladder, start=1):
+            spent += sum(free(pool.models[i], size) for i in members)
+            rows.append({"round": rung, "size": int(size), "active": len(members), "spent": spent / total,
+                         "leader": pool.models[kept[0]], "dropped": len(members) - len(kept)})
+        self.history_ = pd.DataFrame(rows)
+        self.p_best_history_ = pd.DataFrame(columns=["round", "model", "p_best", "predicted"])
+        return True
 
     def _paid(self, ranked, costs, spent, total, budget):
         """The survivors whose next size is bought this round and its FLOPs (none: the rounds end)."""
@@ -186,6 +244,23 @@ def _bought(pool, idx, n_bought):
                          sizes=[pool.sizes[i][: n_bought[i]] for i in idx],
                          losses=[pool.losses[i][: n_bought[i]] for i in idx],
                          zero_shot=pool.zero_shot[idx], params=pool.params[idx], target=pool.target)
+
+
+def _predicted(pool, start, ladder, method):
+    """The engine's predicted loss at the target of every candidate from the runs bought for it: its start
+    points and the halving rungs it ran."""
+    ran = [set(sizes.tolist()) for sizes in start.sizes]
+    for size, members, _ in ladder:
+        for i in members:
+            ran[i].add(size)
+    keep = [np.isin(sizes, sorted(r)) for sizes, r in zip(pool.sizes, ran)]
+    view = VisibleCurves(models=list(pool.models), sizes=[s[k] for s, k in zip(pool.sizes, keep)],
+                         losses=[l[k] for l, k in zip(pool.losses, keep)], zero_shot=pool.zero_shot,
+                         params=pool.params, target=pool.target)
+    center, _ = log_predictive(view, method=method)
+    floor, ceiling = log_envelope(view)
+    return pd.Series(np.exp(np.clip(center, floor, ceiling)), index=pd.Index(pool.models, name="model"),
+                     name="predicted")
 
 
 def _final_pick(pool, idx, n_bought):

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from .budgeted import BudgetedSelector, cost_lookup
 from .metrics import full_data_flops
 
-__all__ = ["SuccessiveHalvingSelector", "halving_ladder"]
+__all__ = ["SuccessiveHalvingSelector", "halving_ladder", "ladder_ranking"]
 
 
 class SuccessiveHalvingSelector(BudgetedSelector):
@@ -79,15 +79,9 @@ class SuccessiveHalvingSelector(BudgetedSelector):
         return self
 
     def _store(self, pool, ladder):
-        reached, loss = {}, {}
-        for rung, (size, members, kept) in enumerate(ladder):
-            for i in members:
-                reached[i], loss[i] = rung, _loss_at(pool, i, size)
-        order = sorted(reached, key=lambda i: (-reached[i], loss[i], pool.models[i]))
-        self.ranking_ = [pool.models[i] for i in order]
+        self.ranking_, loss = ladder_ranking(pool, ladder)
         self.chosen_ = self.ranking_[0]
-        self.predictions_ = pd.Series([loss[i] for i in range(len(pool.models))],
-                                      index=pd.Index(pool.models, name="model"), name="predicted")
+        self.predictions_ = pd.Series(loss, index=pd.Index(pool.models, name="model"), name="predicted")
         self.ladder_ = pd.DataFrame([{"rung": r, "size": int(size), "candidates": len(members), "kept": len(kept)}
                                      for r, (size, members, kept) in enumerate(ladder)])
 
@@ -128,6 +122,28 @@ def halving_ladder(pool, start, eta, cost_of, *, limit=float("inf")):
         ladder.append((size, members, kept))
         members, size = kept, _doubled(pool, kept, size)
     return ladder, spent
+
+
+def ladder_ranking(pool, ladder):
+    """The candidates by the rung they reached (later first), then by the loss measured there, and that loss.
+
+    Parameters
+    ----------
+    pool : VisibleCurves
+    ladder : list
+        Rungs from :func:`halving_ladder`, every candidate in the first.
+
+    Returns
+    -------
+    (ranking, loss)
+        Model names, the last one standing first; each candidate's loss at its last rung, in pool order.
+    """
+    reached, loss = {}, {}
+    for rung, (size, members, _) in enumerate(ladder):
+        for i in members:
+            reached[i], loss[i] = rung, _loss_at(pool, i, size)
+    order = sorted(reached, key=lambda i: (-reached[i], loss[i], pool.models[i]))
+    return [pool.models[i] for i in order], [loss[i] for i in range(len(pool.models))]
 
 
 def _doubled(pool, members, size):
