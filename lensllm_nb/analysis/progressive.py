@@ -28,7 +28,7 @@ from .curve_envelope import log_envelope
 from .pair_backtest import gap_persistence
 from .predict import log_predictive, p_best
 from .selection import BacktestedPickSelector
-from .successive_halving import halving_ladder, ladder_ranking
+from .successive_halving import budget_ladder, ladder_ranking
 
 __all__ = ["ProgressiveSelector", "LADDERS", "REMAINDERS", "PERSISTING_GAPS"]
 
@@ -189,14 +189,7 @@ class ProgressiveSelector(BudgetedSelector):
         cost_of, total, spent, budget = spending
         bought = {(m, float(s)) for m, sizes in zip(start.models, start.sizes) for s in sizes}
         free = lambda m, s: 0.0 if (m, float(s)) in bought else cost_of(m, s)  # noqa: E731
-        limit, fitting = budget * total - spent, None
-        for s0 in sorted({float(s) for sizes in pool.sizes for s in sizes}):
-            ladder, cost = halving_ladder(pool, s0, 2, free)
-            if ladder is not None and cost <= limit:
-                fitting = (ladder, cost)
-        if fitting is None:
-            fitting = halving_ladder(pool, min(float(s[0]) for s in pool.sizes), 2, free, limit=limit)
-        ladder, cost = fitting
+        _, ladder, cost = budget_ladder(pool, 2, free, budget=budget, total=total, spent=spent)
         if not ladder:
             return False
         self.ranking_, _ = ladder_ranking(pool, ladder)

@@ -388,7 +388,8 @@ class BacktestedPickSelector(CurvatureDriftSelector):
     ``curvature_drift`` refitted at earlier origins forecast the A − B log gap
     better than persistence did, by more than its backtested error, and persistence
     did not forecast most of A's gaps to every candidate more closely
-    (:func:`~lensllm_nb.analysis.pair_backtest.decide_pick`). ``chosen_reason_`` says why in one sentence; ``decision_`` holds the errors;
+    (:func:`~lensllm_nb.analysis.pair_backtest.decide_pick`). ``chosen_reason_``
+    says why in one sentence; ``decision_`` holds the errors;
     ``backtest_fits_`` maps each backtest cut, ``(target, points per candidate)``, to
     its fitted :class:`CurvatureDriftSelector` (the engine's self-calibration reuses
     them instead of fitting the same cuts again).

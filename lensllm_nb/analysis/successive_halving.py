@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from .budgeted import BudgetedSelector, cost_lookup
 from .metrics import full_data_flops
 
-__all__ = ["SuccessiveHalvingSelector", "halving_ladder", "ladder_ranking"]
+__all__ = ["SuccessiveHalvingSelector", "budget_ladder", "halving_ladder", "ladder_ranking"]
 
 
 class SuccessiveHalvingSelector(BudgetedSelector):
@@ -59,20 +59,11 @@ class SuccessiveHalvingSelector(BudgetedSelector):
             raise ConfigError(f"`eta` must be an integer >= 2, got {self.eta!r}; Optuna uses 2 to 4.")
         cost_of = cost_lookup(rows)
         total = full_data_flops(rows, target=target)
-        fitting = None
-        starts = sorted({float(s) for sizes in pool.sizes for s in sizes})
-        for start in starts:
-            ladder, spent = halving_ladder(pool, start, self.eta, cost_of)
-            if ladder is not None and spent / total <= budget:
-                fitting = (start, ladder, spent)
-        if fitting is None:
-            # No complete ladder fits: climb from the smallest size while the budget pays the next rung.
-            ladder, spent = halving_ladder(pool, starts[0], self.eta, cost_of, limit=budget * total)
-            if not ladder:
-                raise ConfigError(f"successive halving: no ladder fits `budget` {budget:.3g} of full-data FLOPs "
-                                  "(not even every candidate on the smallest size); raise the budget.")
-            fitting = (starts[0], ladder, spent)
-        self.start_size_, ladder, spent = int(fitting[0]), fitting[1], fitting[2]
+        start, ladder, spent = budget_ladder(pool, self.eta, cost_of, budget=budget, total=total)
+        if not ladder:
+            raise ConfigError(f"successive halving: no ladder fits `budget` {budget:.3g} of full-data FLOPs "
+                              "(not even every candidate on the smallest size); raise the budget.")
+        self.start_size_ = int(start)
         self._store(pool, ladder)
         self.cost_fraction_ = spent / total
         self.budget_ = float(budget)
@@ -84,6 +75,44 @@ class SuccessiveHalvingSelector(BudgetedSelector):
         self.predictions_ = pd.Series(loss, index=pd.Index(pool.models, name="model"), name="predicted")
         self.ladder_ = pd.DataFrame([{"rung": r, "size": int(size), "candidates": len(members), "kept": len(kept)}
                                      for r, (size, members, kept) in enumerate(ladder)])
+
+
+def budget_ladder(pool, eta, cost_of, *, budget, total, spent=0.0):
+    """The ladder successive halving runs under a budget, and where it starts.
+
+    From the largest measured size whose whole ladder fits, (``spent`` + its FLOPs) /
+    ``total`` ≤ ``budget``; when none fits, from the smallest size, stopping before the
+    first rung the budget cannot pay.
+
+    Parameters
+    ----------
+    pool : VisibleCurves
+    eta : int
+    cost_of : callable
+        ``cost_of(model, size)`` in FLOPs.
+    budget : float
+        Fraction of ``total`` that may be spent in all.
+    total : float
+        FLOPs of fine-tuning every candidate on the full set.
+    spent : float
+        FLOPs already spent elsewhere out of the same budget.
+
+    Returns
+    -------
+    (start, ladder, cost)
+        The first rung's size, the rungs (as :func:`halving_ladder`; empty when not
+        even one fits) and their FLOPs.
+    """
+    starts = sorted({float(s) for sizes in pool.sizes for s in sizes})
+    fitting = None
+    for start in starts:
+        ladder, cost = halving_ladder(pool, start, eta, cost_of)
+        if ladder is not None and (spent + cost) / total <= budget:
+            fitting = (start, ladder, cost)
+    if fitting is None:
+        ladder, cost = halving_ladder(pool, starts[0], eta, cost_of, limit=budget * total - spent)
+        fitting = (starts[0], ladder, cost)
+    return fitting
 
 
 def halving_ladder(pool, start, eta, cost_of, *, limit=float("inf")):
