@@ -8,7 +8,8 @@ subtuning, successive halving (eta 2 and 4) and progressive at the protocol's bu
 coverage and interval score of the default's intervals (scale calibrated without the corpus shown).
 ``intervals`` prints the coverage with the prior SCALE alone, C3's max(SCALE, own) and the engine's
 (C6, shipped: the geometric mean where the user's own backtests ask for more); ``progressive_c3``
-runs B1 (progressive with C3's intervals against successive halving).
+runs B1 (progressive with C3's intervals against successive halving); ``bootstrap`` prints CI1 (how far
+LCDB dev's gaps to issue 22's bar are from noise).
 """
 
 from __future__ import annotations
@@ -370,9 +371,36 @@ def progressive_b3(variant="B3"):
         print(name, variant); print(res.summary.round(4).to_string(index=False), flush=True)
 
 
+def _problem_means(results, method, baseline, metric):
+    """Per dataset, the mean over its ratios of ``method``'s ``metric`` minus ``baseline``'s."""
+    wide = results.pivot_table(index=["dataset", "ratio"], columns="method", values=metric)
+    return (wide[method] - wide[baseline]).groupby(level="dataset").mean().to_numpy()
+
+
+def bootstrap(n_resamples=10_000, seed=0):
+    """CI1: on LCDB dev, the cluster-bootstrap 95% interval (over problems) of default - subtuning and of
+    progressive - successive halving, in RelAcc and regret, with the counts of problems better / equal / worse."""
+    warnings.simplefilter("ignore", UserWarning)
+    ratios, target = PROTOCOL["lcdb_dev"]
+    res = run_benchmarks(corpus("lcdb_dev"), methods=["backtested_pick", "subtuning", "progressive",
+                                                      "successive_halving"], ratios=ratios, target=target)
+    rng = np.random.default_rng(seed)
+    for method, baseline in (("backtested_pick", "subtuning"), ("progressive", "successive_halving")):
+        for metric in ("relacc", "regret"):
+            diff = _problem_means(res.results, method, baseline, metric)
+            draws = rng.integers(0, diff.size, size=(n_resamples, diff.size))
+            low, high = np.percentile(diff[draws].mean(axis=1), [2.5, 97.5])
+            moved = np.abs(diff) > 1e-12
+            better = moved & ((diff < 0) if metric == "regret" else (diff > 0))
+            print(f"{method} - {baseline} {metric}: mean {diff.mean():+.4f}, 95% [{low:+.4f}, {high:+.4f}] over "
+                  f"{diff.size} problems; better in {int(better.sum())}, equal in {int((~moved).sum())}, "
+                  f"worse in {int((moved & ~better).sum())}", flush=True)
+
+
 COMMANDS = {"progressive_g0": progressive_g0, "progressive_g1": progressive_g1, "progressive_g2": progressive_g2,
             "progressive_g3": progressive_g3, "progressive_ss1": progressive_ss1, "progressive_r1": progressive_r1,
-            "progressive_c3": progressive_c3, "table": table}
+            "progressive_c3": progressive_c3, "table": table,
+            "bootstrap": bootstrap}
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["intervals"]:
