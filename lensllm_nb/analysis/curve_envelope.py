@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..utils.validation import check_choice
 from .noise_floor import visible_noise
 
 __all__ = ["CEILINGS", "NOISE_WIDENING", "log_envelope"]
@@ -49,8 +49,7 @@ def log_envelope(visible, *, ceiling="steady_rise") -> tuple[np.ndarray, np.ndar
         between visible sizes at least one doubling apart; "rise": r⁺ the largest rise per
         doubling between consecutive visible sizes), or +inf ("none").
     """
-    if ceiling not in CEILINGS:
-        raise ConfigError(f"`ceiling` must be one of {CEILINGS}, got {ceiling!r}.")
+    check_choice("ceiling", ceiling, CEILINGS)
     noise = NOISE_WIDENING * visible_noise(visible)
     last = np.array([np.log(losses[-1]) for losses in visible.losses])
     doublings = np.array([np.log2(max(visible.target / sizes[-1], 1.0)) for sizes in visible.sizes])

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from ..errors import ConfigError, FitError
-from ..utils.validation import check_positive_sizes
+from ..utils.validation import check_choice, check_positive_sizes
 from .base import BaseEstimator
 from .fitting import PARAM_BOUNDS, LawSpec, fit_batch, law_jacobian, law_log_predict
 
@@ -50,8 +50,7 @@ class _Law(BaseEstimator):
             raise ConfigError(f"`huber_delta` must be a positive number, got {self.huber_delta!r}.")
         if not (isinstance(self.n_starts, (int, np.integer)) and self.n_starts >= 1):
             raise ConfigError(f"`n_starts` must be a positive integer, got {self.n_starts!r}.")
-        if self.interval not in _INTERVALS:
-            raise ConfigError(f"`interval` must be one of {_INTERVALS}, got {self.interval!r}.")
+        check_choice("interval", self.interval, _INTERVALS)
         return LawSpec(pre_learned=self._pre_learned(ntk_list), loss=self.loss, huber_delta=float(self.huber_delta),
                        n_starts=int(self.n_starts))
 

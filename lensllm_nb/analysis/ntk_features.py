@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..utils.validation import check_choice
 
 __all__ = ["NTKFeatures", "SKETCHES"]
 
@@ -82,8 +83,7 @@ class NTKFeatures:
             if value.shape != shape:
                 raise ConfigError(f"`{name}` must have shape {shape} to match `gram`, got {value.shape}.")
             setattr(self, name, value)
-        if self.sketch not in SKETCHES:
-            raise ConfigError(f"`sketch` must be one of {SKETCHES}, got {self.sketch!r}.")
+        check_choice("sketch", self.sketch, SKETCHES)
 
     @classmethod
     def from_gram(cls, gram, f0, target=None, **meta) -> "NTKFeatures":

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..utils.validation import check_choice
 from .curves import cut_visible
 from .extrapolate import line_fit
 from .noise_floor import visible_noise
@@ -107,8 +107,7 @@ def decide_pick(visible, log_pred, refit, *, origins="half", no_origin="leader",
     """
     for name, value, choices in (("origins", origins, ORIGINS), ("no_origin", no_origin, NO_ORIGIN),
                                  ("pair_pool", pair_pool, PAIR_POOL)):
-        if value not in choices:
-            raise ConfigError(f"`{name}` must be one of {choices}, got {value!r}.")
+        check_choice(name, value, choices)
     log_pred = np.asarray(log_pred, dtype=float)
     models = list(visible.models)
     a = int(np.argmin([l[-1] for l in visible.losses]))

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..utils.validation import check_choice
 from .budgeted import BudgetedSelector, cost_lookup
 from .curves import VisibleCurves
 from .metrics import full_data_flops
@@ -175,8 +176,7 @@ class ProgressiveSelector(BudgetedSelector):
         if not (isinstance(self.risk, (int, float)) and 0 <= self.risk < 1):
             raise ConfigError(f"`risk` must be in [0, 1), got {self.risk!r}; e.g. 0.01.")
         for name, choices in (("ladder", LADDERS), ("remainder", REMAINDERS), ("persisting_gaps", PERSISTING_GAPS)):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}.")
+            check_choice(name, getattr(self, name), choices)
 
     def _halving_gate(self, start):
         """(halve, why): whether persistence forecast most of the leader's gaps on the start points."""

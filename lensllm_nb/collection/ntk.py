@@ -23,6 +23,7 @@ import numpy as np
 
 from ..analysis.ntk_features import SKETCHES, NTKFeatures, _float_array
 from ..errors import ConfigError
+from ..utils.validation import check_choice
 from .training import IGNORE_INDEX, aligned_logits
 
 __all__ = ["NTKFeatures", "SKETCHES", "compute_ntk", "pairwise_ntk", "per_example_losses"]
@@ -135,7 +136,7 @@ def compute_ntk(model, batch, *, sketch_dim=4096, sketch="countsketch", seed=0, 
     import torch
 
     started = time.perf_counter()
-    _check_choice("sketch", sketch, SKETCHES, "sketch='countsketch'")
+    check_choice("sketch", sketch, SKETCHES, fix="pass e.g. sketch='countsketch'")
     k = _check_int("sketch_dim", sketch_dim, 1, "sketch_dim=4096")
     seed = _check_int("seed", seed, 0, "seed=0")
     micro_batch = _check_int("micro_batch", micro_batch, 1, "micro_batch=1")
@@ -388,6 +389,3 @@ def _check_int(name, value, minimum, example) -> int:
     return int(value)
 
 
-def _check_choice(name, value, choices, example) -> None:
-    if value not in choices:
-        raise ConfigError(f"`{name}` must be one of {choices}, got {value!r}; pass e.g. {example}.")

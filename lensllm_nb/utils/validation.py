@@ -13,7 +13,23 @@ import pandas as pd
 
 from ..errors import ConfigError
 
-__all__ = ["check_columns", "check_positive_sizes", "check_subset_sizes", "first_line"]
+__all__ = ["check_choice", "check_columns", "check_positive_sizes", "check_subset_sizes", "first_line"]
+
+
+def check_choice(name, value, choices, *, fix=None) -> None:
+    """Raise ConfigError unless `value` is one of `choices`.
+
+    Parameters
+    ----------
+    name : str
+        The argument name used in the error message.
+    value : object
+    choices : sequence
+    fix : str, optional
+        Appended to the message after a semicolon, e.g. ``"pass e.g. sketch='countsketch'"``.
+    """
+    if value not in choices:
+        raise ConfigError(f"`{name}` must be one of {choices}, got {value!r}" + (f"; {fix}." if fix else "."))
 
 
 def check_columns(frame, arg, required):
