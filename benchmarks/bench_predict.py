@@ -26,7 +26,7 @@ from lensllm_nb.analysis.metrics import relacc
 from lensllm_nb.analysis.published_curves import load
 from lensllm_nb.analysis.predict import (DEFAULT_METHOD, SCALE, _t2_ppf, calibrate_scale, log_predictive,
     p_best, predict_candidates)
-from lensllm_nb.analysis.curves import visible_curves
+from lensllm_nb.analysis.visible import visible_curves
 from lensllm_nb.analysis.progressive import ProgressiveSelector
 from lensllm_nb.analysis.protocol import DEFAULT_RATIOS, run_benchmark
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lensllm_nb.analysis import predict, published_curves
-from lensllm_nb.analysis.curves import visible_from_valid
+from lensllm_nb.analysis.visible import visible_from_valid
 from lensllm_nb.analysis.calibration import interval_score
 from lensllm_nb.analysis.predict import _bounds, _t2_ppf
 from lensllm_nb.errors import ConfigError

@@ -30,7 +30,7 @@ from lensllm_nb.analysis.multi_benchmark import run_benchmarks
 from lensllm_nb.analysis.predict import SCALE, _center_and_spread, _fit_methods, _t2_ppf, calibrate_scale, log_predictive
 from lensllm_nb.analysis.progressive import ProgressiveSelector
 from lensllm_nb.analysis.selection import make_selector
-from lensllm_nb.analysis.curves import visible_from_valid
+from lensllm_nb.analysis.visible import visible_from_valid
 from lensllm_nb.analysis.self_calibration import backtest_ratios
 from lensllm_nb.analysis.successive_halving import SuccessiveHalvingSelector
 

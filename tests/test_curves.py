@@ -115,6 +115,20 @@ def test_drop_invalid_reports_what_it_dropped():
 
 def test_wide_layout_errors_name_the_size_column(tmp_path):
     path = tmp_path / "wide.csv"
-    path.write_text("config name,0,200,400,800,size,family\nm1,4.0,3.0,nan,2.0,100,f\n")
-    with pytest.raises(CurveDataError, match=r"row 2, column '400'"):
+    path.write_text("config name,0,200,400,800,size,family\nm1,4.0,3.0,x,2.0,100,f\n")
+    with pytest.raises(CurveDataError, match=r"row 2, column '400': test loss is not a number \('x'\)"):
         read_curves(path)
+
+
+def test_empty_wide_cells_are_sizes_not_run_and_are_named(tmp_path):
+    # A wide table has a cell for every (model, size): an empty one is no observation.
+    path = tmp_path / "wide.csv"
+    path.write_text("config name,0,200,400,800,1600,size,family\n"
+                    "m1,4.0,3.0,,2.0,1.8,100,f\nm2,,3.1,2.9,nan,2.2,200,f\n")
+    with pytest.warns(UserWarning, match=r"3 empty cell\(s\).*row 2, column '400'; row 3, column '0'; "
+                                         r"row 3, column '800'"):
+        table = read_curves(path)
+    assert sorted(table.loc[table["model"] == "m1", "n_train"]) == [0, 200, 800, 1600]
+    assert sorted(table.loc[table["model"] == "m2", "n_train"]) == [200, 400, 1600]
+    assert table.attrs["not_measured"] == ["row 2, column '400'", "row 3, column '0'", "row 3, column '800'"]
+    assert table.attrs["dropped"] == []

@@ -191,6 +191,9 @@ def test_drop_invalid_flag_drops_and_fits_the_rest(files, tmp_path):
     proc = _cli(["fit", str(path), "--drop-invalid", "--law", "vanilla", "--format", "json"], cwd=tmp_path)
     statuses = {m["model"]: m["status"] for m in json.loads(proc.stdout)["models"]}
     assert statuses == {"a": "failed", "b": "ok"}  # a rises; b lost one row and still has 4 sizes
+    # The report of what was dropped is one line of the command's own, not Python's warning format.
+    assert proc.stderr.startswith("lensllm-nb fit: warning: ") and "dropped 1 invalid observation" in proc.stderr
+    assert "UserWarning" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------- end to end

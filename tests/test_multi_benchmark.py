@@ -90,3 +90,38 @@ def test_lcdb_dev_loads_as_84_problems(data_dir):
 
     lcdb = load("lcdb_dev")
     assert lcdb["dataset"].nunique() == 84 and (lcdb["n_train"] > 0).all()
+
+
+def _late_starters(table, first):
+    """"big" (sizes 100 ... 12,800) with m0 and m1 first measured at `first`."""
+    big = table[table["dataset"] == "big"]
+    return big[~(big["model"].isin(["m0", "m1"]) & big["n_train"].between(1, first - 1))].reset_index(drop=True)
+
+
+def test_a_ratio_some_candidate_cannot_serve_is_refused_naming_it(table):
+    from lensllm_nb.analysis.protocol import run_benchmark, usable_ratios
+    from lensllm_nb.errors import ConfigError
+
+    late = _late_starters(table, 800)  # ratio 8 (sizes <= 1,600) leaves m0 and m1 two points
+    usable, skipped = usable_ratios(late, [4, 8], 12800)
+    assert usable == [4] and skipped[0]["ratio"] == 8 and "['m0', 'm1']" in skipped[0]["reason"]
+    # Not every method dropped for every ratio because one ratio is short: the ratio is refused up front.
+    with pytest.raises(ConfigError, match=r"`ratios` 8: sizes <= 1,600 leave 2 measured size\(s\) for "
+                                          r"\['m0', 'm1'\], fewer than 3; use ratios up to 4"):
+        run_benchmark(late, methods=METHODS, ratios=[4, 8])
+    result = run_benchmark(late, methods=["subtuning", "ats", "backtested_pick"], ratios=[4])
+    assert result.skipped == [] and set(result.results["method"]) == {"subtuning", "ats", "backtested_pick"}
+
+
+def test_cli_default_ratios_leave_out_those_some_candidate_cannot_serve(table, tmp_path):
+    path = tmp_path / "late.csv"
+    _late_starters(table, 400).to_csv(path, index=False)
+    cmd = [sys.executable, "-m", "lensllm_nb.cli", "benchmark", str(path), "--methods", "subtuning,ats",
+           "--format", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    # Of the default ratios 8 ... 512 only 8 leaves m0 and m1 three sizes (400, 800, 1,600); no method is lost.
+    assert sorted({r["ratio"] for r in doc["results"]}) == [8] and "skipped_methods" not in doc
+    out = subprocess.run(cmd + ["--ratios", "8,16"], capture_output=True, text=True)
+    assert out.returncode == 2 and "`ratios` 16" in out.stderr and "use ratios up to 8" in out.stderr

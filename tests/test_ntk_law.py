@@ -17,7 +17,7 @@ from lensllm_nb.analysis.ntk_features import NTKFeatures
 from lensllm_nb.analysis.ntk_law import LensLLMStepsLaw
 from lensllm_nb.analysis.predict import PREDICTIVE_METHODS, predict_candidates
 from lensllm_nb.analysis.selection import LENSLLM_NOTES, LensLLMSelector, make_selector
-from lensllm_nb.analysis.curves import visible_from_valid
+from lensllm_nb.analysis.visible import visible_from_valid
 from lensllm_nb.collection.store import ResultsStore
 
 SIZES = np.array([16, 32, 64, 128, 256, 512, 1024], dtype=float)

@@ -8,7 +8,7 @@ from lensllm_nb.analysis.pair_backtest import decide_pick, gap_persistence
 from lensllm_nb.errors import ConfigError
 from lensllm_nb.analysis.predict import predict_candidates
 from lensllm_nb.analysis.selection import DEFAULT_METHOD, make_selector
-from lensllm_nb.analysis.curves import VisibleCurves
+from lensllm_nb.analysis.visible import VisibleCurves
 
 SIZES = np.array([100.0, 200.0, 400.0, 800.0, 1600.0])
 

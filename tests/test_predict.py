@@ -146,7 +146,7 @@ def test_cli_fit_and_benchmark_json_are_strict(data_dir):
 
 def _synthetic_cases(seed, tasks=4, n=30, noise=0.01):
     """Rectified-law curves (L = B / (D_l + D**beta) + E) with log-normal noise of known size."""
-    from lensllm_nb.analysis.curves import visible_curves
+    from lensllm_nb.analysis.visible import visible_curves
 
     rng = np.random.default_rng(seed)
     sizes = 200 * 2 ** np.arange(14)
@@ -184,7 +184,7 @@ def test_calibrated_intervals_hold_on_new_curves_from_the_same_law():
 
 
 def _curves(*curves, target=4096):
-    from lensllm_nb.analysis.curves import VisibleCurves
+    from lensllm_nb.analysis.visible import VisibleCurves
 
     sizes = [np.asarray(s, dtype=float) for s, _ in curves]
     return VisibleCurves(models=[f"m{i}" for i in range(len(curves))], sizes=sizes,
@@ -219,7 +219,7 @@ def test_the_needed_multiplier_accounts_for_the_noise_floor():
 
 
 def test_the_engine_scale_is_never_below_the_noise_floor(flan):
-    from lensllm_nb.analysis.curves import visible_curves
+    from lensllm_nb.analysis.visible import visible_curves
     from lensllm_nb.analysis.predict import log_predictive, visible_noise
 
     visible = visible_curves(flan, max_train=6400, target=TARGET)

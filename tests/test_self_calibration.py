@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lensllm_nb.analysis.curves import VisibleCurves
+from lensllm_nb.analysis.visible import VisibleCurves
 from lensllm_nb.analysis.self_calibration import backtest_multiplier, backtest_ratios, blended_multiplier
 
 SIZES = np.array([16, 32, 64, 128, 256])
@@ -53,7 +53,7 @@ def test_the_blend_raises_the_prior_half_way_in_log_and_never_lowers_it():
 
 
 def test_the_engine_widens_its_intervals_where_the_users_own_backtests_miss(flan):
-    from lensllm_nb.analysis.curves import visible_curves
+    from lensllm_nb.analysis.visible import visible_curves
     from lensllm_nb.analysis.predict import (DEFAULT_METHOD, SCALE, _center_and_spread, _fit_methods, _t2_ppf,
                                              log_predictive, visible_noise)
 
@@ -73,7 +73,7 @@ def test_the_engine_widens_its_intervals_where_the_users_own_backtests_miss(flan
 
 def test_the_engine_reuses_the_picks_own_backtest_fits_with_the_same_result(flan):
     from lensllm_nb.analysis import predict
-    from lensllm_nb.analysis.curves import cut_key, cut_visible, visible_curves
+    from lensllm_nb.analysis.visible import cut_key, cut_visible, visible_curves
 
     visible = visible_curves(flan, max_train=6400, target=1638400)
     pick = predict._fit_methods(visible, "backtested_pick")["backtested_pick"]

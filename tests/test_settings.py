@@ -61,3 +61,11 @@ def test_cli_flags_come_from_the_declarations():
         assert "--" + name.replace("_", "-") in flags
     assert set(cli_settings()) <= set(SETTINGS)
     assert "--progress" not in flags and "--no-progress" in flags
+
+
+def test_every_command_help_renders_its_text_as_written():
+    # argparse %-formats argument help but not descriptions: a "%%" there reaches the user as is.
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        text = command.format_help()
+        assert "%%" not in text and "%(" not in text, name

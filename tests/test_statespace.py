@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lensllm_nb.analysis.curves import VisibleCurves
+from lensllm_nb.analysis.visible import VisibleCurves
 from lensllm_nb.analysis.selection import SlopeDriftSelector
 from lensllm_nb.analysis.statespace import fit_slope_drift
 

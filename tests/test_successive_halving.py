@@ -59,3 +59,11 @@ def test_budget_too_small_is_a_config_error():
         SuccessiveHalvingSelector().fit(_below_target(), target=1600, budget=0.01)
     with pytest.raises(ConfigError, match="`eta`"):
         SuccessiveHalvingSelector(eta=1).fit(_below_target(), target=1600, budget=0.3)
+
+
+def test_candidates_without_a_common_size_are_told_so():
+    # Each candidate on its own grid (a: 100, 200, 400; b: 110, 220, 440 ...): no rung compares them.
+    table = _below_target().copy()
+    table["n_train"] = table["n_train"] + table["model"].map({"a": 0, "b": 10, "c": 20, "d": 30})
+    with pytest.raises(ConfigError, match="share none below the target"):
+        SuccessiveHalvingSelector().fit(table, target=1600, budget=0.3)

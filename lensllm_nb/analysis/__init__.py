@@ -9,7 +9,7 @@ from importlib import import_module as _import_module
 
 _PUBLIC = {
     "read_curves": "curves", "validate_curves": "curves", "aggregate_seeds": "curves",
-    "VisibleCurves": "curves", "visible_curves": "curves",
+    "VisibleCurves": "visible", "visible_curves": "visible",
     "load": "published_curves",
     "PowerLaw": "laws", "RectifiedLaw": "laws", "LensLLMLaw": "laws", "make_law": "laws",
     "fit_curves": "curve_fits", "NTKFeatures": "ntk_features",

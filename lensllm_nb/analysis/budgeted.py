@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .base import BaseEstimator
-from .curves import visible_curves
+from .visible import visible_curves
 from .metrics import training_flops
 
 __all__ = ["BudgetedSelector", "cost_lookup"]
@@ -47,7 +47,7 @@ class BudgetedSelector(BaseEstimator):
         return self.fit_pool(pool, rows, target=target, budget=budget)
 
     def fit_pool(self, pool, rows, *, target, budget=None):
-        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves`; each subclass says how.
+        """:meth:`fit` on curves already cut by :func:`~lensllm_nb.analysis.visible.visible_curves`; each subclass says how.
 
         Parameters
         ----------

@@ -176,7 +176,7 @@ def robust_curvature_predict(visible, *, significance):
 
     Parameters
     ----------
-    visible : lensllm_nb.analysis.curves.VisibleCurves
+    visible : lensllm_nb.analysis.visible.VisibleCurves
         The visible part of each candidate's curve.
     significance : float
         |t| above which the pooled curvature is used (the selector's default,

@@ -19,7 +19,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .curves import validate_curves, visible_from_valid
+from .curves import validate_curves
+
+from .visible import visible_from_valid
 from ..errors import FitError
 from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, top1_regret

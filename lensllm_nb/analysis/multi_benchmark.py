@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .curves import MIN_POSITIVE_SIZES, validate_curves
+from .curves import validate_curves
 from ..errors import ConfigError
-from .protocol import DEFAULT_METHOD, DEFAULT_RATIOS, _check_ratios, run_benchmark
+from .protocol import DEFAULT_METHOD, DEFAULT_RATIOS, _check_ratios, run_benchmark, usable_ratios
 
-__all__ = ["MultiBenchmarkResult", "run_benchmarks", "usable_ratios", "SUMMARY_METRICS"]
+__all__ = ["MultiBenchmarkResult", "run_benchmarks", "SUMMARY_METRICS"]
 
 SUMMARY_METRICS = ("relacc", "regret", "pearson", "spearman")
 
@@ -60,25 +60,6 @@ class MultiBenchmarkResult:
         return {"default_method": DEFAULT_METHOD, "datasets": datasets, "summary": summary,
                 "skipped_datasets": [dict(s) for s in self.skipped_datasets],
                 "wall_seconds": float(self.wall_seconds)}
-
-
-def usable_ratios(rows, ratios, target):
-    """Split ``ratios`` into those leaving every candidate ≥ 3 visible sizes and the skipped ones.
-
-    Returns
-    -------
-    (usable, skipped) : list of int, list of dict
-    """
-    sizes = rows[(rows["n_train"] > 0) & (rows["n_train"] < target)].groupby("model")["n_train"]
-    usable, skipped = [], []
-    for ratio in ratios:
-        fewest = int(sizes.apply(lambda s, cut=target // ratio: int((s.unique() <= cut).sum())).min())
-        if fewest >= MIN_POSITIVE_SIZES:
-            usable.append(ratio)
-        else:
-            skipped.append({"ratio": int(ratio), "reason": f"sizes <= {target // ratio:,} leave {fewest} measured "
-                            f"size(s) for some candidate, fewer than {MIN_POSITIVE_SIZES}"})
-    return usable, skipped
 
 
 def run_benchmarks(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, level=None) -> MultiBenchmarkResult:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..utils.validation import check_choice
-from .curves import cut_visible
+from .visible import cut_visible
 from .extrapolate import line_fit
 from .noise_floor import visible_noise
 

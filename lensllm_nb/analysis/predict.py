@@ -22,7 +22,8 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .curve_envelope import log_envelope
-from .curves import VisibleCurves, cut_key, one_dataset, validate_curves, visible_from_valid
+from .curves import one_dataset, validate_curves
+from .visible import VisibleCurves, cut_key, visible_from_valid
 from .metrics import cost_fraction as _cost_fraction
 from .noise_floor import visible_noise
 from .selection import DEFAULT_METHOD, make_selector
@@ -179,7 +180,7 @@ def predict_candidates(table, *, max_train, target=None, method=DEFAULT_METHOD, 
 
 def predict_visible(visible: VisibleCurves, *, method=DEFAULT_METHOD, level=0.9, dataset="", max_train=None,
                     cost_fraction=float("nan")) -> CandidatePredictions:
-    """:func:`predict_candidates` on curves already cut by :func:`~lensllm_nb.analysis.curves.visible_curves`.
+    """:func:`predict_candidates` on curves already cut by :func:`~lensllm_nb.analysis.visible.visible_curves`.
 
     Parameters
     ----------

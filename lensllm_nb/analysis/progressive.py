@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..utils.validation import check_choice
 from .budgeted import BudgetedSelector, cost_lookup
-from .curves import VisibleCurves
+from .visible import VisibleCurves
 from .metrics import full_data_flops
 from .curve_envelope import log_envelope
 from .pair_backtest import gap_persistence

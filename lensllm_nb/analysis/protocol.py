@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .curves import one_dataset, validate_curves, visible_from_valid
+from .curves import MIN_POSITIVE_SIZES, one_dataset, validate_curves
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret
 from .predict import PREDICTIVE_METHODS, check_level, predict_visible
 from .progressive import ProgressiveSelector
 from .selection import DEFAULT_METHOD, make_selector
 from .successive_halving import SuccessiveHalvingSelector
+from .visible import visible_from_valid
 
-__all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark"]
+__all__ = ["DEFAULT_RATIOS", "DEFAULT_METHOD", "METHODS", "BenchmarkResult", "run_benchmark", "usable_ratios"]
 
 DEFAULT_RATIOS = (8, 16, 32, 64, 128, 256, 512)
 METHODS = ("zeroshot", "subtuning", "modelsize", "vanilla", "rectified", "ats", "lensllm", "robust_curvature",
@@ -102,6 +103,43 @@ def _check_ratios(ratios):
     return ratios
 
 
+def usable_ratios(rows, ratios, target):
+    """Split ``ratios`` into those leaving every candidate ≥ 3 visible sizes and the skipped ones.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        One dataset's validated rows.
+    ratios : sequence of int
+    target : int
+
+    Returns
+    -------
+    (usable, skipped) : list of int, list of dict
+        ``skipped`` holds ``{"ratio", "reason"}``; the reason names the candidates short of sizes.
+    """
+    sizes = rows[(rows["n_train"] > 0) & (rows["n_train"] < target)].groupby("model")["n_train"]
+    usable, skipped = [], []
+    for ratio in ratios:
+        counts = sizes.apply(lambda s, cut=target // ratio: int((s.unique() <= cut).sum()))
+        short = counts[counts < MIN_POSITIVE_SIZES]
+        if short.empty:
+            usable.append(ratio)
+            continue
+        skipped.append({"ratio": int(ratio), "reason": f"sizes <= {target // ratio:,} leave {int(short.min())} "
+                        f"measured size(s) for {sorted(short.index)[:3]}"
+                        f"{f' and {len(short) - 3} more' if len(short) > 3 else ''}, fewer than {MIN_POSITIVE_SIZES}"})
+    return usable, skipped
+
+
+def _largest_usable_ratio(rows, target) -> int:
+    """The largest ratio that leaves every candidate 3 visible sizes (1 when none does)."""
+    below = rows[(rows["n_train"] > 0) & (rows["n_train"] < target)].groupby("model")["n_train"]
+    third = below.apply(lambda s: np.sort(s.unique())[MIN_POSITIVE_SIZES - 1]
+                        if s.nunique() >= MIN_POSITIVE_SIZES else target)
+    return max(1, int(target // third.max()))
+
+
 def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, dataset=None,
                   level=None) -> BenchmarkResult:
     """Run the selection protocol on one dataset of a tidy curves table.
@@ -125,6 +163,12 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
     Returns
     -------
     BenchmarkResult
+
+    Raises
+    ------
+    ConfigError
+        For a model without a loss at ``target``, or a ratio that leaves some
+        candidate fewer than 3 visible sizes (see :func:`usable_ratios`).
     """
     start = time.perf_counter()
     if level is not None:
@@ -140,7 +184,9 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
     missing = sorted(set(df["model"]) - set(truth.index))
     if missing:
         raise ConfigError(f"`target`={target}: no measured loss at that size for {missing[:3]}; "
-                          "the benchmark needs the true loss of every model at the target.")
+                          "the benchmark needs the true loss of every model at the target; pass a `target` "
+                          "(CLI: --target) that every model reaches, or leave those models out.")
+    _refuse_short_ratios(df, ratios, target)
     rows, preds, skipped = [], [], {}
     # Progressive selection may buy any size below the target; its pool is cut once.
     below = df[df["n_train"] < target]
@@ -184,6 +230,18 @@ def run_benchmark(table, *, methods=None, target=None, ratios=DEFAULT_RATIOS, da
     return BenchmarkResult(results=results, predictions=predictions, dataset=dataset, target=int(target),
                            wall_seconds=time.perf_counter() - start, level=None if level is None else float(level),
                            skipped=[{"method": m, "reason": r} for m, r in skipped.items()])
+
+
+def _refuse_short_ratios(df, ratios, target) -> None:
+    """A ratio that leaves some candidate fewer than 3 visible sizes cannot be scored: say which and what fits."""
+    _, short = usable_ratios(df, ratios, target)
+    if short:
+        largest = _largest_usable_ratio(df, target)
+        raise ConfigError(f"`ratios` {short[0]['ratio']}: {short[0]['reason']}; use ratios up to {largest} "
+                          "(CLI: --ratios), or leave those candidates out."
+                          if largest > 1 else
+                          f"`ratios` {short[0]['ratio']}: {short[0]['reason']}, and no ratio leaves them "
+                          f"{MIN_POSITIVE_SIZES}; measure more sizes below the target, or leave them out.")
 
 
 def _fit_method(method, visible, costs, pool, below, target):

@@ -18,7 +18,8 @@ import pandas as pd
 from ..errors import ConfigError
 from .base import BaseEstimator
 from .curve_envelope import log_envelope
-from .curves import cut_key, rising_reason, visible_curves
+from .curves import rising_reason
+from .visible import cut_key, visible_curves
 from .extrapolate import ats_transition, line_fit, robust_curvature_predict
 from .laws import make_law
 from .metrics import cost_fraction, pearcorr, relacc, spearman, top1_regret

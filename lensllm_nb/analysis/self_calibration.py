@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .curves import cut_visible
+from .visible import cut_visible
 from .pair_backtest import backtest_origins
 
 __all__ = ["backtest_multiplier", "backtest_ratios", "blended_multiplier"]

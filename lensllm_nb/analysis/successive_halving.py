@@ -61,8 +61,7 @@ class SuccessiveHalvingSelector(BudgetedSelector):
         total = full_data_flops(rows, target=target)
         start, ladder, spent = budget_ladder(pool, self.eta, cost_of, budget=budget, total=total)
         if not ladder:
-            raise ConfigError(f"successive halving: no ladder fits `budget` {budget:.3g} of full-data FLOPs "
-                              "(not even every candidate on the smallest size); raise the budget.")
+            raise ConfigError(_no_ladder_reason(pool, budget))
         self.start_size_ = int(start)
         self._store(pool, ladder)
         self.cost_fraction_ = spent / total
@@ -173,6 +172,16 @@ def ladder_ranking(pool, ladder):
             reached[i], loss[i] = rung, _loss_at(pool, i, size)
     order = sorted(reached, key=lambda i: (-reached[i], loss[i], pool.models[i]))
     return [pool.models[i] for i in order], [loss[i] for i in range(len(pool.models))]
+
+
+def _no_ladder_reason(pool, budget) -> str:
+    """Why no rung could run: the candidates share no measured size, or the budget pays not even the first."""
+    if not set.intersection(*(set(sizes.tolist()) for sizes in pool.sizes)):
+        return ("successive halving compares candidates at a size they were all measured at, and these "
+                "candidates share none below the target (each has its own size grid); measure them on "
+                "common sizes to run it.")
+    return (f"successive halving: no ladder fits `budget` {budget:.3g} of full-data FLOPs "
+            "(not even every candidate on the smallest size); raise the budget.")
 
 
 def _doubled(pool, members, size):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -61,7 +63,9 @@ def main(argv=None) -> int:
         return 2
     status, error = "failed", None
     try:
-        code = int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command, warnings.showwarning)
+            code = int(args.func(args) or 0)
         status = "ok" if code == 0 else "failed"
         return code
     except BrokenPipeError:
@@ -95,6 +99,21 @@ def main(argv=None) -> int:
         raise
     finally:
         _leave_record(args, status, error)
+
+
+def _one_line_warning(command, fallback):
+    """A `warnings.showwarning` that prints the package's own warnings as one masked line."""
+    from ..utils.safe_output import mask_secrets
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not filename.startswith(_PACKAGE_DIR):
+            return fallback(message, category, filename, lineno, file, line)
+        print(mask_secrets(f"lensllm-nb {command}: warning: {message}"), file=file or sys.stderr)
+
+    return show
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
 
 def _silence_stdout() -> None:

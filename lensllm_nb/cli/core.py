@@ -119,35 +119,13 @@ def _name_list(text):
     return list(dict.fromkeys(m.strip().lower() for m in str(text).split(",") if m.strip()))
 
 
-def _check_ratios(table, ratios, target) -> None:
-    """Refuse a ratio that leaves fewer than 3 positive sizes visible, naming the largest usable one."""
-    from ..analysis.curves import MIN_POSITIVE_SIZES
-
-    target = int(table["n_train"].max()) if target is None else target
-    if not isinstance(target, int) or target <= 0:
-        raise ConfigError(f"`--target` must be a positive size, got {target}.")
-    measured = set(table["n_train"].tolist())
-    if target not in measured:
-        return  # run_benchmark says that the target has no measured loss
-    sizes = sorted(n for n in measured if 0 < n < target)
-    usable = target // sizes[MIN_POSITIVE_SIZES - 1] if len(sizes) >= MIN_POSITIVE_SIZES else 1
-    bad = [r for r in ratios if r > usable]
-    if bad:
-        raise ConfigError(
-            f"`--ratios` {bad[0]} leaves only sizes <= {target // bad[0]} visible for target {target}, fewer than "
-            f"{MIN_POSITIVE_SIZES} measured sizes; use ratios up to {usable}"
-            + ("." if usable > 1 else " (the file has too few sizes below the target)."))
-
-
 def _default_ratios(table, target) -> list:
-    """The protocol's ratios that leave at least 3 measured sizes visible (all of them on FLAN)."""
-    from ..analysis.curves import MIN_POSITIVE_SIZES
-    from ..analysis.protocol import DEFAULT_RATIOS
+    """The protocol's ratios that leave every candidate at least 3 measured sizes (all of them on FLAN)."""
+    from ..analysis.protocol import DEFAULT_RATIOS, usable_ratios
 
     target = int(table["n_train"].max()) if target is None else target
-    sizes = sorted(n for n in set(table["n_train"].tolist()) if 0 < n < target)
-    usable = [r for r in DEFAULT_RATIOS if sum(n <= target // r for n in sizes) >= MIN_POSITIVE_SIZES]
-    return usable or list(DEFAULT_RATIOS)  # none usable: _check_ratios says why
+    usable, _ = usable_ratios(table, DEFAULT_RATIOS, target)
+    return usable or list(DEFAULT_RATIOS)  # none usable: run_benchmark says why
 
 
 def _benchmark(args) -> int:
@@ -160,7 +138,6 @@ def _benchmark(args) -> int:
         return _benchmark_many(table, args, methods, ratios)
     dataset = _one_dataset(table, args.curves)
     ratios = _default_ratios(table, args.target) if ratios is None else ratios
-    _check_ratios(table, ratios, args.target)
     out = None if args.out is None else _prepare_out(args.out)
     result = run_benchmark(table, methods=methods, target=args.target, ratios=ratios, dataset=dataset,
                            level=args.level)

@@ -23,9 +23,9 @@ def register(subparsers) -> None:
             "Ignores every size above --max-train (as the benchmark protocol does) and predicts each "
             "model's loss at --target (default: the largest size in the file), with an interval at "
             "--level, the probability of being best (p_best), the expected regret (in log loss: 0.01 is "
-            "about 1%% of loss) and the pick with the reason for it (it can differ from the lowest "
+            "about 1% of loss) and the pick with the reason for it (it can differ from the lowest "
             "prediction). CURVES is a tidy "
-            "or wide-layout CSV/Parquet file, a benchmark name (flan, gigaword, wmt19), or a results "
+            "or wide-layout CSV/Parquet file, a benchmark name (flan, gigaword, wmt19, lcdb_dev), or a results "
             "store (notebook 01's results.db or a database URL), whose NTK features `--method lensllm` uses "
             "(the table output says which law it ran)."
         ),
