@@ -110,8 +110,9 @@ class _Selector(BaseEstimator):
         short = [m for m, s in zip(visible.models, visible.sizes) if s.size < self._min_points]
         if short:
             largest = max((s[-1] for s in visible.sizes if s.size), default=0)
+            seen = f"largest {largest:g}" if largest else "no measured size is that small"
             raise ConfigError(
-                f"the visible sizes (largest {largest:g}) leave fewer than {self._min_points} point(s) for "
+                f"the visible sizes ({seen}) leave fewer than {self._min_points} point(s) for "
                 f"{short[:3]}; raise `max_train` or measure more small sizes."
             )
         pred, failed = self._predict(visible)

@@ -243,7 +243,7 @@ def stored_ntk(store, curves, names=None) -> dict | None:
     """The NTK features notebook 01 stored for every candidate of ``curves``, else None.
 
     Without a store, the features the curves table carries (``attrs["ntk"]``, as
-    ``benchmarks.load("zoo_corpus")`` sets them) when every candidate has them.
+    ``published_curves.load("zoo_corpus")`` sets them) when every candidate has them.
 
     Parameters
     ----------
