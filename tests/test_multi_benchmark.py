@@ -82,7 +82,8 @@ def test_cli_on_a_multi_dataset_file_and_on_one_dataset(table, tmp_path):
     assert out.returncode == 0, out.stderr
     assert set(json.loads(out.stdout)) == {"dataset", "target", "default_method", "results", "wall_seconds"}
     table_out = subprocess.run(cmd[:-2], capture_output=True, text=True)
-    assert table_out.returncode == 0 and "skipped zeroshot on small" in table_out.stdout
+    assert table_out.returncode == 0 and "skipped zeroshot on small: " in table_out.stdout
+    assert "skipped ratio 8 on small: " in table_out.stdout
 
 
 def test_lcdb_dev_loads_as_84_problems(data_dir):

@@ -180,12 +180,20 @@ def _benchmark_many(table, args, methods, ratios) -> int:
 def _print_many(result) -> None:
     print(f"{len(result.per_dataset)} datasets, {result.wall_seconds:.2f} s; mean per method over datasets x ratios")
     print(result.summary.round(4).to_string(index=False))
+    methods, ratios = {}, {}
     for res in result.per_dataset:
         for skip in res.skipped:
-            print(f"skipped {skip['method']} on {res.dataset}: {skip['reason']}")
+            methods.setdefault(skip["method"], []).append((res.dataset, skip["reason"]))
     for dataset, skips in result.skipped_ratios.items():
         for skip in skips:
-            print(f"skipped ratio {skip['ratio']} on {dataset}: {skip['reason']}")
+            ratios.setdefault(skip["ratio"], []).append((dataset, skip["reason"]))
+    # One line per skipped method or ratio, however many datasets: the JSON lists every one.
+    count = len(result.skipped_ratios)
+    labelled = [*methods.items(), *((f"ratio {r}", v) for r, v in sorted(ratios.items()))]
+    for label, skips in labelled:
+        first, reason = skips[0]
+        where = first if len(skips) == 1 else f"{len(skips)} of {count} datasets (first {first}; all in --format json)"
+        print(f"skipped {label} on {where}: {reason}")
     for skip in result.skipped_datasets:
         print(f"skipped dataset {skip['dataset']}: {skip['reason']}")
 
