@@ -106,7 +106,7 @@ def _one_line_warning(command, fallback):
     from ..utils.safe_output import mask_secrets
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if not filename.startswith(_PACKAGE_DIR):
+        if not str(Path(filename).resolve()).startswith(_PACKAGE_DIR):
             return fallback(message, category, filename, lineno, file, line)
         print(mask_secrets(f"lensllm-nb {command}: warning: {message}"), file=file or sys.stderr)
 
